@@ -1,0 +1,126 @@
+/// Value types shared by every ClusterMaker module: what a value *is*, not a bare String.
+
+/// An IPv4 address in host order, parsed from dotted quad only (no shorthand forms).
+public struct IPv4Address: Hashable, Sendable, Comparable, Codable, CustomStringConvertible {
+    public var rawValue: UInt32
+
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    public init(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) {
+        rawValue = UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
+    }
+
+    /// Strict dotted-quad parser: four decimal octets 0…255, no leading "+", at most 3 digits each.
+    public init?(_ text: some StringProtocol) {
+        var value: UInt32 = 0
+        var octets = 0
+        for part in text.split(separator: ".", omittingEmptySubsequences: false) {
+            guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }),
+                  let octet = UInt32(part), octet <= 255 else { return nil }
+            value = value << 8 | octet
+            octets += 1
+        }
+        guard octets == 4 else { return nil }
+        rawValue = value
+    }
+
+    public var octets: (UInt8, UInt8, UInt8, UInt8) {
+        (UInt8(rawValue >> 24), UInt8(rawValue >> 16 & 0xff), UInt8(rawValue >> 8 & 0xff), UInt8(rawValue & 0xff))
+    }
+
+    public var description: String {
+        let o = octets
+        return "\(o.0).\(o.1).\(o.2).\(o.3)"
+    }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = IPv4Address(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an IPv4 address: \(text)"))
+        }
+        self = value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+/// An IPv4 network in CIDR notation, e.g. 10.77.0.0/24. The address must be the network address.
+public struct IPv4Network: Hashable, Sendable, Codable, CustomStringConvertible {
+    public var address: IPv4Address
+    public var prefixLength: Int
+
+    public init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let address = IPv4Address(parts[0]),
+              parts[1].count <= 2, parts[1].allSatisfy({ $0.isASCII && $0.isNumber }),
+              let length = Int(parts[1]), (0...32).contains(length) else { return nil }
+        self.address = address
+        self.prefixLength = length
+        guard address.rawValue & ~mask == 0 else { return nil }
+    }
+
+    public var mask: UInt32 { prefixLength == 0 ? 0 : UInt32.max << UInt32(32 - prefixLength) }
+
+    public func contains(_ ip: IPv4Address) -> Bool { ip.rawValue & mask == address.rawValue }
+
+    public var description: String { "\(address)/\(prefixLength)" }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = IPv4Network(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an IPv4 network: \(text)"))
+        }
+        self = value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+/// An Ethernet MAC address, written as six colon-separated hex octets, printed in lower case.
+public struct MACAddress: Hashable, Sendable, Codable, CustomStringConvertible {
+    public var bytes: [UInt8]
+
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 6 else { return nil }
+        self.bytes = bytes
+    }
+
+    public init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6 else { return nil }
+        var bytes: [UInt8] = []
+        for part in parts {
+            guard part.count == 2, let b = UInt8(part, radix: 16) else { return nil }
+            bytes.append(b)
+        }
+        self.bytes = bytes
+    }
+
+    public var description: String {
+        bytes.map { b in
+            let s = String(b, radix: 16)
+            return s.count == 1 ? "0" + s : s
+        }.joined(separator: ":")
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = MACAddress(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a MAC address: \(text)"))
+        }
+        self = value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}

@@ -1,0 +1,231 @@
+import CMTypes
+import Foundation
+
+/// Message type names: the `type` field of the envelope. One place, so both ends agree.
+public enum MessageType {
+    public static let hello = "hello"
+    public static let status = "status"
+    public static let subscribe = "subscribe"
+    public static let healthList = "health.list"
+    public static let healthShow = "health.show"
+    public static let healthHistory = "health.history"
+    public static let healthTransition = "health.transition"
+    public static let metricsQuery = "metrics.query"
+}
+
+/// Event topics a subscriber can ask for.
+public enum Topic {
+    public static let health = "health"
+}
+
+// MARK: Common to every daemon
+
+/// First request on every connection.
+public struct Hello: Codable, Sendable, Equatable {
+    public var protocolVersion: Int
+    /// Who is calling ("cmctl", "cm-lbd", …), for the daemon's log.
+    public var peer: String
+    public init(protocolVersion: Int = WireProtocol.version, peer: String) {
+        self.protocolVersion = protocolVersion
+        self.peer = peer
+    }
+}
+
+public struct HelloReply: Codable, Sendable, Equatable {
+    public var daemon: String
+    public var version: String
+    public var protocolVersion: Int
+    public init(daemon: String, version: String, protocolVersion: Int = WireProtocol.version) {
+        self.daemon = daemon
+        self.version = version
+        self.protocolVersion = protocolVersion
+    }
+}
+
+/// `status`: what `cmctl status` prints for each daemon.
+public struct DaemonStatus: Codable, Sendable, Equatable {
+    public var daemon: String
+    public var version: String
+    public var pid: Int32
+    public var startedAt: Date
+    /// One line, the same text as the unit's STATUS=.
+    public var status: String
+    public init(daemon: String, version: String, pid: Int32, startedAt: Date, status: String) {
+        self.daemon = daemon
+        self.version = version
+        self.pid = pid
+        self.startedAt = startedAt
+        self.status = status
+    }
+}
+
+/// `subscribe`: from now on the connection also carries events of these topics.
+public struct Subscribe: Codable, Sendable, Equatable {
+    public var topics: [String]
+    public init(topics: [String]) { self.topics = topics }
+}
+
+public struct SubscribeReply: Codable, Sendable, Equatable {
+    public var topics: [String]
+    public init(topics: [String]) { self.topics = topics }
+}
+
+// MARK: cm-healthd
+
+public enum HealthState: String, Codable, Sendable, CaseIterable {
+    case unknown, up, down
+}
+
+public struct ProbeSummary: Codable, Sendable, Equatable {
+    public var ok: Bool
+    public var message: String
+    public var latencyMs: Double
+    public var at: Date
+    public init(ok: Bool, message: String, latencyMs: Double, at: Date) {
+        self.ok = ok
+        self.message = message
+        self.latencyMs = latencyMs
+        self.at = at
+    }
+}
+
+/// One check instance as cm-healthd sees it now.
+public struct CheckStatus: Codable, Sendable, Equatable {
+    public var id: CheckID
+    public var type: String
+    public var address: IPv4Address
+    public var state: HealthState
+    /// When the current state began (nil while unknown since start).
+    public var since: Date?
+    public var lastProbe: ProbeSummary?
+    public var consecutiveSuccesses: Int
+    public var consecutiveFailures: Int
+    public var intervalMs: Int64
+    public var timeoutMs: Int64
+    public var rise: Int
+    public var fall: Int
+
+    public init(id: CheckID, type: String, address: IPv4Address, state: HealthState, since: Date?, lastProbe: ProbeSummary?,
+                consecutiveSuccesses: Int, consecutiveFailures: Int, intervalMs: Int64, timeoutMs: Int64, rise: Int, fall: Int) {
+        self.id = id
+        self.type = type
+        self.address = address
+        self.state = state
+        self.since = since
+        self.lastProbe = lastProbe
+        self.consecutiveSuccesses = consecutiveSuccesses
+        self.consecutiveFailures = consecutiveFailures
+        self.intervalMs = intervalMs
+        self.timeoutMs = timeoutMs
+        self.rise = rise
+        self.fall = fall
+    }
+}
+
+public struct HealthListRequest: Codable, Sendable, Equatable {
+    public var node: NodeName?
+    public var state: HealthState?
+    public init(node: NodeName? = nil, state: HealthState? = nil) {
+        self.node = node
+        self.state = state
+    }
+}
+
+public struct HealthListReply: Codable, Sendable, Equatable {
+    public var checks: [CheckStatus]
+    public init(checks: [CheckStatus]) { self.checks = checks }
+}
+
+public struct HealthShowRequest: Codable, Sendable, Equatable {
+    public var id: CheckID
+    public init(id: CheckID) { self.id = id }
+}
+
+/// A state change of one check; also the body of `health.transition` events.
+public struct HealthTransition: Codable, Sendable, Equatable {
+    public var id: CheckID
+    public var from: HealthState
+    public var to: HealthState
+    public var at: Date
+    public var message: String
+    public init(id: CheckID, from: HealthState, to: HealthState, at: Date, message: String) {
+        self.id = id
+        self.from = from
+        self.to = to
+        self.at = at
+        self.message = message
+    }
+}
+
+public struct HealthShowReply: Codable, Sendable, Equatable {
+    public var check: CheckStatus
+    public var recent: [HealthTransition]
+    public init(check: CheckStatus, recent: [HealthTransition]) {
+        self.check = check
+        self.recent = recent
+    }
+}
+
+public struct HealthHistoryRequest: Codable, Sendable, Equatable {
+    public var id: CheckID?
+    public var since: Date?
+    public var limit: Int
+    public init(id: CheckID? = nil, since: Date? = nil, limit: Int = 50) {
+        self.id = id
+        self.since = since
+        self.limit = limit
+    }
+}
+
+public struct HealthHistoryReply: Codable, Sendable, Equatable {
+    public var transitions: [HealthTransition]
+    public init(transitions: [HealthTransition]) { self.transitions = transitions }
+}
+
+public struct MetricsQuery: Codable, Sendable, Equatable {
+    public var node: NodeName
+    public var since: Date
+    public var until: Date?
+    /// Series names to return; nil for all.
+    public var series: [String]?
+    public init(node: NodeName, since: Date, until: Date? = nil, series: [String]? = nil) {
+        self.node = node
+        self.since = since
+        self.until = until
+        self.series = series
+    }
+}
+
+public struct MetricPoint: Codable, Sendable, Equatable {
+    public var t: Date
+    public var v: Double
+    public init(t: Date, v: Double) {
+        self.t = t
+        self.v = v
+    }
+}
+
+public struct MetricSeries: Codable, Sendable, Equatable {
+    public var name: String
+    /// "raw", "1m" or "1h": which store the points came from.
+    public var resolution: String
+    public var points: [MetricPoint]
+    public init(name: String, resolution: String, points: [MetricPoint]) {
+        self.name = name
+        self.resolution = resolution
+        self.points = points
+    }
+}
+
+public struct MetricsReply: Codable, Sendable, Equatable {
+    public var node: NodeName
+    public var series: [MetricSeries]
+    public var lastScrape: Date?
+    public var lastError: String?
+    public init(node: NodeName, series: [MetricSeries], lastScrape: Date?, lastError: String?) {
+        self.node = node
+        self.series = series
+        self.lastScrape = lastScrape
+        self.lastError = lastError
+    }
+}

@@ -1,0 +1,228 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The control-socket server every daemon runs: frames, envelopes, hello, peer checks,
+/// request routing and event subscriptions, over a Unix-domain stream socket.
+public final class WireServer: Sendable {
+    /// Where the listening socket comes from.
+    public enum Listener: Sendable, CustomStringConvertible {
+        /// Bind this path ourselves (no systemd); a stale socket file is replaced.
+        case path(String)
+        /// An already listening socket handed over by systemd (LISTEN_FDS).
+        case descriptor(CInt, path: String)
+
+        public var description: String {
+            switch self {
+            case .path(let p): return p
+            case .descriptor(let fd, let p): return "\(p) (fd \(fd) from systemd)"
+            }
+        }
+    }
+
+    public struct Counters: Sendable, Equatable {
+        public var connections: Int
+        public var refusedPeers: Int
+        public var badFrames: Int
+        public var requests: Int
+    }
+
+    public let daemon: String
+    public let version: String
+    public let events: EventHub
+    let router: WireRouter
+    let policy: PeerPolicy
+    let maximumFrameLength: Int
+    let logger: Logger
+    let statusProvider: @Sendable () -> DaemonStatus
+
+    private let connections = Atomic<Int>(0)
+    private let refusedPeers = Atomic<Int>(0)
+    private let badFrames = Atomic<Int>(0)
+    private let requests = Atomic<Int>(0)
+
+    public init(daemon: String, version: String, router: WireRouter, events: EventHub = EventHub(),
+                policy: PeerPolicy = PeerPolicy(), maximumFrameLength: Int = Frame.defaultMaximumLength,
+                logger: Logger, status: @escaping @Sendable () -> DaemonStatus) {
+        self.daemon = daemon
+        self.version = version
+        self.router = router
+        self.events = events
+        self.policy = policy
+        self.maximumFrameLength = maximumFrameLength
+        self.logger = logger
+        self.statusProvider = status
+    }
+
+    public var counters: Counters {
+        Counters(connections: connections.load(ordering: .relaxed), refusedPeers: refusedPeers.load(ordering: .relaxed),
+                 badFrames: badFrames.load(ordering: .relaxed), requests: requests.load(ordering: .relaxed))
+    }
+
+    typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    /// Serves until the surrounding task is cancelled. `onListening` runs once the socket
+    /// accepts connections (the daemon sends READY=1 from there).
+    public func run(listener: Listener, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                    onListening: @Sendable () -> Void = {}) async throws {
+        let maximumFrameLength = self.maximumFrameLength
+        let initializer: @Sendable (any Channel) -> EventLoopFuture<(Connection, PeerCredentials?)> = { channel in
+            Self.peerCredentials(of: channel).flatMapThrowing { credentials in
+                let sync = channel.pipeline.syncOperations
+                try sync.addHandler(ByteToMessageHandler(FrameDecoder(maximumLength: maximumFrameLength)))
+                try sync.addHandler(MessageToByteHandler(FrameEncoder()))
+                return (try Connection(wrappingChannelSynchronously: channel), credentials)
+            }
+        }
+        let bootstrap = ServerBootstrap(group: group).serverChannelOption(.backlog, value: 128)
+        let server: NIOAsyncChannel<(Connection, PeerCredentials?), Never>
+        switch listener {
+        case .path(let path):
+            server = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
+        case .descriptor(let fd, _):
+            server = try await bootstrap.bind(fd, childChannelInitializer: initializer)
+        }
+        logger.info("listening on \(listener)")
+        onListening()
+        try await server.executeThenClose { inbound in
+            try await withThrowingDiscardingTaskGroup { tasks in
+                for try await (connection, credentials) in inbound {
+                    tasks.addTask { await self.serve(connection, credentials: credentials) }
+                }
+            }
+        }
+    }
+
+    private static func peerCredentials(of channel: any Channel) -> EventLoopFuture<PeerCredentials?> {
+        guard let provider = channel as? any SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(nil) }
+        let future: EventLoopFuture<RawPeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        return future.map { raw -> PeerCredentials? in PeerCredentials(pid: raw.pid, uid: raw.uid, gid: raw.gid) }.recover { _ in nil }
+    }
+
+    private func serve(_ connection: Connection, credentials: PeerCredentials?) async {
+        connections.add(1, ordering: .relaxed)
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                guard let credentials, policy.permits(credentials) else {
+                    refusedPeers.add(1, ordering: .relaxed)
+                    logger.warning("refused connection from \(credentials.map(String.init(describing:)) ?? "unknown peer"): not root and not in group \(policy.groupName)")
+                    let error = WireError(.permissionDenied, "permission denied: \(daemon) accepts only root and members of group \(policy.groupName)")
+                    try? await outbound.write(Self.errorPayload(error, id: 0, type: MessageType.hello))
+                    return
+                }
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    defer { tasks.cancelAll() }
+                    try await self.handleRequests(inbound, outbound, credentials: credentials, tasks: &tasks)
+                }
+            }
+        } catch is CancellationError {
+        } catch {
+            logger.debug("connection ended: \(error)")
+        }
+    }
+
+    private func handleRequests(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
+                                credentials: PeerCredentials, tasks: inout ThrowingTaskGroup<Void, any Error>) async throws {
+        var peerName: String?
+        var subscription: EventHub.Subscription?
+        defer { if let subscription { events.unsubscribe(subscription.id) } }
+        do {
+            for try await payload in inbound {
+                let envelope: ReceivedEnvelope
+                do {
+                    envelope = try ReceivedEnvelope(payload: payload)
+                } catch {
+                    // A frame we cannot read means the peer is confused: tell it why, then hang up.
+                    badFrames.add(1, ordering: .relaxed)
+                    logger.warning("bad envelope from \(credentials): \(error.message)")
+                    try? await outbound.write(Self.errorPayload(error, id: 0, type: "error"))
+                    return
+                }
+                let header = envelope.header
+                guard header.kind == .request else {
+                    try await outbound.write(Self.errorPayload(WireError(.badEnvelope, "expected a request, got \(header.kind.rawValue)"), id: header.id, type: header.type))
+                    continue
+                }
+                requests.add(1, ordering: .relaxed)
+                if header.type == MessageType.hello {
+                    do {
+                        let hello = try envelope.body(as: Hello.self)
+                        guard hello.protocolVersion == WireProtocol.version else {
+                            throw WireError(.versionMismatch, "protocol version \(hello.protocolVersion) not supported (\(daemon) speaks \(WireProtocol.version))")
+                        }
+                        peerName = hello.peer
+                        try await outbound.write(ByteBuffer.envelope(EnvelopeHeader(kind: .response, id: header.id, type: header.type),
+                                                                     body: HelloReply(daemon: daemon, version: version)))
+                    } catch let error as WireError {
+                        try await outbound.write(Self.errorPayload(error, id: header.id, type: header.type))
+                    }
+                    continue
+                }
+                guard let peerName else {
+                    try await outbound.write(Self.errorPayload(WireError(.helloRequired, "send hello first"), id: header.id, type: header.type))
+                    continue
+                }
+                if header.type == MessageType.subscribe, subscription == nil {
+                    let topics: [String]
+                    do {
+                        topics = try envelope.body(as: Subscribe.self).topics
+                    } catch {
+                        try await outbound.write(Self.errorPayload(error, id: header.id, type: header.type))
+                        continue
+                    }
+                    let sub = events.subscribe(topics: topics)
+                    subscription = sub
+                    try await outbound.write(ByteBuffer.envelope(EnvelopeHeader(kind: .response, id: header.id, type: header.type), body: SubscribeReply(topics: topics)))
+                    tasks.addTask {
+                        for await event in sub.events { try await outbound.write(event) }
+                    }
+                    continue
+                }
+                try await outbound.write(await respond(to: envelope, context: RequestContext(peer: credentials, peerName: peerName)))
+            }
+        } catch let error as WireError {
+            badFrames.add(1, ordering: .relaxed)
+            logger.warning("closing connection from \(credentials): \(error.message)")
+            try? await outbound.write(Self.errorPayload(error, id: 0, type: "error"))
+        }
+    }
+
+    private func respond(to envelope: ReceivedEnvelope, context: RequestContext) async -> ByteBuffer {
+        let header = envelope.header
+        do {
+            if header.type == MessageType.status {
+                return try Self.encode(EnvelopeHeader(kind: .response, id: header.id, type: header.type), statusProvider())
+            }
+            guard let handler = router.handler(for: header.type) else {
+                throw WireError(.unknownType, "\(daemon) does not know message type \"\(header.type)\"")
+            }
+            return try await handler(envelope, context)
+        } catch let error as WireError {
+            return Self.errorPayload(error, id: header.id, type: header.type)
+        } catch {
+            logger.error("\(header.type) failed: \(error)")
+            return Self.errorPayload(WireError(.internal, "\(header.type) failed: \(error)"), id: header.id, type: header.type)
+        }
+    }
+
+    private static func encode<Body: Encodable & Sendable>(_ header: EnvelopeHeader, _ body: Body) throws(WireError) -> ByteBuffer {
+        do { return try ByteBuffer.envelope(header, body: body) } catch { throw WireError(.internal, "cannot encode \(header.type): \(error)") }
+    }
+
+    static func errorPayload(_ error: WireError, id: UInt64, type: String) -> ByteBuffer {
+        // Encoding a WireError cannot fail: two strings.
+        (try? ByteBuffer.envelope(EnvelopeHeader(kind: .error, id: id, type: type), body: error)) ?? ByteBuffer()
+    }
+}
+
+/// Linux `struct ucred` (pid_t, uid_t, gid_t), which Glibc's module map hides behind _GNU_SOURCE.
+struct RawPeerCredentials: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}
