@@ -1,0 +1,129 @@
+import CSystemd
+import Foundation
+import Logging
+
+/// Where log lines go. `auto`: the journal when stderr is connected to it (JOURNAL_STREAM
+/// names stderr's device and inode, as systemd sets it for services), else stderr.
+public enum LogTarget: String, Sendable, CaseIterable {
+    case auto, journal, stderr
+
+    public func resolved() -> LogTarget {
+        guard self == .auto else { return self }
+        return Self.stderrIsJournal() ? .journal : .stderr
+    }
+
+    static func stderrIsJournal() -> Bool {
+        guard let value = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] else { return false }
+        let parts = value.split(separator: ":")
+        guard parts.count == 2, let dev = UInt64(parts[0]), let ino = UInt64(parts[1]) else { return false }
+        var st = stat()
+        guard fstat(2, &st) == 0 else { return false }
+        return UInt64(st.st_dev) == dev && UInt64(st.st_ino) == ino
+    }
+}
+
+/// Metadata keys that become journal fields: `node` → CM_NODE=, `check` → CM_CHECK=, …
+/// so `journalctl CM_NODE=node001` finds everything about one node.
+enum JournalField {
+    static func name(for key: String) -> String? {
+        let upper = key.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }
+        guard let first = upper.first, first.isLetter else { return nil }
+        return "CM_" + String(upper.prefix(60))
+    }
+
+    static func priority(_ level: Logger.Level) -> Int {
+        switch level {
+        case .trace, .debug: return 7
+        case .info: return 6
+        case .notice: return 5
+        case .warning: return 4
+        case .error: return 3
+        case .critical: return 2
+        }
+    }
+}
+
+/// swift-log backend writing structured entries with sd_journal_sendv(3).
+public struct JournalLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    let daemon: String
+
+    public init(daemon: String, level: Logger.Level) {
+        self.daemon = daemon
+        self.logLevel = level
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var fields = [
+            "MESSAGE=\(event.message)",
+            "PRIORITY=\(JournalField.priority(event.level))",
+            "SYSLOG_IDENTIFIER=\(daemon)",
+            "CM_DAEMON=\(daemon)",
+            "CODE_FILE=\(event.file)",
+            "CODE_LINE=\(event.line)",
+            "CODE_FUNC=\(event.function)",
+        ]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
+            if let name = JournalField.name(for: key) { fields.append("\(name)=\(value)") }
+        }
+        Self.send(fields)
+    }
+
+    static func send(_ fields: [String]) {
+        var storage = fields.map { Array($0.utf8) }
+        var iovecs: [iovec] = []
+        iovecs.reserveCapacity(storage.count)
+        storage.withUnsafeMutableBufferPointer { buffers in
+            for i in buffers.indices {
+                buffers[i].withUnsafeMutableBytes { raw in
+                    iovecs.append(iovec(iov_base: raw.baseAddress, iov_len: raw.count))
+                }
+            }
+            _ = sd_journal_sendv(iovecs, Int32(iovecs.count))
+        }
+    }
+}
+
+/// Plain lines on stderr for terminals and tests: `cm-healthd: warning: message node=node001`.
+public struct StderrLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    let daemon: String
+
+    public init(daemon: String, level: Logger.Level) {
+        self.daemon = daemon
+        self.logLevel = level
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var line = "\(daemon): \(event.level): \(event.message)"
+        let all = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
+        for (key, value) in all.sorted(by: { $0.key < $1.key }) { line += " \(key)=\(value)" }
+        line += "\n"
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+}
+
+public enum DaemonLogging {
+    /// Installs the backend once per process.
+    public static func bootstrap(daemon: String, level: Logger.Level, target: LogTarget) {
+        let resolved = target.resolved()
+        LoggingSystem.bootstrap { _ in
+            switch resolved {
+            case .journal: return JournalLogHandler(daemon: daemon, level: level)
+            default: return StderrLogHandler(daemon: daemon, level: level)
+            }
+        }
+    }
+}
