@@ -65,7 +65,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
 
         .testTarget(name: "CMTypesTests", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
-        .testTarget(name: "CMWireTests", dependencies: ["CMWire"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMWireTests", dependencies: ["CMWire", "CMTypes", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "CMStoreTests", dependencies: ["CMStore"], swiftSettings: swiftSettings),
         .testTarget(name: "CMHealthTests", dependencies: ["CMHealth", "CMConfig", "CMStore", "CMWire"], swiftSettings: swiftSettings),

@@ -84,15 +84,16 @@ public struct ReceivedEnvelope: Sendable {
         do {
             return try WireJSON.decoder().decode(BodyOnly<Body>.self, from: payload).body
         } catch {
-            throw WireError(.invalidArgument, "\(header.type): bad body: \(Self.describe(error))")
+            throw WireError(.invalidArgument, "\(header.type): bad body: \(Self.describe(error, droppingLeadingKeys: 1))")
         }
     }
 
     /// A one-line reason from a DecodingError, naming the field path.
-    static func describe(_ error: any Error) -> String {
+    /// `droppingLeadingKeys` hides the envelope's own "body" key from paths inside the body.
+    static func describe(_ error: any Error, droppingLeadingKeys: Int = 0) -> String {
         guard let error = error as? DecodingError else { return "\(error)" }
         func path(_ context: DecodingError.Context) -> String {
-            let p = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            let p = context.codingPath.dropFirst(droppingLeadingKeys).map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
             return p.isEmpty ? "" : "\(p): "
         }
         switch error {
