@@ -1,0 +1,17 @@
+// swift-tools-version:6.1
+// libFuzzer targets, kept out of the main package so it builds and tests without fuzzer flags.
+// Build (scripts/fuzz does this):
+//   swift build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -use-ld=lld
+import Foundation
+import PackageDescription
+
+// A path dependency's identity is its directory name, which depends on where the repo was cloned.
+let mainPackage = URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent().lastPathComponent.lowercased()
+
+let package = Package(
+    name: "ClusterMakerFuzz",
+    dependencies: [.package(path: "..")],
+    targets: [
+        .executableTarget(name: "fuzz_wire", dependencies: [.product(name: "CMWire", package: mainPackage)]),
+    ]
+)
