@@ -12,6 +12,8 @@ let package = Package(
         .executable(name: "cm-healthd", targets: ["cm-healthd"]),
         .executable(name: "cmctl", targets: ["cmctl"]),
         .library(name: "CMWire", targets: ["CMWire"]),
+        .library(name: "CMConfig", targets: ["CMConfig"]),
+        .library(name: "CMHealth", targets: ["CMHealth"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),

@@ -112,5 +112,5 @@ func printJSONLine<T: Encodable>(_ value: T) throws {
     let encoder = WireJSON.encoder()
     encoder.dateEncodingStrategy = .iso8601
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
-    fflush(stdout)
+    fflush(nil)
 }

@@ -18,7 +18,7 @@ struct Health: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let reply = try await global.call(.healthd) { conn in
-                    try await conn.request(MessageType.healthList, HealthListRequest(node: node.map(NodeName.init), state: state), as: HealthListReply.self)
+                    try await conn.request(MessageType.healthList, HealthListRequest(node: node.map { NodeName($0) }, state: state), as: HealthListReply.self)
                 }
                 if global.json { return try printJSON(reply.checks) }
                 var table = Table("CHECK", "NODE", "TYPE", "STATE", "SINCE", "LAST RESULT")
@@ -93,7 +93,7 @@ struct Health: AsyncParsableCommand {
             try await reportingErrors {
                 try await global.call(.healthd) { conn in
                     try await conn.subscribe(topics: [Topic.health])
-                    if !global.json { print("watching cm-healthd transitions (Ctrl-C to stop)"); fflush(stdout) }
+                    if !global.json { print("watching cm-healthd transitions (Ctrl-C to stop)"); fflush(nil) }
                     while let event = try await conn.nextEvent() {
                         guard event.header.type == MessageType.healthTransition else { continue }
                         let t = try event.body(as: HealthTransition.self)
@@ -101,7 +101,7 @@ struct Health: AsyncParsableCommand {
                             try printJSONLine(t)
                         } else {
                             print("\(Format.time(t.at))  \(t.id)  \(t.from.rawValue) -> \(t.to.rawValue)  \(t.message)")
-                            fflush(stdout)
+                            fflush(nil)
                         }
                     }
                     throw CLIError.failed("cm-healthd closed the connection")
@@ -117,8 +117,8 @@ func transitionTable(_ transitions: [HealthTransition]) -> Table {
     return table
 }
 
-extension CheckID: @retroactive ExpressibleByArgument {
+extension CheckID: ExpressibleByArgument {
     public init?(argument: String) { self.init(argument) }
 }
 
-extension HealthState: @retroactive ExpressibleByArgument {}
+extension HealthState: ExpressibleByArgument {}

@@ -1,0 +1,317 @@
+import CMConfig
+import CMStore
+import CMTypes
+import CMWire
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// cm-healthd's core: runs every check instance on its own jittered schedule, feeds results
+/// through the rise/fall state machine, stores and publishes transitions, scrapes node
+/// metrics, and answers the control socket's queries. One actor owns all mutable state.
+public actor HealthMonitor {
+    /// What runs for one check instance.
+    struct Instance {
+        var id: CheckID
+        var check: CheckConfig
+        var node: NodeConfig
+        var machine: CheckStateMachine
+        var since: Date?
+        var lastProbe: ProbeSummary?
+        var task: Task<Void, Never>?
+    }
+
+    struct NodeScrape {
+        var node: NodeConfig
+        var calculator: NodeMetricsCalculator
+        var lastScrape: Date?
+        var lastError: String?
+        var task: Task<Void, Never>?
+    }
+
+    private var cluster: ClusterConfig
+    private var config: HealthdConfig
+    private var instances: [CheckID: Instance] = [:]
+    private var scrapes: [NodeName: NodeScrape] = [:]
+    private var pendingSamples: [(NodeName, Int64, [String: Double])] = []
+    private var restoredStates: [CheckID: (HealthState, Date)] = [:]
+    private var background: [Task<Void, Never>] = []
+
+    let store: HealthStore
+    let events: EventHub
+    let logger: Logger
+    let probes: ProbeEngine
+    let limiter: InFlightLimiter
+    private let summary: Mutex<String>
+
+    public init(cluster: ClusterConfig, config: HealthdConfig, stateDirectory: String, events: EventHub, logger: Logger) async throws {
+        self.cluster = cluster
+        self.config = config
+        self.events = events
+        self.logger = logger
+        self.store = try HealthStore(path: (stateDirectory as NSString).appendingPathComponent("healthd.sqlite"))
+        self.probes = try ProbeEngine()
+        self.limiter = InFlightLimiter(limit: config.healthd.maxInFlight)
+        self.summary = Mutex("starting")
+        for (id, record) in try store.lastStatesWithTime() {
+            restoredStates[id] = record
+        }
+    }
+
+    /// One line for STATUS= and `cmctl status`; readable from any thread.
+    public nonisolated var statusLine: String { summary.withLock { $0 } }
+
+    // MARK: Running
+
+    /// Starts every check and scrape; returns when cancelled, after stopping them.
+    public func run() async {
+        apply(cluster: cluster, config: config)
+        background.append(Task { [weak self] in await self?.flushLoop() })
+        background.append(Task { [weak self] in await self?.maintenanceLoop() })
+        // Sleep until cancelled; the per-check tasks do the work.
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(3600))
+        }
+        stopAll()
+    }
+
+    public func reload(cluster: ClusterConfig, config: HealthdConfig) {
+        let delta = config.healthd.maxInFlight - self.config.healthd.maxInFlight
+        if delta != 0 { Task { await limiter.resize(by: delta) } }
+        apply(cluster: cluster, config: config)
+    }
+
+    private func stopAll() {
+        for i in instances.values { i.task?.cancel() }
+        for s in scrapes.values { s.task?.cancel() }
+        for t in background { t.cancel() }
+        background.removeAll()
+        flushSamples()
+    }
+
+    public func shutdown() async {
+        stopAll()
+        probes.shutdown()
+    }
+
+    /// Brings the running checks and scrapes in line with a (new) configuration: removed
+    /// instances stop, new ones start, changed ones restart with their state kept.
+    private func apply(cluster: ClusterConfig, config: HealthdConfig) {
+        self.cluster = cluster
+        self.config = config
+        var wanted: [CheckID: (CheckConfig, NodeConfig)] = [:]
+        for (check, node) in config.instances(of: cluster) {
+            wanted[CheckID(check: check.name, node: node.name)] = (check, node)
+        }
+        for (id, instance) in instances where wanted[id] == nil {
+            instance.task?.cancel()
+            instances[id] = nil
+        }
+        for (id, (check, node)) in wanted.sorted(by: { $0.key < $1.key }) {
+            if var existing = instances[id] {
+                guard existing.check != check || existing.node != node else { continue }
+                existing.task?.cancel()
+                existing.check = check
+                existing.node = node
+                _ = existing.machine.handle(.reconfigure(rise: check.rise, fall: check.fall))
+                existing.task = startProbing(id, check: check, node: node)
+                instances[id] = existing
+            } else {
+                let restored = restoredStates[id]
+                let machine = CheckStateMachine(rise: check.rise, fall: check.fall, initial: restored.map { CheckState(wire: $0.0) } ?? .unknown)
+                instances[id] = Instance(id: id, check: check, node: node, machine: machine, since: restored?.1, lastProbe: nil,
+                                         task: startProbing(id, check: check, node: node))
+            }
+        }
+        // Metrics: one scrape loop per node while enabled.
+        let metricNodes = config.metrics.enabled ? Dictionary(cluster.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a }) : [:]
+        for (name, scrape) in scrapes where metricNodes[name] != scrape.node || !config.metrics.enabled {
+            scrape.task?.cancel()
+            scrapes[name] = nil
+        }
+        for (name, node) in metricNodes where scrapes[name] == nil {
+            scrapes[name] = NodeScrape(node: node, calculator: NodeMetricsCalculator(), task: startScraping(node))
+        }
+        updateSummary()
+        logger.info("running \(instances.count) check instances on \(cluster.nodes.count) nodes, metrics \(config.metrics.enabled ? "on" : "off")")
+    }
+
+    private func startProbing(_ id: CheckID, check: CheckConfig, node: NodeConfig) -> Task<Void, Never> {
+        let spec = ProbeSpec(check: check, node: node)
+        let timeout = check.timeout
+        let schedule = ProbeSchedule(interval: check.interval, jitterPercent: check.jitterPercent)
+        return Task { [weak self, limiter, probes] in
+            var rng = SystemRandomNumberGenerator()
+            var next = ContinuousClock.now + schedule.firstDelay(using: &rng)
+            while !Task.isCancelled {
+                do { try await Task.sleep(until: next, clock: .continuous) } catch { return }
+                let started = ContinuousClock.now
+                let result = await limiter.run { await probes.run(spec, timeout: timeout) }
+                guard !Task.isCancelled, let self else { return }
+                await self.record(id, result)
+                // The next probe is due one interval after this one *started*, so a slow probe
+                // does not stretch the interval; if it ran over, go again at once.
+                next = max(started + schedule.nextDelay(using: &rng), ContinuousClock.now)
+            }
+        }
+    }
+
+    private func record(_ id: CheckID, _ result: ProbeResult) {
+        guard var instance = instances[id] else { return }
+        let now = Date()
+        instance.lastProbe = ProbeSummary(ok: result.ok, message: result.message, latencyMs: result.latency.seconds * 1000, at: now)
+        for action in instance.machine.handle(.probe(ok: result.ok, message: result.message)) {
+            guard case .transition(let from, let to, let message) = action else { continue }
+            instance.since = now
+            let transition = HealthTransition(id: id, from: from.wire, to: to.wire, at: now, message: message)
+            do {
+                try store.record(TransitionRecord(check: id, from: from, to: to, at: now, message: message))
+            } catch {
+                logger.error("cannot store transition of \(id): \(error)", metadata: ["node": "\(id.node)", "check": "\(id.check)"])
+            }
+            try? events.publish(topic: Topic.health, type: MessageType.healthTransition, body: transition)
+            let level: Logger.Level = to == .down ? .warning : .notice
+            logger.log(level: level, "\(id) \(from.rawValue) -> \(to.rawValue): \(message)", metadata: ["node": "\(id.node)", "check": "\(id.check)"])
+        }
+        instances[id] = instance
+        updateSummary()
+    }
+
+    private func updateSummary() {
+        var up = 0, down = 0, unknown = 0
+        for i in instances.values {
+            switch i.machine.state {
+            case .up: up += 1
+            case .down: down += 1
+            case .unknown: unknown += 1
+            }
+        }
+        let line = "\(instances.count) checks: \(up) up, \(down) down, \(unknown) unknown; \(scrapes.count) nodes scraped"
+        summary.withLock { $0 = line }
+    }
+
+    // MARK: Metrics
+
+    private func startScraping(_ node: NodeConfig) -> Task<Void, Never> {
+        let metrics = config.metrics
+        let url = "http://\(node.address):\(metrics.port)\(metrics.path)"
+        let interval = metrics.interval
+        return Task { [weak self, probes] in
+            var rng = SystemRandomNumberGenerator()
+            let schedule = ProbeSchedule(interval: interval, jitterPercent: 10)
+            var next = ContinuousClock.now + schedule.firstDelay(using: &rng)
+            while !Task.isCancelled {
+                do { try await Task.sleep(until: next, clock: .continuous) } catch { return }
+                let started = ContinuousClock.now
+                let response = await probes.http.get(HTTPProbeRequest(url: url, timeout: metrics.timeout, maxBodyBytes: 8 << 20))
+                guard !Task.isCancelled, let self else { return }
+                await self.scraped(node.name, response)
+                next = max(started + schedule.nextDelay(using: &rng), ContinuousClock.now)
+            }
+        }
+    }
+
+    private func scraped(_ name: NodeName, _ response: HTTPProbeResponse) {
+        guard var scrape = scrapes[name] else { return }
+        let now = Date()
+        let nowMs = Int64(now.timeIntervalSince1970 * 1000)
+        scrape.lastScrape = now
+        if let status = response.status, status == 200 {
+            do {
+                let samples = try PrometheusTextParser.parse(response.body)
+                let values = scrape.calculator.update(samples: samples, atMs: nowMs)
+                if !values.isEmpty { pendingSamples.append((name, nowMs, values)) }
+                scrape.lastError = nil
+            } catch {
+                scrape.lastError = "\(error)"
+            }
+        } else {
+            scrape.lastError = response.error ?? "HTTP \(response.status ?? 0)"
+        }
+        if let error = scrape.lastError, scrapes[name]?.lastError != error {
+            logger.warning("metrics scrape of \(name) failed: \(error)", metadata: ["node": "\(name)"])
+        }
+        scrapes[name] = scrape
+    }
+
+    /// Samples are written in one transaction per second rather than one per scrape.
+    private func flushLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            flushSamples()
+        }
+    }
+
+    private func flushSamples() {
+        guard !pendingSamples.isEmpty else { return }
+        let batch = pendingSamples
+        pendingSamples.removeAll(keepingCapacity: true)
+        do {
+            try store.insert(batch: batch)
+        } catch {
+            logger.error("cannot store \(batch.count) metric samples: \(error)")
+        }
+    }
+
+    private func maintenanceLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(60))
+            let m = config.metrics
+            let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+            do {
+                try store.maintain(nowMs: nowMs, rawRetention: m.rawRetention, minuteRetention: m.minuteRetention, hourRetention: m.hourRetention)
+                try store.pruneTransitions(olderThanMs: nowMs - config.healthd.historyRetention.milliseconds)
+            } catch {
+                logger.error("database maintenance failed: \(error)")
+            }
+        }
+    }
+
+    // MARK: Queries (control socket)
+
+    public func list(_ request: HealthListRequest) -> HealthListReply {
+        let checks = instances.values
+            .filter { request.node == nil || $0.id.node == request.node }
+            .map(status)
+            .filter { request.state == nil || $0.state == request.state }
+            .sorted { $0.id < $1.id }
+        return HealthListReply(checks: checks)
+    }
+
+    public func show(_ request: HealthShowRequest) throws -> HealthShowReply {
+        guard let instance = instances[request.id] else {
+            throw WireError(.notFound, "no check instance \(request.id) (see cmctl health list)")
+        }
+        let recent = try store.transitions(check: request.id, sinceMs: nil, limit: 10).map(\.wire)
+        return HealthShowReply(check: status(instance), recent: recent)
+    }
+
+    public func history(_ request: HealthHistoryRequest) throws -> HealthHistoryReply {
+        guard (1...100_000).contains(request.limit) else { throw WireError(.invalidArgument, "limit must be 1…100000") }
+        let since = request.since.map { Int64($0.timeIntervalSince1970 * 1000) }
+        return HealthHistoryReply(transitions: try store.transitions(check: request.id, sinceMs: since, limit: request.limit).map(\.wire))
+    }
+
+    public func metrics(_ query: MetricsQuery) throws -> MetricsReply {
+        guard cluster.nodes.contains(where: { $0.name == query.node }) else {
+            throw WireError(.notFound, "no node \(query.node) in cluster.toml")
+        }
+        let scrape = scrapes[query.node]
+        flushSamples()
+        let m = config.metrics
+        let until = query.until ?? Date()
+        let series = try store.query(node: query.node, series: query.series,
+                                     sinceMs: Int64(query.since.timeIntervalSince1970 * 1000), untilMs: Int64(until.timeIntervalSince1970 * 1000),
+                                     rawRetention: m.rawRetention, minuteRetention: m.minuteRetention)
+        return MetricsReply(node: query.node, series: series.map(\.wire), lastScrape: scrape?.lastScrape, lastError: scrape?.lastError)
+    }
+
+    private func status(_ i: Instance) -> CheckStatus {
+        CheckStatus(id: i.id, type: i.check.kind.name, address: i.node.address, state: i.machine.state.wire, since: i.since,
+                    lastProbe: i.lastProbe, consecutiveSuccesses: i.machine.consecutiveSuccesses,
+                    consecutiveFailures: i.machine.consecutiveFailures, intervalMs: i.check.interval.milliseconds,
+                    timeoutMs: i.check.timeout.milliseconds, rise: i.check.rise, fall: i.check.fall)
+    }
+}

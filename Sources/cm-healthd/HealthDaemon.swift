@@ -1,0 +1,42 @@
+import CMConfig
+import CMDaemon
+import CMHealth
+import CMWire
+import Logging
+
+/// cm-healthd plugged into the shared daemon lifecycle.
+struct HealthDaemon: Daemon {
+    struct Configuration: Sendable {
+        var cluster: ClusterConfig
+        var healthd: HealthdConfig
+    }
+
+    static let name = "cm-healthd"
+    static let socketName = "healthd.sock"
+    static let version = "0.1.0"
+
+    let monitor: HealthMonitor
+
+    static func loadConfiguration(configDir: String) throws -> Configuration {
+        let cluster = try ClusterConfig.load(configDir: configDir)
+        return Configuration(cluster: cluster, healthd: try HealthdConfig.load(configDir: configDir, cluster: cluster))
+    }
+
+    static func make(configuration: Configuration, options: DaemonOptions, events: EventHub, logger: Logger) async throws -> HealthDaemon {
+        HealthDaemon(monitor: try await HealthMonitor(cluster: configuration.cluster, config: configuration.healthd,
+                                                      stateDirectory: options.stateDirectory(daemon: name), events: events, logger: logger))
+    }
+
+    func routes(into router: inout WireRouter) {
+        let monitor = self.monitor
+        router.on(MessageType.healthList, HealthListRequest.self) { request, _ in await monitor.list(request) }
+        router.on(MessageType.healthShow, HealthShowRequest.self) { request, _ in try await monitor.show(request) }
+        router.on(MessageType.healthHistory, HealthHistoryRequest.self) { request, _ in try await monitor.history(request) }
+        router.on(MessageType.metricsQuery, MetricsQuery.self) { request, _ in try await monitor.metrics(request) }
+    }
+
+    func run() async throws { await monitor.run() }
+    func apply(_ configuration: Configuration) async throws { await monitor.reload(cluster: configuration.cluster, config: configuration.healthd) }
+    var statusLine: String { monitor.statusLine }
+    func shutdown() async { await monitor.shutdown() }
+}
