@@ -37,7 +37,8 @@ start_bg notify python3 "$(dirname "$0")/notify-listener.py" "$T/notify.sock"
 wait_for 5 "notify listener" test -S "$T/notify.sock"
 
 start_activator() {
-  start_bg "$1" env NOTIFY_SOCKET="$T/notify.sock" systemd-socket-activate -l "$T/run/healthd.sock" --fdname=control \
+  # systemd-socket-activate passes the daemon only the variables named with -E.
+  start_bg "$1" systemd-socket-activate -l "$T/run/healthd.sock" --fdname=control -E NOTIFY_SOCKET="$T/notify.sock" \
     "$BIN/cm-healthd" $(healthd_args)
   wait_for 5 "socket activator listening" test -S "$T/run/healthd.sock"
 }
