@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "CMTypesTests", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMWireTests", dependencies: ["CMWire", "CMTypes", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),
-        .testTarget(name: "CMStoreTests", dependencies: ["CMStore"], swiftSettings: swiftSettings),
-        .testTarget(name: "CMHealthTests", dependencies: ["CMHealth", "CMConfig", "CMStore", "CMWire"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMStoreTests", dependencies: ["CMStore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
+        .testTarget(name: "CMHealthTests", dependencies: ["CMHealth", "CMConfig", "CMStore", "CMWire", "CMTypes"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
     ]
 )

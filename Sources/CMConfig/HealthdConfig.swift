@@ -44,6 +44,17 @@ public struct CheckConfig: Sendable, Equatable {
     public var rise: Int
     public var fall: Int
     public var jitterPercent: Int
+
+    public init(name: String, kind: CheckKind, targets: [CheckTarget], interval: Duration, timeout: Duration, rise: Int, fall: Int, jitterPercent: Int) {
+        self.name = name
+        self.kind = kind
+        self.targets = targets
+        self.interval = interval
+        self.timeout = timeout
+        self.rise = rise
+        self.fall = fall
+        self.jitterPercent = jitterPercent
+    }
 }
 
 public struct HealthdConfig: Sendable, Equatable {
@@ -75,6 +86,9 @@ public struct HealthdConfig: Sendable, Equatable {
     public var defaults = Defaults()
     public var metrics = Metrics()
     public var checks: [CheckConfig] = []
+
+    /// Everything at its documented default, no checks.
+    public init() {}
 
     public static let fileName = "healthd.toml"
 

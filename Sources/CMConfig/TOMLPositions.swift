@@ -8,6 +8,10 @@ public struct TOMLPositions: Sendable {
     public struct Position: Sendable, Equatable {
         public var line: Int
         public var column: Int
+        public init(line: Int, column: Int) {
+            self.line = line
+            self.column = column
+        }
     }
 
     public private(set) var keys: [String: Position] = [:]
