@@ -13,5 +13,7 @@ let package = Package(
     dependencies: [.package(path: "..")],
     targets: [
         .executableTarget(name: "fuzz_wire", dependencies: [.product(name: "CMWire", package: mainPackage)]),
+        .executableTarget(name: "fuzz_prometheus", dependencies: [.product(name: "CMHealth", package: mainPackage)]),
+        .executableTarget(name: "fuzz_config", dependencies: [.product(name: "CMConfig", package: mainPackage)]),
     ]
 )

@@ -34,6 +34,14 @@ public struct ClusterConfig: Sendable, Equatable {
     public var masters: [MasterConfig]
     public var nodes: [NodeConfig]
 
+    public init(name: String, domain: String?, networks: [NetworkConfig], masters: [MasterConfig], nodes: [NodeConfig]) {
+        self.name = name
+        self.domain = domain
+        self.networks = networks
+        self.masters = masters
+        self.nodes = nodes
+    }
+
     public static let fileName = "cluster.toml"
 
     public static func load(configDir: String) throws(ConfigErrors) -> ClusterConfig {

@@ -54,6 +54,7 @@ public enum DaemonRunner {
             return 0
         }
 
+        raiseFileLimit(logger: logger)
         let notifier = SystemdNotifier()
         notifier.status("starting")
         let signals = SignalStream([SIGHUP, SIGTERM, SIGINT])
@@ -110,6 +111,19 @@ public enum DaemonRunner {
                 } catch {
                     return Task.isCancelled ? .stop : .failed("\(error)")
                 }
+            }
+            group.addTask {
+                // Keep STATUS= (systemctl status) current as the daemon's state changes.
+                var last = ""
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(2))
+                    let line = daemon.statusLine
+                    if line != last {
+                        notifier.status(line)
+                        last = line
+                    }
+                }
+                return .stop
             }
             if let interval = notifier.watchdogPingInterval {
                 group.addTask {
@@ -170,6 +184,17 @@ public enum DaemonRunner {
             } else {
                 logger.error("\(line)")
             }
+        }
+    }
+
+    /// Thousands of probes in flight need more descriptors than the usual soft limit of 1024;
+    /// take what the hard limit allows (the unit sets LimitNOFILE=).
+    static func raiseFileLimit(logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
+            logger.warning("cannot raise the open file limit: \(String(cString: strerror(errno)))")
         }
     }
 

@@ -188,8 +188,13 @@ public final class HTTPEngine: Sendable {
         let time = Duration.microseconds(Int64(seconds * 1e6))
         guard code == CURLE_OK else {
             let text: String
+            var osErrno = 0
+            _ = cm_curl_getinfo_long(easy, CURLINFO_OS_ERRNO, &osErrno)
             if code == CURLE_OPERATION_TIMEDOUT {
                 text = "timeout after \(DurationText.format(t.request.timeout))"
+            } else if code == CURLE_COULDNT_CONNECT, osErrno != 0 {
+                // Say why, as the TCP probe does: "connect: Connection refused".
+                text = "connect: \(String(cString: strerror(Int32(osErrno))))"
             } else {
                 text = String(cString: curl_easy_strerror(code))
             }

@@ -1,0 +1,29 @@
+import CMConfig
+import CMTypes
+
+/// A config file is input too: any text must load or fail with ConfigErrors, and the
+/// position scanner must cope with whatever TOMLKit accepted.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
+    _ = TOMLPositions(source: text)
+    let node = NodeConfig(name: "node001", address: IPv4Address(10, 0, 0, 1), groups: ["web"])
+    let cluster = ClusterConfig(name: "fuzz", domain: nil, networks: [], masters: [], nodes: [node])
+    _ = try? HealthdConfig.parse(ConfigSource(path: "healthd.toml", text: text), cluster: cluster)
+    _ = try? ClusterConfig.parse(ConfigSource(path: "cluster.toml", text: text))
+    return 0
+}
+
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
+) -> CInt
+
+@_cdecl("fuzz_config_main")
+public func fuzzConfigMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var argc = argc
+    var argv = argv
+    return LLVMFuzzerRunDriver(&argc, &argv, fuzzConfig)
+}
