@@ -43,6 +43,9 @@ public struct ConfigDocument {
     let sink = ErrorSink()
 
     public init(_ source: ConfigSource) throws(ConfigErrors) {
+        if let problem = TOMLPrecheck.firstProblem(in: source.text) {
+            throw ConfigErrors([ConfigError(file: source.path, line: problem.line, column: problem.column, key: nil, message: problem.message)])
+        }
         do {
             root = try TOMLTable(string: source.text)
         } catch let error as TOMLParseError {
@@ -71,7 +74,9 @@ public struct ConfigDocument {
 /// Reads typed values out of one table, reporting problems at their line and column, and
 /// remembering which keys it was asked for so that `finish()` can reject the rest as unknown.
 public final class TableReader {
-    let table: TOMLTable
+    /// nil for a table the file does not have: every key is then at its default. (An empty
+    /// TOMLTable() instead would leak: TOMLKit never frees tables it creates standalone.)
+    let table: TOMLTable?
     /// Position path: "check[2]", "metrics", "" for the root.
     let path: String
     /// How errors name this table: `check "web"`, `metrics`; nil for the root.
@@ -79,7 +84,7 @@ public final class TableReader {
     let document: ConfigDocument
     private var known: [String] = []
 
-    init(table: TOMLTable, path: String, label: String?, document: ConfigDocument) {
+    init(table: TOMLTable?, path: String, label: String?, document: ConfigDocument) {
         self.table = table
         self.path = path
         self.label = label
@@ -101,12 +106,12 @@ public final class TableReader {
 
     public func has(_ key: String) -> Bool {
         known.append(key)
-        return table[key] != nil
+        return table?[key] != nil
     }
 
     private func value(_ key: String) -> (any TOMLValueConvertible)? {
         known.append(key)
-        return table[key]
+        return table?[key]
     }
 
     private func typeName(_ v: any TOMLValueConvertible) -> String {
@@ -223,7 +228,7 @@ public final class TableReader {
     public func table(_ key: String) -> TableReader {
         let v = value(key)
         if let v, v.table == nil { wrongType(key, expected: "a table", found: v) }
-        return TableReader(table: v?.table ?? TOMLTable(), path: keyPath(key), label: keyPath(key), document: document)
+        return TableReader(table: v?.table, path: keyPath(key), label: keyPath(key), document: document)
     }
 
     /// An array of tables `[[name]]`.
@@ -241,7 +246,7 @@ public final class TableReader {
 
     /// Every key not asked for is an error; a near miss gets a suggestion.
     public func finish() {
-        for key in table.keys.sorted() where !known.contains(key) {
+        for key in (table?.keys ?? []).sorted() where !known.contains(key) {
             let guess = known.min { Self.distance(key, $0) < Self.distance(key, $1) }
             let hint = guess.flatMap { Self.distance(key, $0) <= 2 ? " (did you mean \"\($0)\"?)" : nil } ?? ""
             let name = [label, key].compactMap { $0 }.joined(separator: ": ")

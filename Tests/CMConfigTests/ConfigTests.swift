@@ -111,6 +111,17 @@ func clusterErrors(_ text: String) -> String {
          "healthd.toml:1:10: Error while parsing table header: expected ']', saw '\\n'"),
         ("[[check]]\nname = \"a\"\ntype = \"exec\"\n",
          #"healthd.toml:1:1: check "a": missing required key "command""#),
+        // Found by fuzzing: toml++ aborts on these, so they must never reach it.
+        ("# ok\n[[\u{E9}]]\nx = 1\n",
+         "healthd.toml:2:3: a table header must start with a key"),
+        ("[a]\nk\u{E9} = 1\n",
+         #"healthd.toml:2:2: non-ASCII character "\#u{E9}" outside a string or comment (keys must be ASCII or quoted)"#),
+        ("[ `check]\n",
+         "healthd.toml:1:3: a table header must start with a key"),
+        ("[defaults]\n# bell \u{07}\n",
+         "healthd.toml:2:8: control character U+0007 is not allowed"),
+        ("[[check]]\nname = \"caf\u{E9} \u{2713}\" # \u{E9}t\u{E9}\ntype = \"icmp\"\n",
+         #"healthd.toml:2:8: check "café ✓": name: "café ✓" is not a valid check name (1-64 of A-Z, a-z, 0-9, "_", ".", "-")"#),
     ])
     func healthdErrorMessages(text: String, expected: String) throws {
         #expect(try healthdErrors(text) == expected)
