@@ -12,8 +12,9 @@ let package = Package(
     name: "ClusterMakerFuzz",
     dependencies: [.package(path: "..")],
     targets: [
-        .executableTarget(name: "fuzz_wire", dependencies: [.product(name: "CMWire", package: mainPackage)]),
-        .executableTarget(name: "fuzz_prometheus", dependencies: [.product(name: "CMHealth", package: mainPackage)]),
-        .executableTarget(name: "fuzz_config", dependencies: [.product(name: "CMConfig", package: mainPackage)]),
+        .target(name: "FuzzSupport"),
+        .executableTarget(name: "fuzz_wire", dependencies: ["FuzzSupport", .product(name: "CMWire", package: mainPackage)]),
+        .executableTarget(name: "fuzz_prometheus", dependencies: ["FuzzSupport", .product(name: "CMHealth", package: mainPackage)]),
+        .executableTarget(name: "fuzz_config", dependencies: ["FuzzSupport", .product(name: "CMConfig", package: mainPackage)]),
     ]
 )

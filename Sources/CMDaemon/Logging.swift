@@ -43,15 +43,19 @@ enum JournalField {
     }
 }
 
-/// swift-log backend writing structured entries with sd_journal_sendv(3).
-public struct JournalLogHandler: LogHandler {
+/// The swift-log backend of every daemon. To the journal: structured entries through
+/// sd_journal_sendv(3), metadata as CM_* fields. To stderr: one plain line per message for
+/// terminals and tests, `cm-healthd: warning: message node=node001`.
+public struct DaemonLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level
     let daemon: String
+    let journal: Bool
 
-    public init(daemon: String, level: Logger.Level) {
+    public init(daemon: String, level: Logger.Level, journal: Bool) {
         self.daemon = daemon
         self.logLevel = level
+        self.journal = journal
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -60,19 +64,26 @@ public struct JournalLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var fields = [
-            "MESSAGE=\(event.message)",
-            "PRIORITY=\(JournalField.priority(event.level))",
-            "SYSLOG_IDENTIFIER=\(daemon)",
-            "CM_DAEMON=\(daemon)",
-            "CODE_FILE=\(event.file)",
-            "CODE_LINE=\(event.line)",
-            "CODE_FUNC=\(event.function)",
-        ]
-        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
-            if let name = JournalField.name(for: key) { fields.append("\(name)=\(value)") }
+        let all = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
+        if journal {
+            var fields = [
+                "MESSAGE=\(event.message)",
+                "PRIORITY=\(JournalField.priority(event.level))",
+                "SYSLOG_IDENTIFIER=\(daemon)",
+                "CM_DAEMON=\(daemon)",
+                "CODE_FILE=\(event.file)",
+                "CODE_LINE=\(event.line)",
+                "CODE_FUNC=\(event.function)",
+            ]
+            for (key, value) in all {
+                if let name = JournalField.name(for: key) { fields.append("\(name)=\(value)") }
+            }
+            Self.send(fields)
+        } else {
+            var line = "\(daemon): \(event.level): \(event.message)"
+            for (key, value) in all.sorted(by: { $0.key < $1.key }) { line += " \(key)=\(value)" }
+            FileHandle.standardError.write(Data((line + "\n").utf8))
         }
-        Self.send(fields)
     }
 
     static func send(_ fields: [String]) {
@@ -90,40 +101,10 @@ public struct JournalLogHandler: LogHandler {
     }
 }
 
-/// Plain lines on stderr for terminals and tests: `cm-healthd: warning: message node=node001`.
-public struct StderrLogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level
-    let daemon: String
-
-    public init(daemon: String, level: Logger.Level) {
-        self.daemon = daemon
-        self.logLevel = level
-    }
-
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    public func log(event: LogEvent) {
-        var line = "\(daemon): \(event.level): \(event.message)"
-        let all = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
-        for (key, value) in all.sorted(by: { $0.key < $1.key }) { line += " \(key)=\(value)" }
-        line += "\n"
-        FileHandle.standardError.write(Data(line.utf8))
-    }
-}
-
 public enum DaemonLogging {
     /// Installs the backend once per process.
     public static func bootstrap(daemon: String, level: Logger.Level, target: LogTarget) {
         let resolved = target.resolved()
-        LoggingSystem.bootstrap { _ in
-            switch resolved {
-            case .journal: return JournalLogHandler(daemon: daemon, level: level)
-            default: return StderrLogHandler(daemon: daemon, level: level)
-            }
-        }
+        LoggingSystem.bootstrap { _ in DaemonLogHandler(daemon: daemon, level: level, journal: resolved == .journal) }
     }
 }

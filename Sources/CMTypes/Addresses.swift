@@ -1,7 +1,31 @@
 /// Value types shared by every ClusterMaker module: what a value *is*, not a bare String.
 
+/// A value written as text in config files and on the wire, parsed strictly by `init?(_:)`.
+/// Its Codable form is that text, so JSON carries "10.77.0.1", not a number or a struct.
+public protocol TextCodable: Codable, CustomStringConvertible {
+    init?(_ text: String)
+    /// What the parse error says the text should have been, e.g. "an IPv4 address".
+    static var expected: String { get }
+}
+
+extension TextCodable {
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = Self(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not \(Self.expected): \(text)"))
+        }
+        self = value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
 /// An IPv4 address in host order, parsed from dotted quad only (no shorthand forms).
-public struct IPv4Address: Hashable, Sendable, Comparable, Codable, CustomStringConvertible {
+public struct IPv4Address: Hashable, Sendable, Comparable, TextCodable {
+    public static let expected = "an IPv4 address"
     public var rawValue: UInt32
 
     public init(rawValue: UInt32) { self.rawValue = rawValue }
@@ -35,22 +59,11 @@ public struct IPv4Address: Hashable, Sendable, Comparable, Codable, CustomString
 
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let value = IPv4Address(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an IPv4 address: \(text)"))
-        }
-        self = value
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(description)
-    }
 }
 
 /// An IPv4 network in CIDR notation, e.g. 10.77.0.0/24. The address must be the network address.
-public struct IPv4Network: Hashable, Sendable, Codable, CustomStringConvertible {
+public struct IPv4Network: Hashable, Sendable, TextCodable {
+    public static let expected = "an IPv4 network"
     public var address: IPv4Address
     public var prefixLength: Int
 
@@ -70,22 +83,11 @@ public struct IPv4Network: Hashable, Sendable, Codable, CustomStringConvertible 
 
     public var description: String { "\(address)/\(prefixLength)" }
 
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let value = IPv4Network(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an IPv4 network: \(text)"))
-        }
-        self = value
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(description)
-    }
 }
 
 /// An Ethernet MAC address, written as six colon-separated hex octets, printed in lower case.
-public struct MACAddress: Hashable, Sendable, Codable, CustomStringConvertible {
+public struct MACAddress: Hashable, Sendable, TextCodable {
+    public static let expected = "a MAC address"
     public var bytes: [UInt8]
 
     public init?(bytes: [UInt8]) {
@@ -111,16 +113,4 @@ public struct MACAddress: Hashable, Sendable, Codable, CustomStringConvertible {
         }.joined(separator: ":")
     }
 
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let value = MACAddress(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a MAC address: \(text)"))
-        }
-        self = value
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(description)
-    }
 }

@@ -23,7 +23,8 @@ public struct NodeName: Hashable, Sendable, Comparable, Codable, CustomStringCon
 }
 
 /// One health check instance: a configured check applied to one target, written "CHECK@NODE" (e.g. "web@node001").
-public struct CheckID: Hashable, Sendable, Comparable, Codable, CustomStringConvertible {
+public struct CheckID: Hashable, Sendable, Comparable, TextCodable {
+    public static let expected = "a check id (CHECK@NODE)"
     public var check: String
     public var node: NodeName
 
@@ -43,18 +44,6 @@ public struct CheckID: Hashable, Sendable, Comparable, Codable, CustomStringConv
     public var description: String { "\(check)@\(node)" }
     public static func < (lhs: Self, rhs: Self) -> Bool { (lhs.node, lhs.check) < (rhs.node, rhs.check) }
 
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let value = CheckID(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a check id (CHECK@NODE): \(text)"))
-        }
-        self = value
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(description)
-    }
 }
 
 /// Role epoch: rises on every role change so stale masters can be told apart.

@@ -1,3 +1,4 @@
+import FuzzSupport
 import CMHealth
 
 /// Scraped bytes come from the network: the exposition parser and the metrics calculator
@@ -13,16 +14,8 @@ public func fuzzPrometheus(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
+/// SwiftPM links an executable's entry point as `<module>_main`.
 @_cdecl("fuzz_prometheus_main")
 public func fuzzPrometheusMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var argc = argc
-    var argv = argv
-    return LLVMFuzzerRunDriver(&argc, &argv, fuzzPrometheus)
+    runFuzzer(argc, argv, fuzzPrometheus)
 }
