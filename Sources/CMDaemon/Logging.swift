@@ -3,13 +3,17 @@ import Foundation
 import Logging
 
 /// Where log lines go. `auto`: the journal when stderr is connected to it (JOURNAL_STREAM
-/// names stderr's device and inode, as systemd sets it for services), else stderr.
+/// names stderr's device and inode, as systemd sets it for services), or when stderr is not
+/// a terminal and the journal's socket exists (a daemon started by other means on a systemd
+/// host); else stderr. `--log-target stderr` forces plain lines.
 public enum LogTarget: String, Sendable, CaseIterable {
     case auto, journal, stderr
 
     public func resolved() -> LogTarget {
         guard self == .auto else { return self }
-        return Self.stderrIsJournal() ? .journal : .stderr
+        if Self.stderrIsJournal() { return .journal }
+        if isatty(2) == 0, access("/run/systemd/journal/socket", F_OK) == 0 { return .journal }
+        return .stderr
     }
 
     static func stderrIsJournal() -> Bool {
