@@ -75,7 +75,15 @@ public final class WireConnection {
     ) async throws -> Response {
         let id = nextID
         nextID += 1
-        try await outbound.write(ByteBuffer.envelope(EnvelopeHeader(kind: .request, id: id, type: type), body: body))
+        do {
+            try await outbound.write(ByteBuffer.envelope(EnvelopeHeader(kind: .request, id: id, type: type), body: body))
+        } catch {
+            // The daemon may have said why before hanging up (a refused peer gets an error frame).
+            if let envelope = try? await receiveOrEnd(), envelope.header.kind == .error {
+                throw try envelope.body(as: WireError.self)
+            }
+            throw WireError(.unavailable, "\(daemon) closed the connection: \(error)")
+        }
         while true {
             let envelope = try await receive()
             switch envelope.header.kind {

@@ -113,6 +113,7 @@ public final class WireServer: Sendable {
                     logger.warning("refused connection from \(credentials.map(String.init(describing:)) ?? "unknown peer"): not root and not in group \(policy.groupName)")
                     let error = WireError(.permissionDenied, "permission denied: \(daemon) accepts only root and members of group \(policy.groupName)")
                     try? await outbound.write(Self.errorPayload(error, id: 0, type: MessageType.hello))
+                    await Self.linger(inbound)
                     return
                 }
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -123,6 +124,20 @@ public final class WireServer: Sendable {
         } catch is CancellationError {
         } catch {
             logger.debug("connection ended: \(error)")
+        }
+    }
+
+    /// Keeps a refused connection open until the peer's first frame or its close (at most a
+    /// second), so a client that writes hello before reading gets our error frame rather than EPIPE.
+    private static func linger(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>) async {
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                var frames = inbound.makeAsyncIterator()
+                _ = try? await frames.next()
+            }
+            tasks.addTask { try? await Task.sleep(for: .seconds(1)) }
+            await tasks.next()
+            tasks.cancelAll()
         }
     }
 
