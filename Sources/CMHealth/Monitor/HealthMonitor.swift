@@ -175,8 +175,11 @@ public actor HealthMonitor {
             let level: Logger.Level = to == .down ? .warning : .notice
             logger.log(level: level, "\(id) \(from.rawValue) -> \(to.rawValue): \(message)", metadata: ["node": "\(id.node)", "check": "\(id.check)"])
         }
+        let changedState = instance.machine.state != instances[id]?.machine.state
         instances[id] = instance
-        updateSummary()
+        // Counting all instances per probe would cost O(checks²) a second; only a transition
+        // changes the counts.
+        if changedState { updateSummary() }
     }
 
     private func updateSummary() {
