@@ -10,10 +10,13 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "cm-healthd", targets: ["cm-healthd"]),
+        .executable(name: "cm-vipd", targets: ["cm-vipd"]),
         .executable(name: "cmctl", targets: ["cmctl"]),
         .library(name: "CMWire", targets: ["CMWire"]),
         .library(name: "CMConfig", targets: ["CMConfig"]),
         .library(name: "CMHealth", targets: ["CMHealth"]),
+        .library(name: "VRRP", targets: ["VRRP"]),
+        .library(name: "CMVIP", targets: ["CMVIP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -24,6 +27,8 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // Kernel headers Glibc's module leaves out (netlink, AF_PACKET); header only, nothing to link.
+        .systemLibrary(name: "CLinux"),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         .target(name: "CMTypes", swiftSettings: swiftSettings),
@@ -55,9 +60,21 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swiftSettings),
+        // Pure VRRPv3 packet codec: no I/O, fuzzed.
+        .target(name: "VRRP", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
+        .target(name: "CMVIP", dependencies: [
+            "CMTypes", "CMWire", "CMConfig", "CMStore", "VRRP", "CLinux",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
 
         .executableTarget(name: "cm-healthd", dependencies: [
             "CMHealth", "CMDaemon", "CMConfig", "CMWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        .executableTarget(name: "cm-vipd", dependencies: [
+            "CMVIP", "CMDaemon", "CMConfig", "CMWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
@@ -70,6 +87,8 @@ let package = Package(
         .testTarget(name: "CMWireTests", dependencies: ["CMWire", "CMTypes", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "CMStoreTests", dependencies: ["CMStore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
+        .testTarget(name: "VRRPTests", dependencies: ["VRRP", "CMTypes"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMVIPTests", dependencies: ["CMVIP", "VRRP", "CMConfig", "CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMHealthTests", dependencies: ["CMHealth", "CMConfig", "CMStore", "CMWire", "CMTypes"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
     ]
 )

@@ -114,3 +114,31 @@ public struct MACAddress: Hashable, Sendable, TextCodable {
     }
 
 }
+
+/// An address with its prefix length as it sits on an interface, e.g. 10.88.0.100/24. Unlike
+/// `IPv4Network`, host bits are the point. Written without "/N" it means /32.
+public struct IPv4InterfaceAddress: Hashable, Sendable, TextCodable {
+    public static let expected = "an IPv4 address with prefix length"
+    public var address: IPv4Address
+    public var prefixLength: Int
+
+    public init(address: IPv4Address, prefixLength: Int) {
+        self.address = address
+        self.prefixLength = prefixLength
+    }
+
+    public init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let address = IPv4Address(parts[0]) else { return nil }
+        self.address = address
+        if parts.count == 1 {
+            prefixLength = 32
+        } else {
+            guard parts[1].count <= 2, parts[1].allSatisfy({ $0.isASCII && $0.isNumber }),
+                  let length = Int(parts[1]), (0...32).contains(length) else { return nil }
+            prefixLength = length
+        }
+    }
+
+    public var description: String { "\(address)/\(prefixLength)" }
+}

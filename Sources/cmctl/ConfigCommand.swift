@@ -41,6 +41,9 @@ struct Config: AsyncParsableCommand {
             if let cluster, FileManager.default.fileExists(atPath: dir.appendingPathComponent(HealthdConfig.fileName)) {
                 record(HealthdConfig.fileName) { () throws(ConfigErrors) in _ = try HealthdConfig.load(configDir: configDir, cluster: cluster) }
             }
+            if FileManager.default.fileExists(atPath: dir.appendingPathComponent(VipdConfig.fileName)) {
+                record(VipdConfig.fileName) { () throws(ConfigErrors) in _ = try VipdConfig.load(configDir: configDir) }
+            }
             if json {
                 try printJSON(results)
             } else {

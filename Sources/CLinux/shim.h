@@ -1,0 +1,10 @@
+// Linux kernel headers that Glibc's Swift module leaves out: netlink and packet sockets.
+#include <sys/socket.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
+#include <net/if.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <poll.h>

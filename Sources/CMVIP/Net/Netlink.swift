@@ -1,0 +1,158 @@
+import CMTypes
+import CLinux
+import Glibc
+
+/// rtnetlink (NETLINK_ROUTE) without shelling out to ip(8): add and remove IPv4 addresses
+/// (needs CAP_NET_ADMIN), and a socket that wakes the runner on link changes.
+enum Netlink {
+    // linux/rtnetlink.h and linux/if_addr.h; not all are imported into Swift.
+    static let RTM_NEWADDR: UInt16 = 20
+    static let RTM_DELADDR: UInt16 = 21
+    static let IFA_ADDRESS: UInt16 = 1
+    static let IFA_LOCAL: UInt16 = 2
+    static let IFA_LABEL: UInt16 = 3
+    static let IFA_BROADCAST: UInt16 = 4
+    static let NLM_F_REQUEST: UInt16 = 0x1
+    static let NLM_F_ACK: UInt16 = 0x4
+    static let NLM_F_REPLACE: UInt16 = 0x100
+    static let NLM_F_CREATE: UInt16 = 0x400
+    static let NLMSG_ERROR: UInt16 = 2
+    static let RTMGRP_LINK: UInt32 = 1
+    static let RTMGRP_IPV4_IFADDR: UInt32 = 0x10
+
+    /// Adds `address` to the interface; already there is fine.
+    static func addAddress(_ address: IPv4InterfaceAddress, interface: NetworkInterface, label: String? = nil) throws(SystemError) {
+        let err = request(type: RTM_NEWADDR, flags: NLM_F_CREATE | NLM_F_REPLACE, address: address, interface: interface, label: label)
+        if err != 0, err != EEXIST { throw SystemError("add \(address) to \(interface.name)", errno: err) }
+    }
+
+    /// Removes `address` from the interface; already gone is fine.
+    static func removeAddress(_ address: IPv4InterfaceAddress, interface: NetworkInterface) throws(SystemError) {
+        let err = request(type: RTM_DELADDR, flags: 0, address: address, interface: interface, label: nil)
+        if err != 0, err != EADDRNOTAVAIL, err != ENODEV { throw SystemError("remove \(address) from \(interface.name)", errno: err) }
+    }
+
+    /// Sends one address request and waits for its ack; returns 0 or a positive errno.
+    private static func request(type: UInt16, flags: UInt16, address: IPv4InterfaceAddress, interface: NetworkInterface, label: String?) -> Int32 {
+        let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_ROUTE)
+        guard fd >= 0 else { return errno }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+
+        var body: [UInt8] = []
+        // struct ifaddrmsg { family, prefixlen, flags, scope, index }
+        body += [UInt8(AF_INET), UInt8(address.prefixLength), 0, 0]
+        body += le32(UInt32(bitPattern: interface.index))
+        let o = address.address.octets
+        let raw: [UInt8] = [o.0, o.1, o.2, o.3]
+        body += attribute(IFA_LOCAL, raw)
+        body += attribute(IFA_ADDRESS, raw)
+        if address.prefixLength < 31 {
+            let broadcast = address.address.rawValue | ~(address.prefixLength == 0 ? 0 : UInt32.max << UInt32(32 - address.prefixLength))
+            body += attribute(IFA_BROADCAST, [UInt8(broadcast >> 24), UInt8(broadcast >> 16 & 0xff), UInt8(broadcast >> 8 & 0xff), UInt8(broadcast & 0xff)])
+        }
+        if let label { body += attribute(IFA_LABEL, Array(label.utf8.prefix(15)) + [0]) }
+
+        var message: [UInt8] = []
+        message += le32(UInt32(16 + body.count))
+        message += le16(type)
+        message += le16(NLM_F_REQUEST | NLM_F_ACK | flags)
+        message += le32(1)  // sequence
+        message += le32(0)  // port: the kernel
+        message += body
+
+        var kernel = sockaddr_nl()
+        kernel.nl_family = sa_family_t(AF_NETLINK)
+        let sent = message.withUnsafeBytes { bytes in
+            withUnsafePointer(to: &kernel) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
+                }
+            }
+        }
+        guard sent == message.count else { return errno }
+        var reply = [UInt8](repeating: 0, count: 8192)
+        let n = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n >= 20 else { return n < 0 ? errno : EPROTO }
+        // nlmsghdr (16 bytes) then, for NLMSG_ERROR, an int32 error (0 = ack, else -errno).
+        let replyType = UInt16(reply[4]) | UInt16(reply[5]) << 8
+        guard replyType == NLMSG_ERROR else { return EPROTO }
+        let code = Int32(bitPattern: UInt32(reply[16]) | UInt32(reply[17]) << 8 | UInt32(reply[18]) << 16 | UInt32(reply[19]) << 24)
+        return -code
+    }
+
+    private static func attribute(_ type: UInt16, _ payload: [UInt8]) -> [UInt8] {
+        var out = le16(UInt16(4 + payload.count)) + le16(type) + payload
+        while out.count % 4 != 0 { out.append(0) }
+        return out
+    }
+
+    private static func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xff), UInt8(v >> 8)] }
+    private static func le32(_ v: UInt32) -> [UInt8] { [UInt8(v & 0xff), UInt8(v >> 8 & 0xff), UInt8(v >> 16 & 0xff), UInt8(v >> 24)] }
+
+    /// A non-blocking socket subscribed to link and IPv4 address changes: readable whenever
+    /// an interface goes up or down, so the runner re-reads the interfaces it cares about.
+    static func linkMonitor() throws(SystemError) -> FileDescriptor {
+        let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_ROUTE)
+        guard fd >= 0 else { throw SystemError("socket(AF_NETLINK)") }
+        var local = sockaddr_nl()
+        local.nl_family = sa_family_t(AF_NETLINK)
+        local.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR
+        let bound = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size)) }
+        }
+        if bound != 0 {
+            let e = errno
+            close(fd)
+            throw SystemError("bind netlink link monitor", errno: e)
+        }
+        return FileDescriptor(fd)
+    }
+
+    /// Reads and discards what is waiting on a monitor socket (the news is "something changed").
+    static func drain(_ fd: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        while buffer.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 {}
+    }
+}
+
+/// Gratuitous ARP from an AF_PACKET socket (needs CAP_NET_RAW): an ARP request for the
+/// virtual address from itself, broadcast, so that neighbours move it to our MAC at once.
+enum GratuitousARP {
+    static let ETH_P_ARP: UInt16 = 0x0806
+
+    static func send(_ addresses: [IPv4Address], interface: NetworkInterface, mac: MACAddress) throws(SystemError) {
+        let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(ETH_P_ARP.bigEndian))
+        guard fd >= 0 else { throw SystemError("socket(AF_PACKET)") }
+        defer { close(fd) }
+        var to = sockaddr_ll()
+        to.sll_family = UInt16(AF_PACKET)
+        to.sll_protocol = ETH_P_ARP.bigEndian
+        to.sll_ifindex = interface.index
+        to.sll_halen = 6
+        withUnsafeMutableBytes(of: &to.sll_addr) { for i in 0..<6 { $0[i] = 0xff } }
+        for address in addresses {
+            let frame = self.frame(for: address, mac: mac)
+            let sent = frame.withUnsafeBytes { bytes in
+                withUnsafePointer(to: &to) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+                    }
+                }
+            }
+            if sent < 0 { throw SystemError("gratuitous ARP for \(address) on \(interface.name)") }
+        }
+    }
+
+    /// Ethernet + ARP (RFC 826) request with sender and target protocol address both `address`.
+    static func frame(for address: IPv4Address, mac: MACAddress) -> [UInt8] {
+        let o = address.octets
+        let ip: [UInt8] = [o.0, o.1, o.2, o.3]
+        var f: [UInt8] = Array(repeating: 0xff, count: 6) + mac.bytes + [0x08, 0x06]
+        f += [0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]  // Ethernet, IPv4, request
+        f += mac.bytes + ip
+        f += Array(repeating: 0, count: 6) + ip
+        return f
+    }
+}
