@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# cm-vipd in network namespaces: two masters and a client on one bridge.
+#  1. cm-vipd pair: the higher priority becomes master; SIGKILL → the backup takes over and
+#     the client's ARP entry moves (gratuitous ARP); the old master returns and preempts;
+#     a tracked interface going down hands over, and back; SIGTERM sends priority 0 and the
+#     backup takes over at once; with preempt = false a returning master stays backup.
+#  2. Partition heal: both masters, then exactly one within one advert interval; epochs rise.
+#  3. Bad input: wrong TTL, other VRID, bad checksum, truncated → dropped and counted.
+#  4. Mixed pairs with keepalived 2.2 from Debian, both ways round, failover both ways.
+. "$(dirname "$0")/lib.sh"
+command -v keepalived >/dev/null || fail "keepalived is not installed (scripts/test installs it)"
+
+VIP=10.199.8.100
+lan_create
+host_create m1 10.199.8.11/24
+host_create m2 10.199.8.12/24
+host_create c1 10.199.8.50/24
+# A second interface on m1 to track (veth: this kernel has no dummy driver).
+ip -n "$(ns_of m1)" link add eth1 type veth peer name eth1p; ip -n "$(ns_of m1)" link set eth1p up; ip -n "$(ns_of m1)" link set eth1 up
+
+# vipd_conf M PRIORITY PREEMPT: config for cm-vipd on master M, adverts every second.
+vipd_conf() {
+  mkdir -p "$T/$1/etc" "$T/$1/state" "$T/$1/run"
+  cat > "$T/$1/etc/vipd.toml" <<CONF
+[[instance]]
+name = "VI_1"
+interface = "eth0"
+vrid = 51
+priority = $2
+advert_interval = "1s"
+preempt = $3
+addresses = ["$VIP/24"]
+track_interfaces = [$( [ "$1" = m1 ] && echo '"eth1"' )]
+track_weight = 100
+notify = ["/bin/sh", "-c", "echo \"\$*\" >> $T/$1/notify.out", "notify"]
+CONF
+}
+vipd_start() { start_bg "vipd-$1" ip netns exec "$(ns_of "$1")" "$BIN/cm-vipd" --config-dir "$T/$1/etc" --state-dir "$T/$1/state" --runtime-dir "$T/$1/run" --log-target stderr; }
+vipd_pid() { local v="PID_vipd_$1"; echo "${!v}"; }
+vip() { "$BIN/cmctl" vip status --json --runtime-dir "$T/$1/run"; }
+state_is() { vip "$1" 2>/dev/null | jq -e --arg s "$2" '.instances[0].state == $s' >/dev/null; }
+epoch() { vip "$1" | jq .epoch; }
+has_vip() { ip -n "$(ns_of "$1")" -4 -o addr show dev eth0 | grep -q " $VIP/"; }
+lacks_vip() { ! has_vip "$1"; }
+mac_of() { ip -n "$(ns_of "$1")" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
+# The client reaches the VIP, and its ARP entry names master M's MAC.
+client_reaches() {
+  ip netns exec "$(ns_of c1)" ping -c1 -W1 -q "$VIP" >/dev/null &&
+    ip -n "$(ns_of c1)" neigh show "$VIP" | grep -q "$(mac_of "$1")"
+}
+only_master() { # M OTHER: M is master with the VIP, OTHER is backup without it
+  state_is "$1" master && has_vip "$1" && state_is "$2" backup && lacks_vip "$2"
+}
+
+log "1. cm-vipd pair: m1 priority 150, m2 priority 100, adverts every 1 s"
+vipd_conf m1 150 true; vipd_conf m2 100 true
+vipd_start m1; vipd_start m2
+wait_for 10 "m1 master with the VIP, m2 backup" only_master m1 m2
+wait_for 5 "client reaches the VIP at m1" client_reaches m1
+e1=$(epoch m1)
+pass "m1 is master (epoch $e1), m2 backup; the client reaches $VIP at m1"
+
+kill -KILL "$(vipd_pid m1)"; t0=$(now_ms)
+wait_for 8 "m2 takes over after m1 is killed" state_is m2 master
+took=$(( $(now_ms) - t0 ))
+wait_for 3 "m2 holds the VIP" has_vip m2
+wait_for 3 "the client's ARP entry moves to m2 (gratuitous ARP)" client_reaches m2
+# Master_Down_Interval = 3 × 1 s + (256 − 100)/256 × 1 s = 3.61 s from m1's last advert, which
+# went out up to one interval before the kill.
+[ "$took" -ge 2500 ] && [ "$took" -le 5000 ] || fail "takeover after ${took} ms, expected 2610-3610 ms (Master_Down_Interval after the last advert)"
+pass "SIGKILL of the master: m2 took over after ${took} ms, the client follows"
+
+vipd_start m1
+wait_for 10 "m1 returns, removes the stale VIP and preempts" only_master m1 m2
+wait_for 3 "client back at m1" client_reaches m1
+e2=$(epoch m1)
+[ "$e2" -gt "$e1" ] || fail "m1's epoch did not rise across its restart: $e1 → $e2"
+grep -q "INSTANCE VI_1 MASTER 150" "$T/m1/notify.out" || fail "m1's notify hook did not run: $(cat "$T/m1/notify.out" 2>&1)"
+grep -q "INSTANCE VI_1 BACKUP 100" "$T/m2/notify.out" || fail "m2's notify hook did not see BACKUP"
+pass "restarted m1 preempted m2 (epoch $e1 → $e2); notify hooks ran"
+
+ip -n "$(ns_of m1)" link set eth1 down
+wait_for 8 "tracked eth1 down: m1 drops to priority 50, m2 preempts" only_master m2 m1
+vip m1 | jq -e '.instances[0].priority == 50 and (.instances[0].trackedDown | index("interface eth1"))' >/dev/null || fail "m1 does not show priority 50 with eth1 down"
+ip -n "$(ns_of m1)" link set eth1 up
+wait_for 8 "eth1 up: m1 back to 150 and master" only_master m1 m2
+pass "tracked interface down hands the VIP to m2, up takes it back"
+
+kill -TERM "$(vipd_pid m1)"; t0=$(now_ms)
+wait_for 3 "m2 takes over at once when m1 stops (priority 0)" state_is m2 master
+took=$(( $(now_ms) - t0 ))
+# Skew_Time = (256 − 100)/256 × 1 s = 0.61 s, far below the 3.61 s of a silent master.
+[ "$took" -le 1500 ] || fail "takeover after graceful stop took ${took} ms, expected about 610 ms (Skew_Time)"
+wait_for 3 "m1 removed the VIP on stop" lacks_vip m1
+pass "SIGTERM: m1 sent priority 0 and removed the VIP; m2 took over after ${took} ms"
+
+vipd_conf m1 150 false; vipd_start m1
+wait_for 5 "m1 without preempt starts as backup" state_is m1 backup
+sleep 4.5   # longer than Master_Down_Interval: m1 must not take over from the lower m2
+only_master m2 m1 || fail "m1 with preempt = false took over from m2"
+pass "with preempt = false the returning m1 stays backup"
+
+log "2. partition heal"
+kill -TERM "$(vipd_pid m1)"; wait "$(vipd_pid m1)" 2>/dev/null || true
+vipd_conf m1 150 true; vipd_start m1
+wait_for 10 "m1 master again" only_master m1 m2
+port=$(ip -n "$LAN" -o link show | grep -o 'v[0-9]*@' | sed -n 2p | tr -d @)   # m2's bridge port
+bridge -n "$LAN" link set dev "$port" state 0   # disabled: no forwarding, carrier stays up
+wait_for 8 "partition: m2 becomes master too" state_is m2 master
+state_is m1 master || fail "m1 left master during the partition"
+em2=$(epoch m2)
+bridge -n "$LAN" link set dev "$port" state 3; t0=$(now_ms)
+wait_for 3 "healed: exactly one master" only_master m1 m2
+took=$(( $(now_ms) - t0 ))
+[ "$took" -le 1500 ] || fail "two masters for ${took} ms after the heal, expected at most one advert interval (1 s)"
+[ "$(epoch m2)" -gt "$em2" ] || fail "m2's epoch did not rise when it stepped down"
+pass "partition healed to one master in ${took} ms; m2's epoch rose ($em2 → $(epoch m2))"
+
+log "3. bad input from the client"
+ip netns exec "$(ns_of c1)" python3 "$(dirname "$0")/vrrp-inject.py" 10.199.8.50 51
+check_drops() {
+  vip "$1" | jq -e '.instances[0].dropped | (.bad_ttl >= 1) and (.other_vrid >= 1) and (.bad_checksum >= 1) and (.truncated >= 1)' >/dev/null
+}
+wait_for 3 "m1 counted every bad datagram" check_drops m1
+wait_for 3 "m2 counted every bad datagram" check_drops m2
+only_master m1 m2 || fail "bad datagrams changed the roles"
+vip m2 | jq -c '.instances[0].dropped'
+pass "wrong TTL, other VRID, bad checksum and truncated datagrams dropped and counted; roles unchanged"
+
+log "4. mixed pairs with keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}')"
+kill -TERM "$(vipd_pid m1)" "$(vipd_pid m2)"; wait "$(vipd_pid m1)" "$(vipd_pid m2)" 2>/dev/null || true
+keepalived_conf() { # M PRIORITY
+  cat > "$T/$1/keepalived.conf" <<CONF
+global_defs { router_id $1
+  vrrp_version 3
+}
+vrrp_instance VI_1 {
+  state BACKUP
+  interface eth0
+  virtual_router_id 51
+  priority $2
+  advert_int 1
+  virtual_ipaddress { $VIP/24 }
+}
+CONF
+}
+keepalived_start() {
+  start_bg "keepalived-$1" ip netns exec "$(ns_of "$1")" keepalived -n -l -D --vrrp -f "$T/$1/keepalived.conf" -p "$T/$1/k.pid" -r "$T/$1/k.vrrp.pid"
+}
+keepalived_pid() { local v="PID_keepalived_$1"; echo "${!v}"; }
+
+# keepalived master (m1, 150), cm-vipd backup (m2, 100)
+keepalived_conf m1 150; keepalived_start m1
+vipd_conf m2 100 true; vipd_start m2
+wait_for 10 "keepalived m1 holds the VIP" has_vip m1
+wait_for 10 "cm-vipd m2 backup listening to keepalived" state_is m2 backup
+sleep 4.5   # past Master_Down_Interval: cm-vipd must accept keepalived's adverts, not take over
+state_is m2 backup && lacks_vip m2 || fail "cm-vipd took over from a live keepalived master"
+vip m2 | jq -e '.instances[0].advertsReceived >= 3 and (.instances[0].dropped.bad_checksum // 0) == 0 and .instances[0].masterAddress == "10.199.8.11"' >/dev/null ||
+  fail "cm-vipd does not accept keepalived's adverts: $(vip m2 | jq -c .instances[0])"
+kill -TERM "$(keepalived_pid m1)"; t0=$(now_ms)
+wait_for 3 "keepalived stops (priority 0): cm-vipd takes over at once" state_is m2 master
+took=$(( $(now_ms) - t0 ))
+wait_for 3 "cm-vipd holds the VIP" has_vip m2
+wait_for 3 "client reaches cm-vipd" client_reaches m2
+wait "$(keepalived_pid m1)" 2>/dev/null || true   # its pid files go with it; a new one refuses to start before
+keepalived_start m1
+yielded_to_m1() { state_is m2 backup && has_vip m1; }
+wait_for 10 "keepalived returns and preempts cm-vipd" yielded_to_m1
+wait_for 3 "cm-vipd gave up the VIP" lacks_vip m2
+pass "keepalived master + cm-vipd backup: cm-vipd took over in ${took} ms on keepalived's priority 0 and yielded when it returned"
+kill -TERM "$(keepalived_pid m1)" "$(vipd_pid m2)"; wait "$(keepalived_pid m1)" "$(vipd_pid m2)" 2>/dev/null || true
+sleep 0.5
+
+# cm-vipd master (m1, 150), keepalived backup (m2, 100)
+vipd_conf m1 150 true; vipd_start m1
+keepalived_conf m2 100; keepalived_start m2
+wait_for 10 "cm-vipd m1 is master" state_is m1 master
+sleep 4.5   # past keepalived's Master_Down_Interval: it must accept cm-vipd's adverts
+has_vip m1 && lacks_vip m2 || fail "keepalived took over from a live cm-vipd master (it rejects our adverts?)"
+kill -TERM "$(vipd_pid m1)"; t0=$(now_ms)
+wait_for 3 "cm-vipd stops (priority 0): keepalived takes over" has_vip m2
+took=$(( $(now_ms) - t0 ))
+wait_for 3 "client reaches keepalived" client_reaches m2
+vipd_start m1
+vip_only_on_m1() { has_vip m1 && lacks_vip m2; }
+wait_for 10 "cm-vipd returns and preempts keepalived" vip_only_on_m1
+state_is m1 master || fail "cm-vipd does not report master after preempting keepalived"
+wait_for 3 "client back at cm-vipd" client_reaches m1
+pass "cm-vipd master + keepalived backup: keepalived accepted our adverts, took over in ${took} ms on our priority 0, yielded when we returned"
