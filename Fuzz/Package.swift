@@ -15,6 +15,7 @@ let package = Package(
         .target(name: "FuzzSupport"),
         .executableTarget(name: "fuzz_wire", dependencies: ["FuzzSupport", .product(name: "CMWire", package: mainPackage)]),
         .executableTarget(name: "fuzz_prometheus", dependencies: ["FuzzSupport", .product(name: "CMHealth", package: mainPackage)]),
+        .executableTarget(name: "fuzz_vrrp", dependencies: ["FuzzSupport", .product(name: "VRRP", package: mainPackage)]),
         .executableTarget(name: "fuzz_config", dependencies: ["FuzzSupport", .product(name: "CMConfig", package: mainPackage)]),
     ]
 )

@@ -12,6 +12,7 @@ public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let cluster = ClusterConfig(name: "fuzz", domain: nil, networks: [], masters: [], nodes: [node])
     _ = try? HealthdConfig.parse(ConfigSource(path: "healthd.toml", text: text), cluster: cluster)
     _ = try? ClusterConfig.parse(ConfigSource(path: "cluster.toml", text: text))
+    _ = try? VipdConfig.parse(ConfigSource(path: "vipd.toml", text: text))
     return 0
 }
 
