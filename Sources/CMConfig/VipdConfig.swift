@@ -18,6 +18,10 @@ public struct VRRPInstanceConfig: Sendable, Equatable {
     public var unicastPeers: [IPv4Address]
     public var garpCount: Int
     public var garpInterval: Duration
+    /// A second burst of gratuitous ARPs this long after becoming master (0: none), for
+    /// neighbours that ignored the first one (Linux ignores an update within locktime, 1 s,
+    /// of the last), like keepalived's garp_master_delay.
+    public var garpMasterDelay: Duration
     public var trackChecks: [CheckID]
     public var trackInterfaces: [String]
     /// Subtracted from the priority for each tracked check or interface that is down.
@@ -30,7 +34,7 @@ public struct VRRPInstanceConfig: Sendable, Equatable {
 
     public init(name: String, interface: String, vrid: Int, priority: Int = 100, advertInterval: Duration = .seconds(1),
                 preempt: Bool = true, preemptDelay: Duration = .zero, addresses: [IPv4InterfaceAddress], sourceAddress: IPv4Address? = nil,
-                unicastPeers: [IPv4Address] = [], garpCount: Int = 5, garpInterval: Duration = .zero, trackChecks: [CheckID] = [],
+                unicastPeers: [IPv4Address] = [], garpCount: Int = 5, garpInterval: Duration = .zero, garpMasterDelay: Duration = .seconds(5), trackChecks: [CheckID] = [],
                 trackInterfaces: [String] = [], trackWeight: Int = 50,
                 notifyMaster: [String]? = nil, notifyBackup: [String]? = nil, notifyFault: [String]? = nil, notify: [String]? = nil) {
         self.name = name
@@ -45,6 +49,7 @@ public struct VRRPInstanceConfig: Sendable, Equatable {
         self.unicastPeers = unicastPeers
         self.garpCount = garpCount
         self.garpInterval = garpInterval
+        self.garpMasterDelay = garpMasterDelay
         self.trackChecks = trackChecks
         self.trackInterfaces = trackInterfaces
         self.trackWeight = trackWeight
@@ -157,6 +162,7 @@ public struct VipdConfig: Sendable, Equatable {
         }
         let garpCount = t.int("garp_count", range: 0...100, default: 5)
         let garpInterval = t.duration("garp_interval", range: .zero ... .seconds(10), default: .zero)
+        let garpMasterDelay = t.duration("garp_master_delay", range: .zero ... .seconds(3600), default: .seconds(5))
         var checks: [CheckID] = []
         for text in t.stringArray("track_checks") ?? [] {
             guard let id = CheckID(text) else { t.error("track_checks", "\"\(text)\" is not a check id (CHECK@NODE, as cmctl health list shows)"); continue }
@@ -180,7 +186,7 @@ public struct VipdConfig: Sendable, Equatable {
         guard let name, let interface, let vrid else { return nil }
         return VRRPInstanceConfig(name: name, interface: interface, vrid: vrid, priority: priority, advertInterval: interval,
                                   preempt: preempt, preemptDelay: preemptDelay, addresses: addresses, sourceAddress: source,
-                                  unicastPeers: peers, garpCount: garpCount, garpInterval: garpInterval, trackChecks: checks,
+                                  unicastPeers: peers, garpCount: garpCount, garpInterval: garpInterval, garpMasterDelay: garpMasterDelay, trackChecks: checks,
                                   trackInterfaces: trackInterfaces, trackWeight: trackWeight,
                                   notifyMaster: notifyMaster, notifyBackup: notifyBackup, notifyFault: notifyFault, notify: notify)
     }

@@ -23,7 +23,7 @@ let minimalInstance = "[[instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid
         #expect(i.advertInterval == .seconds(1) && i.advertIntervalCentiseconds == 100)
         #expect(i.preempt && i.preemptDelay == .zero)
         #expect(i.addresses == [IPv4InterfaceAddress("10.77.0.100/24")!])
-        #expect(i.garpCount == 5 && i.garpInterval == .zero && i.trackWeight == 50)
+        #expect(i.garpCount == 5 && i.garpInterval == .zero && i.garpMasterDelay == .seconds(5) && i.trackWeight == 50)
     }
 
     @Test func minimalInstanceGetsDefaults() throws {

@@ -50,7 +50,7 @@ import Testing
     @Test func ownerStartsAsMaster() {
         var m = machine(priority: 255)
         let actions = m.handle(.startup(now: t0))
-        #expect(actions == [.addAddresses, .sendAdvertisement(priority: 255), .sendGratuitousARP, .setTimer(.adver, after: .seconds(1)),
+        #expect(actions == [.sendAdvertisement(priority: 255), .addAddresses, .sendGratuitousARP, .setTimer(.adver, after: .seconds(1)),
                             .transition(from: .initialize, to: .master, reason: "address owner (priority 255)")])
         #expect(m.state == .master)
         #expect(m.masterAddress == me)
@@ -81,7 +81,7 @@ import Testing
     @Test func backupBecomesMasterWhenMasterDownTimerFires() {
         var m = backup()
         let actions = m.handle(.timerFired(.masterDown, now: t0 + .seconds(4)))
-        #expect(actions.prefix(4) == [.addAddresses, .sendAdvertisement(priority: 100), .sendGratuitousARP, .setTimer(.adver, after: .seconds(1))])
+        #expect(actions.prefix(4) == [.sendAdvertisement(priority: 100), .addAddresses, .sendGratuitousARP, .setTimer(.adver, after: .seconds(1))])
         #expect(m.state == .master)
     }
 

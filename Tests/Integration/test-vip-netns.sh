@@ -2,7 +2,8 @@
 # cm-vipd in network namespaces: two masters and a client on one bridge.
 #  1. cm-vipd pair: the higher priority becomes master; SIGKILL → the backup takes over and
 #     the client's ARP entry moves (gratuitous ARP); the old master returns and preempts;
-#     a tracked interface going down hands over, and back; SIGTERM sends priority 0 and the
+#     a tracked interface or a tracked cm-healthd check going down hands over, and back;
+#     SIGTERM sends priority 0 and the
 #     backup takes over at once; with preempt = false a returning master stays backup.
 #  2. Partition heal: both masters, then exactly one within one advert interval; epochs rise.
 #  3. Bad input: wrong TTL, other VRID, bad checksum, truncated → dropped and counted.
@@ -31,6 +32,7 @@ advert_interval = "1s"
 preempt = $3
 addresses = ["$VIP/24"]
 track_interfaces = [$( [ "$1" = m1 ] && echo '"eth1"' )]
+track_checks = [$( [ "$1" = m1 ] && echo '"web@client"' )]
 track_weight = 100
 notify = ["/bin/sh", "-c", "echo \"\$*\" >> $T/$1/notify.out", "notify"]
 CONF
@@ -51,6 +53,14 @@ client_reaches() {
 only_master() { # M OTHER: M is master with the VIP, OTHER is backup without it
   state_is "$1" master && has_vip "$1" && state_is "$2" backup && lacks_vip "$2"
 }
+
+# m1 tracks cm-healthd's check of a web server on the client (nginx on c1:8080).
+nginx_conf "$T/nginx" 10.199.8.50 8080
+start_bg nginx ip netns exec "$(ns_of c1)" nginx -c "$T/nginx/nginx.conf" -p "$T/nginx"
+mkdir -p "$T/m1/etc" "$T/m1/state/healthd" "$T/m1/run"
+printf '[cluster]\nname = "vip"\n[[node]]\nname = "client"\naddress = "10.199.8.50"\n' > "$T/m1/etc/cluster.toml"
+printf '[metrics]\nenabled = false\n[[check]]\nname = "web"\ntype = "tcp"\nport = 8080\ninterval = "500ms"\nrise = 2\nfall = 2\n' > "$T/m1/etc/healthd.toml"
+start_bg healthd ip netns exec "$(ns_of m1)" "$BIN/cm-healthd" --config-dir "$T/m1/etc" --state-dir "$T/m1/state/healthd" --runtime-dir "$T/m1/run" --log-target stderr
 
 log "1. cm-vipd pair: m1 priority 150, m2 priority 100, adverts every 1 s"
 vipd_conf m1 150 true; vipd_conf m2 100 true
@@ -85,6 +95,13 @@ vip m1 | jq -e '.instances[0].priority == 50 and (.instances[0].trackedDown | in
 ip -n "$(ns_of m1)" link set eth1 up
 wait_for 8 "eth1 up: m1 back to 150 and master" only_master m1 m2
 pass "tracked interface down hands the VIP to m2, up takes it back"
+
+kill -TERM "$PID_nginx"
+wait_for 10 "cm-healthd's web@client down: m1 drops to priority 50, m2 preempts" only_master m2 m1
+vip m1 | jq -e '.instances[0].priority == 50 and (.instances[0].trackedDown | index("web@client"))' >/dev/null || fail "m1 does not show web@client as tracked down"
+start_bg nginx ip netns exec "$(ns_of c1)" nginx -c "$T/nginx/nginx.conf" -p "$T/nginx"
+wait_for 10 "web@client up again: m1 back to 150 and master" only_master m1 m2
+pass "tracked cm-healthd check down (followed over CMWire) hands the VIP to m2, up takes it back"
 
 kill -TERM "$(vipd_pid m1)"; t0=$(now_ms)
 wait_for 3 "m2 takes over at once when m1 stops (priority 0)" state_is m2 master

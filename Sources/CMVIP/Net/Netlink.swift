@@ -21,25 +21,19 @@ enum Netlink {
     static let RTMGRP_IPV4_IFADDR: UInt32 = 0x10
 
     /// Adds `address` to the interface; already there is fine.
-    static func addAddress(_ address: IPv4InterfaceAddress, interface: NetworkInterface, label: String? = nil) throws(SystemError) {
-        let err = request(type: RTM_NEWADDR, flags: NLM_F_CREATE | NLM_F_REPLACE, address: address, interface: interface, label: label)
+    static func addAddress(_ address: IPv4InterfaceAddress, interface: NetworkInterface, label: String? = nil, on socket: RouteSocket) throws(SystemError) {
+        let err = socket.request(type: RTM_NEWADDR, flags: NLM_F_CREATE | NLM_F_REPLACE, body: addressBody(address, interface: interface, label: label))
         if err != 0, err != EEXIST { throw SystemError("add \(address) to \(interface.name)", errno: err) }
     }
 
     /// Removes `address` from the interface; already gone is fine.
-    static func removeAddress(_ address: IPv4InterfaceAddress, interface: NetworkInterface) throws(SystemError) {
-        let err = request(type: RTM_DELADDR, flags: 0, address: address, interface: interface, label: nil)
+    static func removeAddress(_ address: IPv4InterfaceAddress, interface: NetworkInterface, on socket: RouteSocket) throws(SystemError) {
+        let err = socket.request(type: RTM_DELADDR, flags: 0, body: addressBody(address, interface: interface, label: nil))
         if err != 0, err != EADDRNOTAVAIL, err != ENODEV { throw SystemError("remove \(address) from \(interface.name)", errno: err) }
     }
 
-    /// Sends one address request and waits for its ack; returns 0 or a positive errno.
-    private static func request(type: UInt16, flags: UInt16, address: IPv4InterfaceAddress, interface: NetworkInterface, label: String?) -> Int32 {
-        let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_ROUTE)
-        guard fd >= 0 else { return errno }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-
+    /// struct ifaddrmsg and its attributes for one IPv4 address.
+    private static func addressBody(_ address: IPv4InterfaceAddress, interface: NetworkInterface, label: String?) -> [UInt8] {
         var body: [UInt8] = []
         // struct ifaddrmsg { family, prefixlen, flags, scope, index }
         body += [UInt8(AF_INET), UInt8(address.prefixLength), 0, 0]
@@ -53,43 +47,68 @@ enum Netlink {
             body += attribute(IFA_BROADCAST, [UInt8(broadcast >> 24), UInt8(broadcast >> 16 & 0xff), UInt8(broadcast >> 8 & 0xff), UInt8(broadcast & 0xff)])
         }
         if let label { body += attribute(IFA_LABEL, Array(label.utf8.prefix(15)) + [0]) }
-
-        var message: [UInt8] = []
-        message += le32(UInt32(16 + body.count))
-        message += le16(type)
-        message += le16(NLM_F_REQUEST | NLM_F_ACK | flags)
-        message += le32(1)  // sequence
-        message += le32(0)  // port: the kernel
-        message += body
-
-        var kernel = sockaddr_nl()
-        kernel.nl_family = sa_family_t(AF_NETLINK)
-        let sent = message.withUnsafeBytes { bytes in
-            withUnsafePointer(to: &kernel) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
-                }
-            }
-        }
-        guard sent == message.count else { return errno }
-        var reply = [UInt8](repeating: 0, count: 8192)
-        let n = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        guard n >= 20 else { return n < 0 ? errno : EPROTO }
-        // nlmsghdr (16 bytes) then, for NLMSG_ERROR, an int32 error (0 = ack, else -errno).
-        let replyType = UInt16(reply[4]) | UInt16(reply[5]) << 8
-        guard replyType == NLMSG_ERROR else { return EPROTO }
-        let code = Int32(bitPattern: UInt32(reply[16]) | UInt32(reply[17]) << 8 | UInt32(reply[18]) << 16 | UInt32(reply[19]) << 24)
-        return -code
+        return body
     }
 
-    private static func attribute(_ type: UInt16, _ payload: [UInt8]) -> [UInt8] {
+    /// One rtnetlink request socket, opened once: opening and closing sockets on the VRRP thread
+    /// would cost it the kernel's RCU grace periods at the worst moment (becoming master).
+    final class RouteSocket {
+        let fd: Int32
+        private var sequence: UInt32 = 0
+
+        init() throws(SystemError) {
+            fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_ROUTE)
+            guard fd >= 0 else { throw SystemError("socket(AF_NETLINK)") }
+            var timeout = timeval(tv_sec: 2, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+
+        deinit { close(fd) }
+
+        /// Sends one request and waits for its ack; returns 0 or a positive errno.
+        func request(type: UInt16, flags: UInt16, body: [UInt8]) -> Int32 {
+            sequence &+= 1
+            var message: [UInt8] = []
+            message += le32(UInt32(16 + body.count))
+            message += le16(type)
+            message += le16(NLM_F_REQUEST | NLM_F_ACK | flags)
+            message += le32(sequence)
+            message += le32(0)  // port: the kernel
+            message += body
+            var kernel = sockaddr_nl()
+            kernel.nl_family = sa_family_t(AF_NETLINK)
+            let sent = message.withUnsafeBytes { bytes in
+                withUnsafePointer(to: &kernel) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
+                    }
+                }
+            }
+            guard sent == message.count else { return errno }
+            var reply = [UInt8](repeating: 0, count: 8192)
+            while true {
+                let n = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                guard n >= 20 else { return n < 0 ? errno : EPROTO }
+                // nlmsghdr (16 bytes) then, for NLMSG_ERROR, an int32 error (0 = ack, else -errno).
+                let replyType = UInt16(reply[4]) | UInt16(reply[5]) << 8
+                let replySequence = UInt32(reply[8]) | UInt32(reply[9]) << 8 | UInt32(reply[10]) << 16 | UInt32(reply[11]) << 24
+                // An ack of an earlier request that timed out: not ours, read on.
+                guard replySequence == sequence else { continue }
+                guard replyType == NLMSG_ERROR else { return EPROTO }
+                let code = Int32(bitPattern: UInt32(reply[16]) | UInt32(reply[17]) << 8 | UInt32(reply[18]) << 16 | UInt32(reply[19]) << 24)
+                return -code
+            }
+        }
+    }
+
+    static func attribute(_ type: UInt16, _ payload: [UInt8]) -> [UInt8] {
         var out = le16(UInt16(4 + payload.count)) + le16(type) + payload
         while out.count % 4 != 0 { out.append(0) }
         return out
     }
 
-    private static func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xff), UInt8(v >> 8)] }
-    private static func le32(_ v: UInt32) -> [UInt8] { [UInt8(v & 0xff), UInt8(v >> 8 & 0xff), UInt8(v >> 16 & 0xff), UInt8(v >> 24)] }
+    static func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xff), UInt8(v >> 8)] }
+    static func le32(_ v: UInt32) -> [UInt8] { [UInt8(v & 0xff), UInt8(v >> 8 & 0xff), UInt8(v >> 16 & 0xff), UInt8(v >> 24)] }
 
     /// A non-blocking socket subscribed to link and IPv4 address changes: readable whenever
     /// an interface goes up or down, so the runner re-reads the interfaces it cares about.
@@ -119,21 +138,28 @@ enum Netlink {
 
 /// Gratuitous ARP from an AF_PACKET socket (needs CAP_NET_RAW): an ARP request for the
 /// virtual address from itself, broadcast, so that neighbours move it to our MAC at once.
-enum GratuitousARP {
+/// The socket is opened once per instance and receives nothing (protocol 0): closing a packet
+/// socket waits for an RCU grace period, which must not happen on the VRRP thread per burst.
+final class GratuitousARP {
     static let ETH_P_ARP: UInt16 = 0x0806
+    let fd: Int32
 
-    static func send(_ addresses: [IPv4Address], interface: NetworkInterface, mac: MACAddress) throws(SystemError) {
-        let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(ETH_P_ARP.bigEndian))
+    init() throws(SystemError) {
+        fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket(AF_PACKET)") }
-        defer { close(fd) }
+    }
+
+    deinit { close(fd) }
+
+    func send(_ addresses: [IPv4Address], interface: NetworkInterface, mac: MACAddress) throws(SystemError) {
         var to = sockaddr_ll()
         to.sll_family = UInt16(AF_PACKET)
-        to.sll_protocol = ETH_P_ARP.bigEndian
+        to.sll_protocol = Self.ETH_P_ARP.bigEndian
         to.sll_ifindex = interface.index
         to.sll_halen = 6
         withUnsafeMutableBytes(of: &to.sll_addr) { for i in 0..<6 { $0[i] = 0xff } }
         for address in addresses {
-            let frame = self.frame(for: address, mac: mac)
+            let frame = Self.frame(for: address, mac: mac)
             let sent = frame.withUnsafeBytes { bytes in
                 withUnsafePointer(to: &to) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

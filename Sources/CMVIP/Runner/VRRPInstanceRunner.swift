@@ -118,12 +118,16 @@ public final class VRRPInstanceRunner: Sendable {
         var machine: VRRPStateMachine?
         var socket: VRRPSocket?
         var monitor: FileDescriptor?
+        var route: Netlink.RouteSocket?
+        var arp: GratuitousARP?
         var interface: NetworkInterface?
         var source: IPv4Address?
         var deadline: ContinuousClock.Instant?
         var timer: VRRPStateMachine.Timer = .masterDown
         var garpRemaining = 0
         var garpNext: ContinuousClock.Instant?
+        /// When the second burst of gratuitous ARPs is due (garp_master_delay).
+        var garpRepeat: ContinuousClock.Instant?
         var checksDown: [CheckID] = []
         var interfacesDown: [String] = []
         var buffer = [UInt8](repeating: 0, count: 2048)
@@ -137,8 +141,10 @@ public final class VRRPInstanceRunner: Sendable {
             setRealtime()
             do {
                 monitor = try Netlink.linkMonitor()
+                route = try Netlink.RouteSocket()
+                arp = try GratuitousARP()
             } catch {
-                fail("cannot watch links: \(error)")
+                fail("\(error)")
             }
             refreshInterfaces(now: .now)
             while !stopping {
@@ -160,6 +166,10 @@ public final class VRRPInstanceRunner: Sendable {
                     handle(.timerFired(timer, now: .now))
                 }
                 if let g = garpNext, g <= .now { sendGratuitousARP() }
+                if let r = garpRepeat, r <= .now {
+                    garpRepeat = nil
+                    startGratuitousARP()
+                }
             }
             if machine != nil { handle(.shutdown) }
         }
@@ -185,7 +195,7 @@ public final class VRRPInstanceRunner: Sendable {
             if let socket { fds.append(pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)) }
             if let monitor { fds.append(pollfd(fd: monitor.fd, events: Int16(POLLIN), revents: 0)) }
             var spec = itimerspec()
-            if let next = [deadline, garpNext].compactMap({ $0 }).min() {
+            if let next = [deadline, garpNext, garpRepeat].compactMap({ $0 }).min() {
                 // A zero it_value disarms the timer: a deadline already passed fires after 1 ns.
                 let wait = max(next - .now, .nanoseconds(1))
                 spec.it_value = timespec(tv_sec: Int(wait.components.seconds), tv_nsec: Int(wait.components.attoseconds / 1_000_000_000))
@@ -362,10 +372,10 @@ public final class VRRPInstanceRunner: Sendable {
             case .cancelTimer:
                 deadline = nil
             case .addAddresses:
-                guard let interface else { return }
+                guard let interface, let route else { return }
                 for a in config.addresses {
                     do {
-                        try Netlink.addAddress(a, interface: interface)
+                        try Netlink.addAddress(a, interface: interface, on: route)
                     } catch {
                         fail("\(error)")
                     }
@@ -373,9 +383,8 @@ public final class VRRPInstanceRunner: Sendable {
             case .removeAddresses:
                 removeAddresses()
             case .sendGratuitousARP:
-                garpRemaining = config.garpCount
-                garpNext = garpRemaining > 0 ? .now : nil
-                sendGratuitousARP()
+                startGratuitousARP()
+                garpRepeat = config.garpMasterDelay > .zero ? .now + config.garpMasterDelay : nil
             case .transition(let from, let to, let reason):
                 let priority = Int(machine?.priority ?? 0)
                 let level: Logger.Level = to == .fault ? .error : .notice
@@ -406,14 +415,21 @@ public final class VRRPInstanceRunner: Sendable {
             }
         }
 
+        private mutating func startGratuitousARP() {
+            garpRemaining = config.garpCount
+            garpNext = garpRemaining > 0 ? .now : nil
+            sendGratuitousARP()
+        }
+
         private mutating func sendGratuitousARP() {
-            guard garpRemaining > 0, let interface, let mac = interface.mac, machine?.state == .master else {
+            guard garpRemaining > 0, let interface, let mac = interface.mac, let arp, machine?.state == .master else {
                 garpRemaining = 0
                 garpNext = nil
+                if machine?.state != .master { garpRepeat = nil }
                 return
             }
             do {
-                try GratuitousARP.send(config.addresses.map(\.address), interface: interface, mac: mac)
+                try arp.send(config.addresses.map(\.address), interface: interface, mac: mac)
             } catch {
                 logger.warning("\(error)")
             }
@@ -424,10 +440,10 @@ public final class VRRPInstanceRunner: Sendable {
         }
 
         private func removeAddresses() {
-            guard let interface else { return }
+            guard let interface, let route else { return }
             for a in config.addresses {
                 do {
-                    try Netlink.removeAddress(a, interface: interface)
+                    try Netlink.removeAddress(a, interface: interface, on: route)
                 } catch {
                     logger.warning("\(error)")
                 }

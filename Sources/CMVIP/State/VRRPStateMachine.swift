@@ -170,7 +170,9 @@ public struct VRRPStateMachine: Sendable {
         masterAddress = configuration.primaryAddress
         lowerMasterSeenSince = nil
         // 6.4.1 / 6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARP, set the Adver_Timer.
-        return [.addAddresses, .sendAdvertisement(priority: priority), .sendGratuitousARP, .setTimer(.adver, after: advertisementInterval)]
+        // The advert goes first: the other routers' timers are running, and configuring the
+        // addresses (rtnetlink) may take a moment.
+        return [.sendAdvertisement(priority: priority), .addAddresses, .sendGratuitousARP, .setTimer(.adver, after: advertisementInterval)]
             + move(to: .master, reason)
     }
 
