@@ -7,7 +7,8 @@
 #     backup takes over at once; with preempt = false a returning master stays backup.
 #  2. Partition heal: both masters, then exactly one within one advert interval; epochs rise.
 #  3. Bad input: wrong TTL, other VRID, bad checksum, truncated → dropped and counted.
-#  4. Mixed pairs with keepalived 2.2 from Debian, both ways round, failover both ways.
+#  4. Two instances per daemon, one of them over unicast peers.
+#  5. Mixed pairs with keepalived 2.2 from Debian, both ways round, failover both ways.
 . "$(dirname "$0")/lib.sh"
 command -v keepalived >/dev/null || fail "keepalived is not installed (scripts/test installs it)"
 
@@ -144,8 +145,43 @@ only_master m1 m2 || fail "bad datagrams changed the roles"
 vip m2 | jq -c '.instances[0].dropped'
 pass "wrong TTL, other VRID, bad checksum and truncated datagrams dropped and counted; roles unchanged"
 
-log "4. mixed pairs with keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}')"
+log "4. two instances per daemon, one over unicast peers"
 kill -TERM "$(vipd_pid m1)" "$(vipd_pid m2)"; wait "$(vipd_pid m1)" "$(vipd_pid m2)" 2>/dev/null || true
+VIP2=10.199.8.101
+two_conf() { # M PRIORITY1 PRIORITY2 PEER
+  cat > "$T/$1/etc/vipd.toml" <<CONF
+[[instance]]
+name = "VI_1"
+interface = "eth0"
+vrid = 51
+priority = $2
+advert_interval = "1s"
+addresses = ["$VIP/24"]
+[[instance]]
+name = "VI_2"
+interface = "eth0"
+vrid = 52
+priority = $3
+advert_interval = "1s"
+addresses = ["$VIP2/24"]
+unicast_peers = ["$4"]
+CONF
+}
+two_conf m1 150 100 10.199.8.12; two_conf m2 100 150 10.199.8.11
+vipd_start m1; vipd_start m2
+inst_state() { vip "$1" 2>/dev/null | jq -e --arg i "$2" --arg s "$3" '.instances[] | select(.name == $i) | .state == $s' >/dev/null; }
+has_addr() { ip -n "$(ns_of "$1")" -4 -o addr show dev eth0 | grep -q " $2/"; }
+split_roles() { inst_state m1 VI_1 master && inst_state m2 VI_1 backup && inst_state m2 VI_2 master && inst_state m1 VI_2 backup &&
+  has_addr m1 "$VIP" && has_addr m2 "$VIP2" && ! has_addr m1 "$VIP2" && ! has_addr m2 "$VIP"; }
+wait_for 12 "m1 master of VI_1, m2 master of VI_2 (unicast)" split_roles
+vip m1 | jq -e '.instances[] | select(.name == "VI_2") | .advertsReceived >= 1' >/dev/null || fail "m1 hears no unicast adverts for VI_2"
+kill -TERM "$(vipd_pid m2)"
+wait_for 5 "m2 stops: m1 takes over VI_2 over unicast" inst_state m1 VI_2 master
+has_addr m1 "$VIP2" || fail "m1 did not configure $VIP2"
+pass "two instances in one daemon, VI_2 over unicast peers: each master holds its own, failover moves VI_2"
+kill -TERM "$(vipd_pid m1)"; wait "$(vipd_pid m1)" "$(vipd_pid m2)" 2>/dev/null || true
+
+log "5. mixed pairs with keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}')"
 keepalived_conf() { # M PRIORITY
   cat > "$T/$1/keepalived.conf" <<CONF
 global_defs { router_id $1
