@@ -22,6 +22,11 @@ public struct VRRPInstanceConfig: Sendable, Equatable {
     /// neighbours that ignored the first one (Linux ignores an update within locktime, 1 s,
     /// of the last), like keepalived's garp_master_delay.
     public var garpMasterDelay: Duration
+    /// Adverts, ARP and the virtual addresses on a macvlan interface with the virtual router
+    /// MAC 00:00:5e:00:01:VRID (RFC 5798 7.3), like keepalived's use_vmac.
+    public var useVMAC: Bool
+    /// That interface's name; default "vrrp.VRID".
+    public var vmacInterface: String
     public var trackChecks: [CheckID]
     public var trackInterfaces: [String]
     /// Subtracted from the priority for each tracked check or interface that is down.
@@ -34,7 +39,8 @@ public struct VRRPInstanceConfig: Sendable, Equatable {
 
     public init(name: String, interface: String, vrid: Int, priority: Int = 100, advertInterval: Duration = .seconds(1),
                 preempt: Bool = true, preemptDelay: Duration = .zero, addresses: [IPv4InterfaceAddress], sourceAddress: IPv4Address? = nil,
-                unicastPeers: [IPv4Address] = [], garpCount: Int = 5, garpInterval: Duration = .zero, garpMasterDelay: Duration = .seconds(5), trackChecks: [CheckID] = [],
+                unicastPeers: [IPv4Address] = [], garpCount: Int = 5, garpInterval: Duration = .zero, garpMasterDelay: Duration = .seconds(5),
+                useVMAC: Bool = false, vmacInterface: String? = nil, trackChecks: [CheckID] = [],
                 trackInterfaces: [String] = [], trackWeight: Int = 50,
                 notifyMaster: [String]? = nil, notifyBackup: [String]? = nil, notifyFault: [String]? = nil, notify: [String]? = nil) {
         self.name = name
@@ -50,6 +56,8 @@ public struct VRRPInstanceConfig: Sendable, Equatable {
         self.garpCount = garpCount
         self.garpInterval = garpInterval
         self.garpMasterDelay = garpMasterDelay
+        self.useVMAC = useVMAC
+        self.vmacInterface = vmacInterface ?? "vrrp.\(vrid)"
         self.trackChecks = trackChecks
         self.trackInterfaces = trackInterfaces
         self.trackWeight = trackWeight
@@ -98,14 +106,17 @@ public struct VipdConfig: Sendable, Equatable {
         config.vipd.realtimePriority = v.int("realtime_priority", range: 0...99, default: 10)
         v.finish()
 
-        var names = Set<String>(), vrids = [String: String]()
+        var names = Set<String>(), vrids = [String: String](), vmacs = [String: String]()
         for t in root.tables("instance") {
             if let instance = parseInstance(t) {
                 if !names.insert(instance.name).inserted {
                     t.error("name", "duplicate instance name \"\(instance.name)\"")
                 } else if let other = vrids["\(instance.interface)/\(instance.vrid)"] {
                     t.error("vrid", "VRID \(instance.vrid) on \(instance.interface) is already instance \"\(other)\"'s")
+                } else if instance.useVMAC, let other = vmacs[instance.vmacInterface] {
+                    t.error("vmac_interface", "\(instance.vmacInterface) is already instance \"\(other)\"'s virtual-MAC interface")
                 } else {
+                    if instance.useVMAC { vmacs[instance.vmacInterface] = instance.name }
                     vrids["\(instance.interface)/\(instance.vrid)"] = instance.name
                     config.instances.append(instance)
                 }
@@ -163,6 +174,17 @@ public struct VipdConfig: Sendable, Equatable {
         let garpCount = t.int("garp_count", range: 0...100, default: 5)
         let garpInterval = t.duration("garp_interval", range: .zero ... .seconds(10), default: .zero)
         let garpMasterDelay = t.duration("garp_master_delay", range: .zero ... .seconds(3600), default: .seconds(5))
+        let useVMAC = t.bool("use_vmac", default: false)
+        let vmacInterface = t.string("vmac_interface")
+        if let vmacInterface {
+            if !isInterfaceName(vmacInterface) {
+                t.error("vmac_interface", "\"\(vmacInterface)\" is not an interface name (1-15 characters, no \"/\" or spaces)")
+            } else if !useVMAC {
+                t.error("vmac_interface", "has no effect without use_vmac = true")
+            } else if vmacInterface == interface {
+                t.error("vmac_interface", "must differ from interface \"\(vmacInterface)\": it is created on top of it")
+            }
+        }
         var checks: [CheckID] = []
         for text in t.stringArray("track_checks") ?? [] {
             guard let id = CheckID(text) else { t.error("track_checks", "\"\(text)\" is not a check id (CHECK@NODE, as cmctl health list shows)"); continue }
@@ -186,7 +208,8 @@ public struct VipdConfig: Sendable, Equatable {
         guard let name, let interface, let vrid else { return nil }
         return VRRPInstanceConfig(name: name, interface: interface, vrid: vrid, priority: priority, advertInterval: interval,
                                   preempt: preempt, preemptDelay: preemptDelay, addresses: addresses, sourceAddress: source,
-                                  unicastPeers: peers, garpCount: garpCount, garpInterval: garpInterval, garpMasterDelay: garpMasterDelay, trackChecks: checks,
+                                  unicastPeers: peers, garpCount: garpCount, garpInterval: garpInterval, garpMasterDelay: garpMasterDelay,
+                                  useVMAC: useVMAC, vmacInterface: vmacInterface, trackChecks: checks,
                                   trackInterfaces: trackInterfaces, trackWeight: trackWeight,
                                   notifyMaster: notifyMaster, notifyBackup: notifyBackup, notifyFault: notifyFault, notify: notify)
     }

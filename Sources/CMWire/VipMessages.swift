@@ -26,6 +26,8 @@ public enum VRRPInstanceState: String, Codable, Sendable {
 public struct VRRPInstanceStatus: Codable, Sendable, Equatable {
     public var name: String
     public var interface: String
+    /// The virtual-MAC interface on `interface` (use_vmac), nil without one.
+    public var vmacInterface: String?
     public var vrid: Int
     public var state: VRRPInstanceState
     /// Priority advertised now (configured, lowered by tracking).
@@ -47,9 +49,11 @@ public struct VRRPInstanceStatus: Codable, Sendable, Equatable {
 
     public init(name: String, interface: String, vrid: Int, state: VRRPInstanceState, priority: Int, configuredPriority: Int,
                 advertIntervalMs: Int, masterAddress: IPv4Address?, addresses: [IPv4InterfaceAddress], since: Date, transitions: Int,
-                advertsSent: Int, advertsReceived: Int, dropped: [String: Int], trackedDown: [String], lastError: String?) {
+                advertsSent: Int, advertsReceived: Int, dropped: [String: Int], trackedDown: [String], lastError: String?,
+                vmacInterface: String? = nil) {
         self.name = name
         self.interface = interface
+        self.vmacInterface = vmacInterface
         self.vrid = vrid
         self.state = state
         self.priority = priority

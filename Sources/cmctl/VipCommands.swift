@@ -25,7 +25,7 @@ struct Vip: AsyncParsableCommand {
                 for i in reply.instances {
                     let prio = i.priority == i.configuredPriority ? "\(i.priority)" : "\(i.priority)/\(i.configuredPriority)"
                     let dropped = i.dropped.values.reduce(0, +)
-                    table.add(i.name, i.interface, String(i.vrid), i.state.rawValue, prio, i.masterAddress?.description ?? "-",
+                    table.add(i.name, i.vmacInterface.map { "\($0)@\(i.interface)" } ?? i.interface, String(i.vrid), i.state.rawValue, prio, i.masterAddress?.description ?? "-",
                               Format.age(since: i.since), String(i.transitions), String(i.advertsSent), String(i.advertsReceived),
                               String(dropped), i.addresses.map(\.description).joined(separator: ","))
                 }

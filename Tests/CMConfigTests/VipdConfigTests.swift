@@ -30,6 +30,7 @@ let minimalInstance = "[[instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid
         let v = try VipdConfig.parse(ConfigSource(path: "vipd.toml", text: minimalInstance))
         #expect(v.instances == [VRRPInstanceConfig(name: "VI_1", interface: "eth0", vrid: 51, addresses: [IPv4InterfaceAddress("10.77.0.100/24")!])])
         #expect(v.vipd.realtimePriority == 10)
+        #expect(v.instances.first?.useVMAC == false && v.instances.first?.vmacInterface == "vrrp.51")
     }
 
     @Test func centisecondsFromIntervals() throws {
@@ -64,6 +65,11 @@ let minimalInstance = "[[instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid
         (minimalInstance + "garp_count = 1000\n", #"vipd.toml:6:14: instance "VI_1": garp_count: 1000 out of range 0…100"#),
         (minimalInstance + "advert_intervall = \"1s\"\n", #"vipd.toml:6:1: instance "VI_1": advert_intervall: unknown key (did you mean "advert_interval"?)"#),
         ("[vipd]\nrole_instance = \"VI_9\"\n" + minimalInstance, #"vipd.toml:2:17: vipd: role_instance: no [[instance]] is named "VI_9""#),
+        (minimalInstance + "vmac_interface = \"vrrp.51\"\n", #"vipd.toml:6:18: instance "VI_1": vmac_interface: has no effect without use_vmac = true"#),
+        (minimalInstance + "use_vmac = true\nvmac_interface = \"eth0\"\n",
+         #"vipd.toml:7:18: instance "VI_1": vmac_interface: must differ from interface "eth0": it is created on top of it"#),
+        (minimalInstance + "use_vmac = true\n" + minimalInstance.replacingOccurrences(of: "VI_1", with: "VI_2").replacingOccurrences(of: "eth0", with: "eth1") + "use_vmac = true\n",
+         #"vipd.toml:7:1: instance "VI_2": vmac_interface: vrrp.51 is already instance "VI_1"'s virtual-MAC interface"#),
         ("[vipd]\nrealtime_priority = 100\n", #"vipd.toml:2:21: vipd: realtime_priority: 100 out of range 0…99"#),
     ])
     func errorMessages(text: String, expected: String) {

@@ -8,7 +8,9 @@
 #  2. Partition heal: both masters, then exactly one within one advert interval; epochs rise.
 #  3. Bad input: wrong TTL, other VRID, bad checksum, truncated → dropped and counted.
 #  4. Two instances per daemon, one of them over unicast peers.
-#  5. Mixed pairs with keepalived 2.2 from Debian, both ways round, failover both ways.
+#  5. Virtual MAC (use_vmac): the client's ARP entry is 00:00:5e:00:01:VRID and stays so
+#     across failover; the interface and the parent's ARP settings are cleaned up on stop.
+#  6. Mixed pairs with keepalived 2.2 from Debian, both ways round, failover both ways.
 . "$(dirname "$0")/lib.sh"
 command -v keepalived >/dev/null || fail "keepalived is not installed (scripts/test installs it)"
 
@@ -181,7 +183,65 @@ has_addr m1 "$VIP2" || fail "m1 did not configure $VIP2"
 pass "two instances in one daemon, VI_2 over unicast peers: each master holds its own, failover moves VI_2"
 kill -TERM "$(vipd_pid m1)"; wait "$(vipd_pid m1)" "$(vipd_pid m2)" 2>/dev/null || true
 
-log "5. mixed pairs with keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}')"
+log "5. virtual MAC (use_vmac)"
+VMAC=00:00:5e:00:01:33
+vmac_conf() { # M PRIORITY
+  cat > "$T/$1/etc/vipd.toml" <<CONF
+[[instance]]
+name = "VI_1"
+interface = "eth0"
+vrid = 51
+priority = $2
+advert_interval = "100ms"
+addresses = ["$VIP/24"]
+use_vmac = true
+CONF
+}
+vmac_conf m1 150; vmac_conf m2 100
+sysctl_of() { ip netns exec "$(ns_of "$1")" cat "/proc/sys/net/ipv4/conf/$2/$3"; }
+base_ignore_m1=$(sysctl_of m1 eth0 arp_ignore); base_filter_m1=$(sysctl_of m1 eth0 arp_filter)
+vipd_start m1; vipd_start m2
+vmac_has_vip() { ip -n "$(ns_of "$1")" -4 -o addr show dev vrrp.51 2>/dev/null | grep -q " $VIP/"; }
+vmac_master() { # M OTHER
+  state_is "$1" master && vmac_has_vip "$1" && ! has_vip "$1" && state_is "$2" backup && ! vmac_has_vip "$2"
+}
+wait_for 10 "m1 master with $VIP on vrrp.51" vmac_master m1 m2
+for m in m1 m2; do
+  ip -n "$(ns_of $m)" -o link show vrrp.51 | grep -q "link/ether $VMAC" || fail "$m: vrrp.51 does not carry $VMAC"
+done
+[ "$(sysctl_of m1 eth0 arp_ignore)/$(sysctl_of m1 eth0 arp_filter)" = 1/1 ] || fail "m1 eth0: arp_ignore/arp_filter not 1/1"
+[ "$(sysctl_of m1 vrrp.51 arp_ignore)/$(sysctl_of m1 vrrp.51 rp_filter)" = 1/0 ] || fail "m1 vrrp.51: arp_ignore/rp_filter not 1/0"
+client_reaches_vmac() {
+  ip netns exec "$(ns_of c1)" ping -c1 -W1 -q "$VIP" >/dev/null && ip -n "$(ns_of c1)" neigh show "$VIP" | grep -q "$VMAC"
+}
+ip -n "$(ns_of c1)" neigh flush all
+wait_for 3 "client reaches $VIP at $VMAC" client_reaches_vmac
+# The bridge learned the virtual MAC on m1's port: m1 sends from it.
+# Bridge port (ifindex in the LAN namespace) that learned the virtual MAC, and M's port.
+port_of_vmac() { ip -n "$LAN" -o link show dev "$(bridge -n "$LAN" fdb show br br0 | awk -v m="$VMAC" '$1 == m && $0 !~ /permanent/ {print $3; exit}')" | cut -d: -f1; }
+port_of() { ip -n "$(ns_of "$1")" -o link show eth0 | sed -n 's/^[0-9]*: eth0@if\([0-9]*\):.*/\1/p'; }
+[ "$(port_of_vmac)" = "$(port_of m1)" ] || fail "the bridge learned $VMAC on port $(port_of_vmac), not m1's ($(port_of m1))"
+kill -TERM "$(vipd_pid m1)"; wait "$(vipd_pid m1)" 2>/dev/null || true
+wait_for 3 "m2 takes over on vrrp.51" vmac_has_vip m2
+! ip -n "$(ns_of m1)" link show vrrp.51 >/dev/null 2>&1 || fail "m1 left vrrp.51 behind after SIGTERM"
+[ "$(sysctl_of m1 eth0 arp_ignore)/$(sysctl_of m1 eth0 arp_filter)" = "$base_ignore_m1/$base_filter_m1" ] ||
+  fail "m1 eth0: arp_ignore/arp_filter not restored to $base_ignore_m1/$base_filter_m1"
+# The client's entry was never changed: the same MAC now lives behind m2's port.
+ip -n "$(ns_of c1)" neigh show "$VIP" | grep -q "$VMAC" || fail "the client's ARP entry for $VIP changed"
+wait_for 3 "client reaches $VIP through m2" client_reaches_vmac
+wait_for 3 "the bridge learned $VMAC on m2's port" test "$(port_of_vmac)" = "$(port_of m2)"
+# A killed daemon leaves vrrp.51 with the VIP; the next start replaces it.
+vipd_start m1
+wait_for 10 "m1 returns and preempts" vmac_master m1 m2
+kill -KILL "$(vipd_pid m1)"; wait "$(vipd_pid m1)" 2>/dev/null || true
+vipd_start m1
+wait_for 10 "m1 restarted over its leftover vrrp.51" vmac_master m1 m2
+grep -q 'virtual MAC' "$T/vipd-m1.log" || fail "no log line for the virtual MAC"
+wait_for 3 "client reaches $VIP at $VMAC after the restarts" client_reaches_vmac
+pass "virtual MAC: $VMAC on vrrp.51, the client's ARP entry unchanged across failover, leftovers replaced, settings restored"
+kill -TERM "$(vipd_pid m1)" "$(vipd_pid m2)"; wait "$(vipd_pid m1)" "$(vipd_pid m2)" 2>/dev/null || true
+
+log "6. mixed pairs with keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}')"
 keepalived_conf() { # M PRIORITY
   cat > "$T/$1/keepalived.conf" <<CONF
 global_defs { router_id $1

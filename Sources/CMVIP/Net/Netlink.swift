@@ -1,5 +1,6 @@
 import CMTypes
 import CLinux
+import Foundation
 import Glibc
 
 /// rtnetlink (NETLINK_ROUTE) without shelling out to ip(8): add and remove IPv4 addresses
@@ -18,6 +19,22 @@ enum Netlink {
     static let NLM_F_CREATE: UInt16 = 0x400
     static let NLMSG_ERROR: UInt16 = 2
     static let RTMGRP_LINK: UInt32 = 1
+    static let RTM_NEWLINK: UInt16 = 16
+    static let RTM_DELLINK: UInt16 = 17
+    static let NLM_F_EXCL: UInt16 = 0x200
+    // linux/if_link.h
+    static let IFLA_ADDRESS: UInt16 = 1
+    static let IFLA_IFNAME: UInt16 = 3
+    static let IFLA_LINK: UInt16 = 5
+    static let IFLA_LINKINFO: UInt16 = 18
+    static let IFLA_AF_SPEC: UInt16 = 26
+    static let IFLA_INFO_KIND: UInt16 = 1
+    static let IFLA_INFO_DATA: UInt16 = 2
+    static let IFLA_MACVLAN_MODE: UInt16 = 1
+    static let MACVLAN_MODE_PRIVATE: UInt32 = 1
+    static let IFLA_INET_CONF: UInt16 = 1
+    static let IFLA_INET6_ADDR_GEN_MODE: UInt16 = 8
+    static let IN6_ADDR_GEN_MODE_NONE: UInt8 = 1
     static let RTMGRP_IPV4_IFADDR: UInt32 = 0x10
 
     /// Adds `address` to the interface; already there is fine.
@@ -30,6 +47,76 @@ enum Netlink {
     static func removeAddress(_ address: IPv4InterfaceAddress, interface: NetworkInterface, on socket: RouteSocket) throws(SystemError) {
         let err = socket.request(type: RTM_DELADDR, flags: 0, body: addressBody(address, interface: interface, label: nil))
         if err != 0, err != EADDRNOTAVAIL, err != ENODEV { throw SystemError("remove \(address) from \(interface.name)", errno: err) }
+    }
+
+    /// Creates a macvlan interface `name` on `lower` with `mac`, in private mode (it does not
+    /// talk to other macvlans on the same lower device), administratively down.
+    static func addMacvlan(name: String, lower: NetworkInterface, mac: MACAddress, on socket: RouteSocket) throws(SystemError) {
+        var body = linkHeader(index: 0)
+        body += attribute(IFLA_IFNAME, Array(name.utf8) + [0])
+        body += attribute(IFLA_ADDRESS, mac.bytes)
+        body += attribute(IFLA_LINK, le32(UInt32(bitPattern: lower.index)))
+        let data = attribute(IFLA_MACVLAN_MODE, le32(MACVLAN_MODE_PRIVATE))
+        body += attribute(IFLA_LINKINFO, attribute(IFLA_INFO_KIND, Array("macvlan".utf8)) + attribute(IFLA_INFO_DATA, data))
+        let err = socket.request(type: RTM_NEWLINK, flags: NLM_F_CREATE | NLM_F_EXCL, body: body)
+        if err != 0 { throw SystemError("create macvlan \(name) on \(lower.name)", errno: err) }
+    }
+
+    /// Deletes an interface; already gone is fine.
+    static func deleteLink(_ interface: NetworkInterface, on socket: RouteSocket) throws(SystemError) {
+        let err = socket.request(type: RTM_DELLINK, flags: 0, body: linkHeader(index: interface.index))
+        if err != 0, err != ENODEV { throw SystemError("delete interface \(interface.name)", errno: err) }
+    }
+
+    /// Sets the interface administratively up or down.
+    static func setUp(_ interface: NetworkInterface, _ up: Bool, on socket: RouteSocket) throws(SystemError) {
+        let body = linkHeader(index: interface.index, flags: up ? UInt32(IFF_UP) : 0, change: UInt32(IFF_UP))
+        let err = socket.request(type: RTM_NEWLINK, flags: 0, body: body)
+        if err != 0 { throw SystemError("set \(interface.name) \(up ? "up" : "down")", errno: err) }
+    }
+
+    /// Sets IPv4 per-interface settings (net.ipv4.conf.IF.*, IPV4_DEVCONF_* indexes) over
+    /// rtnetlink, which needs CAP_NET_ADMIN but not a writable /proc/sys.
+    static func setIPv4Conf(_ interface: NetworkInterface, _ values: [(IPv4Conf, UInt32)], on socket: RouteSocket) throws(SystemError) {
+        let conf = values.flatMap { attribute(UInt16($0.0.rawValue), le32($0.1)) }
+        let body = linkHeader(index: interface.index) + attribute(IFLA_AF_SPEC, attribute(UInt16(AF_INET), attribute(IFLA_INET_CONF, conf)))
+        let err = socket.request(type: RTM_NEWLINK, flags: 0, body: body)
+        if err != 0 { throw SystemError("set \(values.map { "\($0.0)=\($0.1)" }.joined(separator: " ")) on \(interface.name)", errno: err) }
+    }
+
+    /// Turns off IPv6 link-local address generation, so that the interface sends nothing of
+    /// its own (a backup's virtual-MAC interface must stay silent). Returns the errno, if any:
+    /// a kernel without IPv6 has nothing to turn off.
+    static func disableIPv6AddressGeneration(_ interface: NetworkInterface, on socket: RouteSocket) -> Int32 {
+        let inet6 = attribute(IFLA_INET6_ADDR_GEN_MODE, [IN6_ADDR_GEN_MODE_NONE])
+        let body = linkHeader(index: interface.index) + attribute(IFLA_AF_SPEC, attribute(UInt16(AF_INET6), inet6))
+        return socket.request(type: RTM_NEWLINK, flags: 0, body: body)
+    }
+
+    /// IPV4_DEVCONF_* (linux/ip.h): the attribute numbers inside IFLA_INET_CONF.
+    enum IPv4Conf: Int, CustomStringConvertible {
+        case rpFilter = 8, arpFilter = 13, arpIgnore = 19, acceptLocal = 23
+
+        /// The name under /proc/sys/net/ipv4/conf/IF/.
+        var description: String {
+            switch self {
+            case .rpFilter: "rp_filter"
+            case .arpFilter: "arp_filter"
+            case .arpIgnore: "arp_ignore"
+            case .acceptLocal: "accept_local"
+            }
+        }
+
+        /// The current value, read from /proc/sys (readable even where it is mounted read-only).
+        func value(on interface: String) -> UInt32? {
+            guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/conf/\(interface)/\(description)", encoding: .utf8) else { return nil }
+            return UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+    }
+
+    /// struct ifinfomsg { family, pad, type, index, flags, change }.
+    private static func linkHeader(index: Int32, flags: UInt32 = 0, change: UInt32 = 0) -> [UInt8] {
+        [UInt8(AF_UNSPEC), 0] + le16(0) + le32(UInt32(bitPattern: index)) + le32(flags) + le32(change)
     }
 
     /// struct ifaddrmsg and its attributes for one IPv4 address.

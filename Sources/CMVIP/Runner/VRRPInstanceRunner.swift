@@ -108,7 +108,8 @@ public final class VRRPInstanceRunner: Sendable {
             name: config.name, interface: config.interface, vrid: config.vrid, state: VRRPInstanceState(rawValue: c.state.rawValue) ?? .initialize,
             priority: c.priority, configuredPriority: config.priority, advertIntervalMs: Int(config.advertIntervalCentiseconds) * 10,
             masterAddress: c.masterAddress, addresses: config.addresses, since: c.since, transitions: c.transitions,
-            advertsSent: c.advertsSent, advertsReceived: c.advertsReceived, dropped: c.dropped, trackedDown: c.trackedDown, lastError: c.lastError)
+            advertsSent: c.advertsSent, advertsReceived: c.advertsReceived, dropped: c.dropped, trackedDown: c.trackedDown, lastError: c.lastError,
+            vmacInterface: config.useVMAC ? config.vmacInterface : nil)
     }
 
     /// Everything the thread owns; lives on the thread's stack.
@@ -121,6 +122,8 @@ public final class VRRPInstanceRunner: Sendable {
         var route: Netlink.RouteSocket?
         var arp: GratuitousARP?
         var interface: NetworkInterface?
+        /// The virtual-MAC interface on top of `interface`, with `use_vmac`.
+        var vmac: NetworkInterface?
         var source: IPv4Address?
         var deadline: ContinuousClock.Instant?
         var timer: VRRPStateMachine.Timer = .masterDown
@@ -172,6 +175,36 @@ public final class VRRPInstanceRunner: Sendable {
                 }
             }
             if machine != nil { handle(.shutdown) }
+            if config.useVMAC, let route {
+                do {
+                    try VirtualMAC.remove(name: config.vmacInterface, parent: config.interface, route: route)
+                } catch {
+                    logger.warning("\(error)")
+                }
+            }
+        }
+
+        /// Where adverts, addresses and gratuitous ARPs go: the virtual-MAC interface with
+        /// `use_vmac`, else the configured one.
+        private var dataInterface: NetworkInterface? { config.useVMAC ? vmac : interface }
+
+        /// Looks up the virtual-MAC interface, creating it when missing (first start, or deleted by hand).
+        private mutating func ensureVirtualMAC(parent: NetworkInterface) -> Bool {
+            guard config.useVMAC else { return true }
+            if let existing = NetworkInterface.lookup(config.vmacInterface), existing.mac == VirtualMAC.address(vrid: config.vrid), vmac != nil {
+                vmac = existing
+                return true
+            }
+            guard let route else { return false }
+            do {
+                vmac = try VirtualMAC.create(name: config.vmacInterface, vrid: config.vrid, parent: parent, route: route)
+                logger.info("virtual MAC \(VirtualMAC.address(vrid: config.vrid)) on \(config.vmacInterface) over \(parent.name)")
+                return true
+            } catch {
+                vmac = nil
+                fail("\(error)")
+                return false
+            }
         }
 
         private mutating func setRealtime() {
@@ -240,14 +273,16 @@ public final class VRRPInstanceRunner: Sendable {
                     return
                 }
                 source = primary
+                guard ensureVirtualMAC(parent: current), let data = dataInterface else { return }
                 do {
-                    socket = try VRRPSocket(interface: current, multicast: config.unicastPeers.isEmpty)
+                    socket = try VRRPSocket(interface: data, multicast: config.unicastPeers.isEmpty)
                 } catch {
                     fail("\(error)")
                     return
                 }
                 // Addresses a killed predecessor left behind are not ours until we are master again.
                 removeAddresses()
+                if config.useVMAC { removeAddresses(from: current) }
                 var m = VRRPStateMachine(configuration: .init(
                     priority: UInt8(config.priority), advertisementInterval: config.advertIntervalCentiseconds,
                     preempt: config.preempt, preemptDelay: config.preemptDelay, primaryAddress: primary))
@@ -261,10 +296,12 @@ public final class VRRPInstanceRunner: Sendable {
             if current.isUp != wasUp || (current.isUp && machine?.state == .fault) {
                 if current.isUp {
                     // The link came back: a fresh socket, since the old one may have lost its membership.
-                    do {
-                        socket = try VRRPSocket(interface: current, multicast: config.unicastPeers.isEmpty)
-                    } catch {
-                        fail("\(error)")
+                    if ensureVirtualMAC(parent: current), let data = dataInterface {
+                        do {
+                            socket = try VRRPSocket(interface: data, multicast: config.unicastPeers.isEmpty)
+                        } catch {
+                            fail("\(error)")
+                        }
                     }
                     handle(.interfaceUp(now: now))
                 } else {
@@ -372,7 +409,7 @@ public final class VRRPInstanceRunner: Sendable {
             case .cancelTimer:
                 deadline = nil
             case .addAddresses:
-                guard let interface, let route else { return }
+                guard let interface = dataInterface, let route else { return }
                 for a in config.addresses {
                     do {
                         try Netlink.addAddress(a, interface: interface, on: route)
@@ -422,7 +459,7 @@ public final class VRRPInstanceRunner: Sendable {
         }
 
         private mutating func sendGratuitousARP() {
-            guard garpRemaining > 0, let interface, let mac = interface.mac, let arp, machine?.state == .master else {
+            guard garpRemaining > 0, let interface = dataInterface, let mac = interface.mac, let arp, machine?.state == .master else {
                 garpRemaining = 0
                 garpNext = nil
                 if machine?.state != .master { garpRepeat = nil }
@@ -439,8 +476,8 @@ public final class VRRPInstanceRunner: Sendable {
             if garpRemaining > 0, config.garpInterval == .zero { sendGratuitousARP() }
         }
 
-        private func removeAddresses() {
-            guard let interface, let route else { return }
+        private func removeAddresses(from target: NetworkInterface? = nil) {
+            guard let interface = target ?? dataInterface, let route else { return }
             for a in config.addresses {
                 do {
                     try Netlink.removeAddress(a, interface: interface, on: route)
