@@ -33,15 +33,19 @@ public struct TOMLPositions: Sendable {
                 var (parts, end) = Self.readKey(bytes, Self.skipSpace(bytes, nameStart))
                 _ = end
                 if parts.isEmpty { parts = ["?"] }
-                var path = parts.joined(separator: ".")
-                if isArray {
-                    let n = arrayCounts[path, default: 0]
-                    arrayCounts[path] = n + 1
-                    path += "[\(n)]"
-                } else if let last = parts.last, parts.count > 1 {
-                    // [check.http] inside the most recent [[check]] element.
-                    let parent = parts.dropLast().joined(separator: ".")
-                    if let n = arrayCounts[parent] { path = "\(parent)[\(n - 1)].\(last)" }
+                // Each enclosing array of tables resolves to its latest element: [check.http]
+                // inside the most recent [[check]] is "check[2].http", [[backend.server]]
+                // inside the second [[backend]] is "backend[1].server[n]".
+                var path = ""
+                for (k, part) in parts.enumerated() {
+                    path = path.isEmpty ? part : path + "." + part
+                    if k == parts.count - 1, isArray {
+                        let n = arrayCounts[path, default: 0]
+                        arrayCounts[path] = n + 1
+                        path += "[\(n)]"
+                    } else if let n = arrayCounts[path] {
+                        path += "[\(n - 1)]"
+                    }
                 }
                 table = path
                 keys[path] = Position(line: lineIndex + 1, column: i + 1)

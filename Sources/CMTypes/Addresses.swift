@@ -142,3 +142,25 @@ public struct IPv4InterfaceAddress: Hashable, Sendable, TextCodable {
 
     public var description: String { "\(address)/\(prefixLength)" }
 }
+
+/// An IPv4 address and TCP port, written "10.77.0.11:8080" ("0.0.0.0:80" for every address).
+public struct IPv4Endpoint: Hashable, Sendable, TextCodable {
+    public static let expected = "an IPv4 address and port (e.g. \"10.77.0.11:8080\")"
+    public var address: IPv4Address
+    public var port: UInt16
+
+    public init(address: IPv4Address, port: UInt16) {
+        self.address = address
+        self.port = port
+    }
+
+    public init?(_ text: some StringProtocol) {
+        guard let colon = text.lastIndex(of: ":"), let address = IPv4Address(text[..<colon]) else { return nil }
+        let digits = text[text.index(after: colon)...]
+        guard !digits.isEmpty, digits.count <= 5, digits.allSatisfy(\.isASCII), let port = UInt16(digits), port > 0 else { return nil }
+        self.init(address: address, port: port)
+    }
+
+
+    public var description: String { "\(address):\(port)" }
+}
