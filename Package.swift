@@ -11,12 +11,14 @@ let package = Package(
     products: [
         .executable(name: "cm-healthd", targets: ["cm-healthd"]),
         .executable(name: "cm-vipd", targets: ["cm-vipd"]),
+        .executable(name: "cm-lbd", targets: ["cm-lbd"]),
         .executable(name: "cmctl", targets: ["cmctl"]),
         .library(name: "CMWire", targets: ["CMWire"]),
         .library(name: "CMConfig", targets: ["CMConfig"]),
         .library(name: "CMHealth", targets: ["CMHealth"]),
         .library(name: "VRRP", targets: ["VRRP"]),
         .library(name: "CMVIP", targets: ["CMVIP"]),
+        .library(name: "CMLB", targets: ["CMLB"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -67,6 +69,14 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
+        // Load balancer: server selection (pure), TCP and HTTP proxying on SwiftNIO.
+        .target(name: "CMLB", dependencies: [
+            "CMTypes", "CMWire", "CMConfig",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], swiftSettings: swiftSettings),
 
         .executableTarget(name: "cm-healthd", dependencies: [
             "CMHealth", "CMDaemon", "CMConfig", "CMWire",
@@ -75,6 +85,11 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "cm-vipd", dependencies: [
             "CMVIP", "CMDaemon", "CMConfig", "CMWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        .executableTarget(name: "cm-lbd", dependencies: [
+            "CMLB", "CMDaemon", "CMConfig", "CMWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
@@ -87,6 +102,7 @@ let package = Package(
         .testTarget(name: "CMWireTests", dependencies: ["CMWire", "CMTypes", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "CMStoreTests", dependencies: ["CMStore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
+        .testTarget(name: "CMLBTests", dependencies: ["CMLB", "CMConfig", "CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMVIPTests", dependencies: ["CMVIP", "VRRP", "CMConfig", "CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMHealthTests", dependencies: ["CMHealth", "CMConfig", "CMStore", "CMWire", "CMTypes"], exclude: ["Fixtures"], swiftSettings: swiftSettings),

@@ -103,6 +103,8 @@ public struct LbdConfig: Sendable, Equatable {
         public var threads = 0
         /// Client connections across all frontends; more wait in the listen queue.
         public var maxConnections = 10000
+        /// On stop: how long open connections may take to finish before they are closed.
+        public var drainTimeout: Duration = .seconds(10)
     }
 
     public var lbd = Daemon()
@@ -127,6 +129,7 @@ public struct LbdConfig: Sendable, Equatable {
         let d = root.table("lbd")
         config.lbd.threads = d.int("threads", range: 0...64, default: 0)
         config.lbd.maxConnections = d.int("max_connections", range: 1...1_000_000, default: 10000)
+        config.lbd.drainTimeout = d.duration("drain_timeout", range: .zero ... .seconds(3600), default: .seconds(10))
         d.finish()
 
         var backendNames = Set<String>()

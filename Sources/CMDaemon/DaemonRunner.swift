@@ -71,7 +71,7 @@ public enum DaemonRunner {
 
         let socketPath = (options.runtimeDir as NSString).appendingPathComponent(D.socketName)
         let listener: WireServer.Listener
-        if let fd = ListenFDs.take().socket(named: "control") {
+        if let fd = ListenFDs.passed.socket(named: "control") {
             listener = .descriptor(fd, path: socketPath)
         } else {
             do {

@@ -39,8 +39,14 @@ public struct SystemdNotifier: Sendable {
 public struct ListenFDs: Sendable {
     public var byName: [String: [CInt]]
 
+    /// The descriptors passed to this process, taken once on first use.
+    public static let passed = take()
+
+    /// Every descriptor passed, whatever its name.
+    public var all: [CInt] { byName.values.flatMap { $0 }.sorted() }
+
     /// Takes the passed descriptors once and unsets the variables so children do not inherit them.
-    public static func take() -> ListenFDs {
+    static func take() -> ListenFDs {
         var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
         let count = sd_listen_fds_with_names(1, &names)
         var byName: [String: [CInt]] = [:]
@@ -62,7 +68,16 @@ public struct ListenFDs: Sendable {
     /// without --fdname passes it) is accepted too.
     public func socket(named name: String) -> CInt? {
         if let fd = byName[name]?.first { return fd }
-        if byName.count == 1, let fds = byName["unknown"], fds.count == 1 { return fds[0] }
+        if byName.count == 1, let fds = byName["unknown"], fds.count == 1, Self.isUnixSocket(fds[0]) { return fds[0] }
         return nil
+    }
+
+    static func isUnixSocket(_ fd: CInt) -> Bool {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return rc == 0 && storage.ss_family == sa_family_t(AF_UNIX)
     }
 }

@@ -41,6 +41,9 @@ struct Config: AsyncParsableCommand {
             if let cluster, FileManager.default.fileExists(atPath: dir.appendingPathComponent(HealthdConfig.fileName)) {
                 record(HealthdConfig.fileName) { () throws(ConfigErrors) in _ = try HealthdConfig.load(configDir: configDir, cluster: cluster) }
             }
+            if FileManager.default.fileExists(atPath: dir.appendingPathComponent(LbdConfig.fileName)) {
+                record(LbdConfig.fileName) { () throws(ConfigErrors) in _ = try LbdConfig.load(configDir: configDir) }
+            }
             if FileManager.default.fileExists(atPath: dir.appendingPathComponent(VipdConfig.fileName)) {
                 record(VipdConfig.fileName) { () throws(ConfigErrors) in _ = try VipdConfig.load(configDir: configDir) }
             }

@@ -1,0 +1,258 @@
+import CMConfig
+import CMTypes
+import CMWire
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// cm-lbd's state: the event loops, one listener per frontend, one pool per backend, the
+/// cm-healthd subscription that takes servers out and back, drains, reloads and the stop.
+public actor LBService {
+    let group: MultiThreadedEventLoopGroup
+    let httpPools: HTTPConnectionPools
+    let limiter: ConnectionLimiter
+    let events: EventHub
+    let logger: Logger
+    let healthdSocket: String
+    /// Listening sockets passed by systemd, by the address they are bound to.
+    var passedSockets: [IPv4Endpoint: CInt]
+    private(set) var config: LbdConfig
+    var pools: [String: BackendPool] = [:]
+    var listeners: [String: FrontendListener] = [:]
+    var counters: [String: FrontendCounters] = [:]
+    /// What `cmctl lb drain` drained, applied again to pools made by a reload.
+    var drained: Set<String> = []
+    /// Nodes cm-healthd reports down for each followed check name.
+    var healthDown: [String: Set<String>] = [:]
+    var tracking: Task<Void, Never>?
+    private var stopping = false
+
+    public init(config: LbdConfig, passedSockets: [CInt], runtimeDirectory: String, events: EventHub, logger: Logger) {
+        let threads = config.lbd.threads > 0 ? config.lbd.threads : System.coreCount
+        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        httpPools = HTTPConnectionPools(group: group)
+        limiter = ConnectionLimiter(limit: config.lbd.maxConnections)
+        self.config = config
+        self.events = events
+        self.logger = logger
+        healthdSocket = (runtimeDirectory as NSString).appendingPathComponent("healthd.sock")
+        var byAddress: [IPv4Endpoint: CInt] = [:]
+        for fd in passedSockets {
+            if let endpoint = Self.boundEndpoint(fd) { byAddress[endpoint] = fd }
+        }
+        self.passedSockets = byAddress
+    }
+
+    /// Opens every frontend; throws when one cannot listen.
+    public func start() async throws {
+        logger.info("cm-lbd: \(group.makeIterator().map { _ in 1 }.count) event loops, \(config.frontends.count) frontends")
+        try await apply(config, initial: true)
+    }
+
+    public func run() async {
+        restartTracking()
+        while !Task.isCancelled {
+            for c in counters.values { c.sample() }
+            updateStatusLine()
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    public func reload(_ new: LbdConfig) async throws {
+        try await apply(new, initial: false)
+    }
+
+    private func apply(_ new: LbdConfig, initial: Bool) async throws {
+        var newPools: [String: BackendPool] = [:]
+        for b in new.backends {
+            let pool = BackendPool(b, carryingOver: pools[b.name])
+            for target in drained { _ = pool.setDrained(target: target, true) }
+            if let check = b.healthCheck {
+                for node in healthDown[check] ?? [] { _ = pool.setHealth(node: node, down: true) }
+            }
+            newPools[b.name] = pool
+        }
+        var started: [String: FrontendListener] = [:]
+        for f in new.frontends {
+            let counters = self.counters[f.name] ?? FrontendCounters()
+            self.counters[f.name] = counters
+            let runtime = FrontendRuntime(config: f, pool: newPools[f.backend]!, counters: counters, logger: logger) { [events] change in
+                try? events.publish(topic: Topic.lb, type: MessageType.lbServer, body: change)
+            }
+            if let existing = listeners[f.name], existing.current.config.listen == f.listen {
+                existing.replace(runtime)
+                started[f.name] = existing
+                continue
+            }
+            if let existing = listeners[f.name] { await existing.close() }
+            let fd = passedSockets.removeValue(forKey: f.listen)
+            do {
+                started[f.name] = try await FrontendListener.start(runtime, group: group, descriptor: fd, limiter: limiter, pools: httpPools)
+            } catch {
+                for (name, l) in started where listeners[name] !== l { await l.close() }
+                throw LBError("frontend \(f.name): cannot listen on \(f.listen): \(error)")
+            }
+            logger.info("frontend \(f.name): \(f.mode.rawValue) on \(f.listen)\(fd != nil ? " (socket from systemd)" : "") → backend \(f.backend)")
+        }
+        for (name, l) in listeners where started[name] == nil {
+            logger.info("frontend \(name) removed: no new connections on \(l.current.config.listen); open ones finish")
+            await l.close()
+            counters[name] = nil
+        }
+        listeners = started
+        pools = newPools
+        config = new
+        limiter.setLimit(new.lbd.maxConnections)
+        updateStatusLine()
+        if !initial { restartTracking() }
+    }
+
+    public nonisolated var statusLine: String { statusSnapshot.withLock { $0 } }
+    private nonisolated let statusSnapshot = Mutex("starting")
+
+    private func updateStatusLine() {
+        let active = counters.values.reduce(0) { $0 + $1.active.load(ordering: .relaxed) }
+        let servers = pools.values.flatMap { $0.status().servers }
+        let up = servers.filter { $0.state == .up }.count
+        let line = "\(listeners.count) frontends, \(active) connections, \(up)/\(servers.count) servers up"
+        statusSnapshot.withLock { $0 = line }
+    }
+
+    public func status() -> LbStatusReply {
+        updateStatusLine()
+        let frontends = config.frontends.compactMap { f -> LbFrontendStatus? in
+            guard let c = counters[f.name] else { return nil }
+            return LbFrontendStatus(name: f.name, listen: f.listen, mode: f.mode.rawValue, backend: f.backend,
+                                    active: c.active.load(ordering: .relaxed), total: c.total.load(ordering: .relaxed),
+                                    requests: c.requests.load(ordering: .relaxed), requestsPerSecond: c.requestsPerSecond(),
+                                    errors: c.errors.load(ordering: .relaxed), retries: c.retries.load(ordering: .relaxed))
+        }
+        return LbStatusReply(frontends: frontends, backends: config.backends.compactMap { pools[$0.name]?.status() })
+    }
+
+    public func drain(_ request: LbDrainRequest) throws -> LbDrainReply {
+        var matched: [String] = []
+        for b in config.backends {
+            guard let pool = pools[b.name] else { continue }
+            matched += pool.setDrained(target: request.target, request.drain).map { "\(b.name)/\($0.address)" }
+        }
+        guard !matched.isEmpty else {
+            throw WireError(.notFound, "no server of any backend is on node or address \"\(request.target)\" (see cmctl lb status)")
+        }
+        if request.drain { drained.insert(request.target) } else { drained.remove(request.target) }
+        logger.notice("\(request.drain ? "drained" : "undrained") \(request.target): \(matched.joined(separator: ", "))")
+        for server in matched {
+            let parts = server.split(separator: "/", maxSplits: 1)
+            if let address = IPv4Endpoint(String(parts[1])) {
+                try? events.publish(topic: Topic.lb, type: MessageType.lbServer, body: LbServerChange(
+                    backend: String(parts[0]), address: address, node: request.target, state: request.drain ? .drained : .up,
+                    reason: request.drain ? "cmctl lb drain" : "cmctl lb undrain", at: .now))
+            }
+        }
+        updateStatusLine()
+        return LbDrainReply(servers: matched)
+    }
+
+    /// Stops accepting, lets open connections finish for up to `drain_timeout`, then stops.
+    public func shutdown() async {
+        guard !stopping else { return }
+        stopping = true
+        tracking?.cancel()
+        for l in listeners.values { await l.close() }
+        let deadline = ContinuousClock.now + config.lbd.drainTimeout
+        while limiter.active > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        if limiter.active > 0 { logger.notice("closing \(limiter.active) connections still open after \(DurationText.format(config.lbd.drainTimeout))") }
+        httpPools.closeAll(on: group)
+        try? await group.shutdownGracefully()
+    }
+
+    // MARK: Following cm-healthd
+
+    /// Follows cm-healthd's transitions for the checks the backends name; reconnects every 2 s
+    /// while cm-healthd is away (servers keep their last known state meanwhile).
+    private func restartTracking() {
+        tracking?.cancel()
+        let checks = Set(config.backends.compactMap(\.healthCheck))
+        guard !checks.isEmpty else { return }
+        let path = healthdSocket
+        let logger = self.logger
+        tracking = Task { [weak self] in
+            var warned = false
+            while !Task.isCancelled {
+                do {
+                    try await WireClient.withConnection(path: path, daemon: "cm-healthd", peer: "cm-lbd") { conn in
+                        try await conn.subscribe(topics: [Topic.health])
+                        let list = try await conn.request(MessageType.healthList, HealthListRequest(), as: HealthListReply.self)
+                        var down: [String: Set<String>] = [:]
+                        for c in list.checks where checks.contains(c.id.check) && c.state == .down {
+                            down[c.id.check, default: []].insert(c.id.node.rawValue)
+                        }
+                        logger.info("following cm-healthd checks \(checks.sorted().joined(separator: ", ")): \(down.values.reduce(0) { $0 + $1.count }) down")
+                        warned = false
+                        await self?.healthChanged(down)
+                        while let event = try await conn.nextEvent() {
+                            guard event.header.type == MessageType.healthTransition else { continue }
+                            let t = try event.body(as: HealthTransition.self)
+                            guard checks.contains(t.id.check) else { continue }
+                            if t.to == .down {
+                                down[t.id.check, default: []].insert(t.id.node.rawValue)
+                            } else {
+                                down[t.id.check]?.remove(t.id.node.rawValue)
+                            }
+                            await self?.healthChanged(down)
+                        }
+                    }
+                } catch {
+                    if !warned { logger.warning("cannot follow cm-healthd: \(error); retrying every 2 s") }
+                    warned = true
+                }
+                try? await Task.sleep(for: .seconds(2))
+            }
+        }
+    }
+
+    private func healthChanged(_ down: [String: Set<String>]) {
+        healthDown = down
+        for b in config.backends {
+            guard let check = b.healthCheck, let pool = pools[b.name] else { continue }
+            let nodes = Set(b.servers.map(\.node))
+            for node in nodes {
+                let isDown = down[check]?.contains(node) ?? false
+                for server in pool.setHealth(node: node, down: isDown) {
+                    logger.notice("server \(server.label) of backend \(b.name) \(isDown ? "left the pool: \(check)@\(node) is down" : "is back: \(check)@\(node) is up")",
+                                  metadata: ["CM_BACKEND": "\(b.name)", "CM_NODE": "\(node)"])
+                    try? events.publish(topic: Topic.lb, type: MessageType.lbServer, body: LbServerChange(
+                        backend: b.name, address: server.address, node: node, state: isDown ? .down : .up,
+                        reason: "\(check)@\(node) is \(isDown ? "down" : "up")", at: .now))
+                }
+            }
+        }
+        updateStatusLine()
+    }
+
+    // MARK: Passed sockets
+
+    /// The IPv4 address a passed listening socket is bound to; nil for others (the control socket).
+    static func boundEndpoint(_ fd: CInt) -> IPv4Endpoint? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard rc == 0, storage.ss_family == sa_family_t(AF_INET) else { return nil }
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                IPv4Endpoint(address: IPv4Address(rawValue: UInt32(bigEndian: $0.pointee.sin_addr.s_addr)), port: UInt16(bigEndian: $0.pointee.sin_port))
+            }
+        }
+    }
+}
+
+public struct LBError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
