@@ -10,6 +10,10 @@ final class ConnectionLimiter: Sendable {
         var active = 0
         /// Listeners that stopped reading, resumed when a slot frees.
         var waiting: [@Sendable () -> Void] = []
+        /// Every open client connection, for quiescing them on stop.
+        var children: [ObjectIdentifier: Channel] = [:]
+        /// Stopping: listeners held back at the limit stay so.
+        var stopped = false
     }
 
     private let state: Mutex<State>
@@ -27,11 +31,25 @@ final class ConnectionLimiter: Sendable {
 
     var active: Int { state.withLock { $0.active } }
 
-    fileprivate func opened() { state.withLock { $0.active += 1 } }
+    /// No listener accepts again (the daemon stops).
+    func stopAccepting() {
+        state.withLock {
+            $0.stopped = true
+            $0.waiting.removeAll()
+        }
+    }
 
-    fileprivate func closed() {
+    fileprivate func opened(_ child: Channel) {
+        state.withLock {
+            $0.active += 1
+            $0.children[ObjectIdentifier(child)] = child
+        }
+    }
+
+    fileprivate func closed(_ child: Channel) {
         let resume = state.withLock { s -> [@Sendable () -> Void] in
             s.active -= 1
+            s.children[ObjectIdentifier(child)] = nil
             guard s.active < s.limit else { return [] }
             defer { s.waiting.removeAll() }
             return s.waiting
@@ -42,6 +60,7 @@ final class ConnectionLimiter: Sendable {
     /// True when below the limit; otherwise `resume` runs once a slot frees.
     fileprivate func admit(orWait resume: @escaping @Sendable () -> Void) -> Bool {
         state.withLock { s in
+            if s.stopped { return false }
             if s.active < s.limit { return true }
             s.waiting.append(resume)
             return false
@@ -49,6 +68,26 @@ final class ConnectionLimiter: Sendable {
     }
 
     func handler() -> AcceptLimitHandler { AcceptLimitHandler(limiter: self) }
+
+    /// Waits (at most a second) until every accepted connection is active, i.e. through
+    /// NIO's child setup; see `FrontendListener.close`.
+    func waitUntilAcceptedAreSetUp() async {
+        let deadline = ContinuousClock.now + .seconds(1)
+        while ContinuousClock.now < deadline {
+            let pending = state.withLock { $0.children.values.contains { !$0.isActive } }
+            if !pending { return }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    /// Asks every open connection to finish: HTTP ones close after the response in progress
+    /// (idle ones at once, NIOHTTP1's pipelining handler does this), TCP ones run to their end.
+    func quiesceAll() {
+        let children = state.withLock { Array($0.children.values) }
+        for child in children {
+            child.eventLoop.execute { child.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+        }
+    }
 }
 
 /// On a listening channel: counts accepted connections and holds back accepting at the limit.
@@ -63,9 +102,9 @@ final class AcceptLimitHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
-        limiter.opened()
+        limiter.opened(child)
         let limiter = self.limiter
-        child.closeFuture.whenComplete { _ in limiter.closed() }
+        child.closeFuture.whenComplete { _ in limiter.closed(child) }
         context.fireChannelRead(data)
     }
 

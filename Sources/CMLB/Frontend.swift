@@ -122,7 +122,16 @@ final class FrontendListener: Sendable {
     func replace(_ runtime: FrontendRuntime) { self.runtime.replace(runtime) }
     var current: FrontendRuntime { runtime.current }
 
-    func close() async { try? await channel.close() }
+    /// Stops accepting and closes the listening socket without losing a connection: with
+    /// autoRead off no accept follows, and the close waits until the connections already
+    /// accepted are set up (NIO closes one whose setup completes after its listener closed,
+    /// resetting a client whose request is already sent). Connections still in the kernel's
+    /// queue stay there for the next process when the socket came from systemd.
+    func close(limiter: ConnectionLimiter) async {
+        try? await channel.setOption(.autoRead, value: false).get()
+        await limiter.waitUntilAcceptedAreSetUp()
+        try? await channel.close()
+    }
 }
 
 /// The runtime new connections of a frontend use, swapped on reload; shared by the listener

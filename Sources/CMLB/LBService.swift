@@ -86,19 +86,19 @@ public actor LBService {
                 started[f.name] = existing
                 continue
             }
-            if let existing = listeners[f.name] { await existing.close() }
+            if let existing = listeners[f.name] { await existing.close(limiter: limiter) }
             let fd = passedSockets.removeValue(forKey: f.listen)
             do {
                 started[f.name] = try await FrontendListener.start(runtime, group: group, descriptor: fd, limiter: limiter, pools: httpPools)
             } catch {
-                for (name, l) in started where listeners[name] !== l { await l.close() }
+                for (name, l) in started where listeners[name] !== l { await l.close(limiter: limiter) }
                 throw LBError("frontend \(f.name): cannot listen on \(f.listen): \(error)")
             }
             logger.info("frontend \(f.name): \(f.mode.rawValue) on \(f.listen)\(fd != nil ? " (socket from systemd)" : "") → backend \(f.backend)")
         }
         for (name, l) in listeners where started[name] == nil {
             logger.info("frontend \(name) removed: no new connections on \(l.current.config.listen); open ones finish")
-            await l.close()
+            await l.close(limiter: limiter)
             counters[name] = nil
         }
         listeners = started
@@ -160,7 +160,9 @@ public actor LBService {
         guard !stopping else { return }
         stopping = true
         tracking?.cancel()
-        for l in listeners.values { await l.close() }
+        limiter.stopAccepting()
+        for l in listeners.values { await l.close(limiter: limiter) }
+        limiter.quiesceAll()
         let deadline = ContinuousClock.now + config.lbd.drainTimeout
         while limiter.active > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(50))

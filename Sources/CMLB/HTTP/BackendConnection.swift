@@ -86,6 +86,11 @@ final class BackendHandler: ChannelInboundHandler {
         session.backendRead(part, from: connection)
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        connection.session?.backendReadComplete()
+        context.fireChannelReadComplete()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         connection.closed = true
         pools.remove(connection, loop: context.eventLoop)

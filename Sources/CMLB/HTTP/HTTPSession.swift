@@ -24,9 +24,11 @@ final class HTTPSession: ChannelInboundHandler {
         limits.maxHeaderListSize = frontend.config.maxHeaderBytes
         limits.maxHeaderFieldSize = frontend.config.maxHeaderBytes
         let ops = channel.pipeline.syncOperations
+        let session = HTTPSession(frontend: frontend, pools: pools)
+        try ops.addHandler(QuiesceGate(session: session))
         try ops.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false,
                                              withOutboundHeaderValidation: true, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
-        try ops.addHandler(HTTPSession(frontend: frontend, pools: pools))
+        try ops.addHandler(session)
     }
 
     struct Request {
@@ -58,6 +60,10 @@ final class HTTPSession: ChannelInboundHandler {
     private var clientIP = ""
     private var closing = false
     private var paused = false
+    /// The daemon is stopping: this connection closes after the response in progress.
+    private var quiescing = false
+    /// Requests answered on this connection.
+    private var served = 0
 
     init(frontend: FrontendRuntime, pools: HTTPConnectionPools) {
         self.frontend = frontend
@@ -94,6 +100,7 @@ final class HTTPSession: ChannelInboundHandler {
         case .end(let trailers):
             guard var r = request, !r.ended else { return }
             r.ended = true
+            served += 1
             request = r
             if let c = r.connection { c.send(.end(trailers), flush: true) }
         }
@@ -152,7 +159,7 @@ final class HTTPSession: ChannelInboundHandler {
         }
         nextID += 1
         let idempotent = [.GET, .HEAD, .OPTIONS, .PUT, .DELETE, .TRACE].contains(head.method)
-        request = Request(id: nextID, head: forwarded, idempotent: idempotent, clientKeepAlive: head.isKeepAlive)
+        request = Request(id: nextID, head: forwarded, idempotent: idempotent, clientKeepAlive: head.isKeepAlive && !quiescing)
         dispatch()
     }
 
@@ -184,6 +191,27 @@ final class HTTPSession: ChannelInboundHandler {
             }
         }
         request = r
+    }
+
+    /// The daemon stops. Unlike NIOHTTP1's own quiescing, a connection that has not sent its
+    /// first request yet is not closed under the client (its request is on the way: it was
+    /// accepted); it gets a second to send it, which is answered with Connection: close.
+    /// An idle keep-alive connection closes at once; one with a request in flight after its
+    /// response.
+    func quiesce() {
+        guard let context, !quiescing else { return }
+        quiescing = true
+        if var r = request {
+            r.clientKeepAlive = false
+            request = r
+        } else if served > 0 {
+            context.close(promise: nil)
+        } else {
+            let channel = context.channel
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) {
+                if self.request == nil, self.served == 0 { channel.close(promise: nil) }
+            }
+        }
     }
 
     // MARK: Choosing a server
@@ -316,6 +344,9 @@ final class HTTPSession: ChannelInboundHandler {
         }
     }
 
+    /// The server's bytes of this read are all written: send them on.
+    func backendReadComplete() { context?.flush() }
+
     func backendFailed(_ connection: BackendConnection, error: any Error) {
         guard var r = request, r.connection === connection else { return }
         connection.session = nil
@@ -403,5 +434,23 @@ final class HTTPSession: ChannelInboundHandler {
         var n = head.method.rawValue.utf8.count + head.uri.utf8.count + 12
         for (name, value) in head.headers { n += name.utf8.count + value.utf8.count + 4 }
         return n
+    }
+}
+
+/// First in an HTTP client pipeline: takes the stop signal (ChannelShouldQuiesceEvent) to the
+/// session instead of NIOHTTP1's pipelining handler, which would close a connection whose
+/// first request has not been read yet.
+final class QuiesceGate: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+    let session: HTTPSession
+
+    init(session: HTTPSession) { self.session = session }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            session.quiesce()
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }

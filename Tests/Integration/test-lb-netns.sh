@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# cm-lbd in network namespaces: a client, the load balancer and three backends running real
+# nginx on one bridge; cm-healthd checks the backends and cm-lbd follows it.
+#  1. Round-robin over three backends in HTTP and TCP mode; X-Forwarded-For carries the client.
+#  2. A backend killed (SIGKILL) under wrk load in HTTP mode: 0 non-2xx, 0 socket errors; it
+#     leaves the pool (cm-healthd) and rejoins when restarted. In TCP mode a dead backend's
+#     refused connects are retried on another server: 0 errors with connection per request.
+#  3. Drain: a download in flight on the drained backend completes; no new request reaches it;
+#     undrain brings it back.
+#  4. Restart under load with the listening sockets held as systemd does: 0 errors.
+#  5. SIGHUP: a bad lbd.toml keeps the old config (file:line:column logged); a good one
+#     removes a server while a download through it goes on to the end.
+#  6. Bad input: garbage → 400, oversized headers → 431, oversized body → 413, each closing
+#     only its own connection while other clients go on.
+. "$(dirname "$0")/lib.sh"
+command -v wrk >/dev/null || fail "wrk is not installed (scripts/test installs it)"
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+lan_create
+host_create c1 10.199.9.50/24
+host_create lb 10.199.9.10/24
+for i in 1 2 3; do host_create "b$i" "10.199.9.2$i/24"; done
+LB=10.199.9.10
+
+# backend_conf N: nginx on 10.199.9.2N:8080 answering "bN <X-Forwarded-For>", a 4 MiB file
+# served at 1 MiB/s (a download that takes a while), and X-Backend on every response.
+mkdir -p "$T/www"; head -c 4194304 /dev/urandom > "$T/www/big"; BIG_SUM=$(sha256sum < "$T/www/big" | cut -d' ' -f1)
+backend_conf() {
+  local d="$T/b$1"; mkdir -p "$d"
+  cat > "$d/nginx.conf" <<CONF
+worker_processes 1; pid $d/nginx.pid; error_log $d/error.log; daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off; keepalive_requests 100000;
+  client_body_temp_path $d; proxy_temp_path $d; fastcgi_temp_path $d; uwsgi_temp_path $d; scgi_temp_path $d;
+  server {
+    listen 10.199.9.2$1:8080 backlog=1024;
+    add_header X-Backend b$1 always;
+    location / { return 200 "b$1 \$http_x_forwarded_for\n"; }
+    location = /big { root $T/www; limit_rate 1m; }
+  }
+}
+CONF
+}
+backend_start() { start_bg "nginx-b$1" ip netns exec "$(ns_of "b$1")" nginx -c "$T/b$1/nginx.conf" -p "$T/b$1"; }
+for i in 1 2 3; do backend_conf "$i"; backend_start "$i"; done
+
+mkdir -p "$T/etc" "$T/state/healthd" "$T/state/lbd" "$T/run"
+cat > "$T/etc/cluster.toml" <<CONF
+[cluster]
+name = "lb"
+[[node]]
+name = "b1"
+address = "10.199.9.21"
+[[node]]
+name = "b2"
+address = "10.199.9.22"
+[[node]]
+name = "b3"
+address = "10.199.9.23"
+CONF
+printf '[metrics]\nenabled = false\n[[check]]\nname = "web"\ntype = "tcp"\nport = 8080\ninterval = "200ms"\ntimeout = "150ms"\nrise = 2\nfall = 2\n' > "$T/etc/healthd.toml"
+lbd_conf() { # SERVERS: 3, or 2 without b3
+  cat > "$T/etc/lbd.toml" <<CONF
+[lbd]
+drain_timeout = "5s"
+[[frontend]]
+name = "web"
+listen = "$LB:80"
+mode = "http"
+backend = "web"
+connect_timeout = "500ms"
+max_header_bytes = 4096
+max_body_bytes = 65536
+[[frontend]]
+name = "raw"
+listen = "$LB:81"
+mode = "tcp"
+backend = "web"
+connect_timeout = "500ms"
+[[backend]]
+name = "web"
+health_check = "web"
+fail_backoff = "2s"
+[[backend.server]]
+address = "10.199.9.21:8080"
+node = "b1"
+[[backend.server]]
+address = "10.199.9.22:8080"
+node = "b2"
+CONF
+  [ "$1" = 3 ] && printf '[[backend.server]]\naddress = "10.199.9.23:8080"\nnode = "b3"\n' >> "$T/etc/lbd.toml"
+  return 0
+}
+lbd_conf 3
+"$BIN/cm-lbd" --check-config --config-dir "$T/etc" >/dev/null || fail "lbd.toml does not pass --check-config"
+start_bg healthd ip netns exec "$(ns_of lb)" "$BIN/cm-healthd" --config-dir "$T/etc" --state-dir "$T/state/healthd" --runtime-dir "$T/run" --log-target stderr
+lbd_args() { echo --config-dir "$T/etc" --state-dir "$T/state/lbd" --runtime-dir "$T/run" --log-target stderr; }
+# cm-lbd runs under fdholder.py: the frontends' sockets are held like systemd's socket units.
+start_bg lbd ip netns exec "$(ns_of lb)" python3 "$HERE/fdholder.py" "web=$LB:80,raw=$LB:81" "$BIN/cm-lbd" $(lbd_args)
+lb_status() { cmctl lb status --json; }
+server_state() { lb_status | jq -r --arg a "$1" '.backends[0].servers[] | select(.address == $a) | .state'; }
+state_is() { [ "$(server_state "$1")" = "$2" ]; }
+client() { ip netns exec "$(ns_of c1)" "$@"; }
+all_up() { for i in 1 2 3; do state_is "10.199.9.2$i:8080" up || return 1; done; }
+wait_for 15 "cm-lbd serves with three servers up" all_up
+grep -q 'socket from systemd' "$T/lbd.log" || fail "cm-lbd did not take the frontend sockets it was passed"
+
+log "1. round-robin, X-Forwarded-For"
+for mode in http tcp; do
+  port=80; [ $mode = tcp ] && port=81
+  seen=$(for _ in 1 2 3 4 5 6; do client curl -sf "http://$LB:$port/"; done | sort | uniq -c | awk '{print $1 "x" $2}' | tr '\n' ' ')
+  [ "$seen" = "2xb1 2xb2 2xb3 " ] || fail "$mode mode: six requests spread as '$seen', not two per backend"
+done
+xff=$(client curl -sf "http://$LB/" | awk '{print $2}')
+[ "$xff" = 10.199.9.50 ] || fail "the backend saw X-Forwarded-For '$xff', not the client 10.199.9.50"
+pass "six requests → two per backend in HTTP and TCP mode; X-Forwarded-For: $xff"
+
+# wrk_errors OUT: socket errors + non-2xx in a wrk report.
+wrk_errors() { awk '/Socket errors/ {gsub(/,/, ""); n = $4 + $6 + $8 + $10} /Non-2xx/ {n += $5} END {print n + 0}' "$1"; }
+wrk_requests() { awk '/requests in/ {print $1}' "$1"; }
+
+log "2. a backend killed under load"
+client wrk -t2 -c16 -d6s "http://$LB/" > "$T/wrk-kill.out" 2>&1 & WRK=$!
+sleep 2
+# nginx master and worker: everything in b2's namespace.
+ip netns pids "$(ns_of b2)" | xargs -r kill -KILL
+wait_for 3 "b2 leaves the pool" test "$(server_state 10.199.9.22:8080)" != up
+wait "$WRK" || true
+errors=$(wrk_errors "$T/wrk-kill.out"); requests=$(wrk_requests "$T/wrk-kill.out")
+[ "$errors" = 0 ] || { cat "$T/wrk-kill.out"; fail "HTTP mode: $errors errors at the client when b2 was killed"; }
+state=$(server_state 10.199.9.22:8080)
+wait_for 3 "cm-healthd reports b2 down" state_is 10.199.9.22:8080 down
+# TCP mode, connection per request, b2 dead: its refused connects are retried unseen.
+client wrk -t2 -c8 -d3s -H "Connection: close" "http://$LB:81/" > "$T/wrk-tcp-dead.out" 2>&1
+tcp_errors=$(wrk_errors "$T/wrk-tcp-dead.out")
+[ "$tcp_errors" = 0 ] || { cat "$T/wrk-tcp-dead.out"; fail "TCP mode with b2 dead: $tcp_errors errors"; }
+backend_start 2
+wait_for 5 "b2 rejoins the pool" state_is 10.199.9.22:8080 up
+b2_seen=$(for _ in 1 2 3 4 5 6; do client curl -sf "http://$LB/"; done | grep -c '^b2' || true)
+[ "$b2_seen" -ge 1 ] || fail "b2 is up again but gets no requests"
+pass "b2 killed under load: $requests requests, 0 errors (b2 left the pool as "$state", then cm-healthd said down); TCP mode with b2 dead: 0 errors; b2 back and serving"
+
+log "3. drain"
+client curl -s -D "$T/drain.headers" -o "$T/drain.body" "http://$LB/big" & DL=$!
+wait_for 3 "the download started" test -s "$T/drain.headers"
+victim=$(tr -d '\r' < "$T/drain.headers" | awk 'tolower($1) == "x-backend:" {print $2}')
+[ -n "$victim" ] || fail "no X-Backend header on the download"
+cmctl lb drain "$victim" >/dev/null || fail "cmctl lb drain $victim failed"
+state_is "10.199.9.2${victim#b}:8080" drained || fail "$victim is not shown as drained"
+others=$(for _ in $(seq 12); do client curl -sf "http://$LB/"; done | awk '{print $1}' | sort -u | tr '\n' ' ')
+case " $others" in *" $victim "*) fail "new requests still reach drained $victim ($others)";; esac
+wait "$DL" || fail "the download from drained $victim failed"
+[ "$(sha256sum < "$T/drain.body" | cut -d' ' -f1)" = "$BIG_SUM" ] || fail "the download from drained $victim is incomplete"
+cmctl lb undrain "$victim" >/dev/null
+back=$(for _ in $(seq 6); do client curl -sf "http://$LB/"; done | grep -c "^$victim" || true)
+[ "$back" -ge 1 ] || fail "undrained $victim gets no requests"
+pass "drained $victim: its download of 4 MiB completed intact, new requests went to $others, undrain brought it back"
+
+log "4. restart under load, sockets held across it"
+client wrk -t2 -c16 -d6s -H "Connection: close" "http://$LB/" > "$T/wrk-restart.out" 2>&1 & WRK=$!
+client wrk -t1 -c4 -d6s -H "Connection: close" "http://$LB:81/" > "$T/wrk-restart-tcp.out" 2>&1 & WRK2=$!
+sleep 2
+kill -USR1 "$PID_lbd"
+wait_for 8 "cm-lbd restarted" grep -q 'starting again' "$T/lbd.log"
+wait "$WRK" "$WRK2" || true
+errors=$(( $(wrk_errors "$T/wrk-restart.out") + $(wrk_errors "$T/wrk-restart-tcp.out") ))
+[ "$errors" = 0 ] || { cat "$T/wrk-restart.out" "$T/wrk-restart-tcp.out"; fail "$errors errors across the restart"; }
+took=$(sed -n 's/.*exited [0-9-]* after \([0-9.]*\)s.*/\1/p' "$T/lbd.log" | tail -1)
+wait_for 10 "cm-lbd serves again" all_up
+pass "restart under load: $(( $(wrk_requests "$T/wrk-restart.out") + $(wrk_requests "$T/wrk-restart-tcp.out") )) requests, 0 errors, 0 refused (old process drained in ${took}s)"
+
+log "5. reload"
+lbd_pid=$(ip netns pids "$(ns_of lb)" | while read -r p; do tr '\0' ' ' < "/proc/$p/cmdline" | grep -q "^$BIN/cm-lbd" && echo "$p"; done | head -1)
+[ -n "$lbd_pid" ] || fail "cannot find cm-lbd's pid"
+cp "$T/etc/lbd.toml" "$T/lbd.good"
+printf '[[backend]]\nname = "web"\nalgorithm = "fastest"\n' >> "$T/etc/lbd.toml"
+kill -HUP "$lbd_pid"
+wait_for 5 "the bad config is refused" grep -q 'reload refused' "$T/lbd.log"
+grep -q 'lbd.toml:[0-9]*:[0-9]*: backend "web": algorithm: "fastest" is not an algorithm' "$T/lbd.log" || fail "no file:line:column for the bad lbd.toml"
+[ "$(lb_status | jq '.backends[0].servers | length')" = 3 ] || fail "the refused config changed the pool"
+# A download through b3, then b3 leaves the configuration: the download goes on.
+cp "$T/lbd.good" "$T/etc/lbd.toml"
+for _ in $(seq 6); do
+  rm -f "$T/reload.headers"
+  client curl -s -D "$T/reload.headers" -o "$T/reload.body" "http://$LB/big" & DL=$!
+  wait_for 3 "a download started" test -s "$T/reload.headers"
+  grep -q 'X-Backend: b3' "$T/reload.headers" && break
+  kill "$DL" 2>/dev/null; wait "$DL" 2>/dev/null || true
+done
+grep -q 'X-Backend: b3' "$T/reload.headers" || fail "no download landed on b3"
+lbd_conf 2
+kill -HUP "$lbd_pid"
+wait_for 5 "the new config is in force" test "$(lb_status | jq '.backends[0].servers | length')" = 2
+wait "$DL" || fail "the download through b3 broke on reload"
+[ "$(sha256sum < "$T/reload.body" | cut -d' ' -f1)" = "$BIG_SUM" ] || fail "the download through b3 is incomplete after the reload"
+pass "SIGHUP: a bad lbd.toml refused with file:line:column, the old pool kept; removing b3 let its download finish"
+
+log "6. bad input"
+client wrk -t1 -c4 -d4s "http://$LB/" > "$T/wrk-bad.out" 2>&1 & WRK=$!
+# status_of TEXT: the status line cm-lbd answers TEXT with, on a raw connection.
+status_of() { client timeout 3 bash -c "exec 3<>/dev/tcp/$LB/80; printf '$1' >&3; head -1 <&3" | tr -d '\r'; }
+garbage=$(status_of 'GARBAGE\r\n\r\n')
+big=$(client curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $(head -c 6000 /dev/zero | tr '\0' a)" "http://$LB/")
+body=$(client curl -s -o /dev/null -w '%{http_code}' --data-binary @"$T/www/big" "http://$LB/")
+wait "$WRK" || true
+[ "$garbage" = "HTTP/1.1 400 Bad Request" ] || fail "garbage got '$garbage', not 400"
+[ "$big" = 431 ] || fail "6000 bytes of header got $big, not 431"
+[ "$body" = 413 ] || fail "a 4 MiB body got $body, not 413"
+errors=$(wrk_errors "$T/wrk-bad.out")
+[ "$errors" = 0 ] || { cat "$T/wrk-bad.out"; fail "other clients saw $errors errors"; }
+client curl -sf "http://$LB/" >/dev/null || fail "cm-lbd does not answer after the bad input"
+pass "garbage → 400, big headers → 431, big body → 413; $(wrk_requests "$T/wrk-bad.out") requests from other clients meanwhile, 0 errors"
