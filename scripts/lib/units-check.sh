@@ -21,6 +21,13 @@ command -v systemd-analyze >/dev/null || die "systemd-analyze not found (apt-get
 T=$(mktemp -d /tmp/cm-units.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 cp "$ROOT"/units/* "$T"/
+# A template (name@.socket) is verified as an instance of it: "@18080" (port 18080 on every
+# address). An address:port instance is what admins use, but systemd-analyze verify cannot
+# load a file whose name holds ":" ("Couldn't process aliases"), though systemd itself can.
+for template in "$T"/*@.*; do
+  [ -e "$template" ] || continue
+  mv "$template" "${template/@./@18080.}"
+done
 
 services=()
 for unit in "$T"/*.service; do
