@@ -10,12 +10,21 @@ let mainPackage = URL(fileURLWithPath: Context.packageDirectory).deletingLastPat
 
 let package = Package(
     name: "ClusterMakerFuzz",
-    dependencies: [.package(path: "..")],
+    dependencies: [
+        .package(path: ".."),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
     targets: [
         .target(name: "FuzzSupport"),
         .executableTarget(name: "fuzz_wire", dependencies: ["FuzzSupport", .product(name: "CMWire", package: mainPackage)]),
         .executableTarget(name: "fuzz_prometheus", dependencies: ["FuzzSupport", .product(name: "CMHealth", package: mainPackage)]),
         .executableTarget(name: "fuzz_vrrp", dependencies: ["FuzzSupport", .product(name: "VRRP", package: mainPackage)]),
         .executableTarget(name: "fuzz_config", dependencies: ["FuzzSupport", .product(name: "CMConfig", package: mainPackage)]),
+        .executableTarget(name: "fuzz_lb_http", dependencies: [
+            "FuzzSupport", .product(name: "CMLB", package: mainPackage), .product(name: "CMConfig", package: mainPackage),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )

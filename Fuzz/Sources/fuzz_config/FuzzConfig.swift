@@ -13,6 +13,7 @@ public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = try? HealthdConfig.parse(ConfigSource(path: "healthd.toml", text: text), cluster: cluster)
     _ = try? ClusterConfig.parse(ConfigSource(path: "cluster.toml", text: text))
     _ = try? VipdConfig.parse(ConfigSource(path: "vipd.toml", text: text))
+    _ = try? LbdConfig.parse(ConfigSource(path: "lbd.toml", text: text))
     return 0
 }
 

@@ -76,6 +76,13 @@ final class HTTPSession: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
+    /// The pipeline is torn down (also when channelInactive did not reach us, as when the
+    /// decoder was mid-buffer): let go of the context, or session and context keep each other.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        abandonRequest()
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         frontend.counters.opened()
         clientKey = FrontendRuntime.key(context.channel.remoteAddress)
