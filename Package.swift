@@ -71,7 +71,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         // Load balancer: server selection (pure), TCP and HTTP proxying on SwiftNIO.
         .target(name: "CMLB", dependencies: [
-            "CMTypes", "CMWire", "CMConfig",
+            "CMTypes", "CMWire", "CMConfig", "CLinux",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

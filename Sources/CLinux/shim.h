@@ -8,3 +8,8 @@
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <netinet/tcp.h>
+#include <fcntl.h>
+// accept4(2) is declared only under _GNU_SOURCE; glibc has it regardless.
+extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);

@@ -57,6 +57,31 @@ final class ConnectionLimiter: Sendable {
         resume.forEach { $0() }
     }
 
+    /// For connections that are not NIO channels (TCP mode's own loops): counts one when
+    /// below the limit and returns true; otherwise `resume` runs once a slot frees.
+    func tryOpen(orWait resume: @escaping @Sendable () -> Void) -> Bool {
+        state.withLock { s in
+            if s.stopped { return false }
+            if s.active < s.limit {
+                s.active += 1
+                return true
+            }
+            s.waiting.append(resume)
+            return false
+        }
+    }
+
+    /// A connection counted by `tryOpen` is closed.
+    func closeOne() {
+        let resume = state.withLock { s -> [@Sendable () -> Void] in
+            s.active -= 1
+            guard s.active < s.limit else { return [] }
+            defer { s.waiting.removeAll() }
+            return s.waiting
+        }
+        resume.forEach { $0() }
+    }
+
     /// True when below the limit; otherwise `resume` runs once a slot frees.
     fileprivate func admit(orWait resume: @escaping @Sendable () -> Void) -> Bool {
         state.withLock { s in

@@ -36,9 +36,15 @@ public final class FrontendRuntime: Sendable {
         return UInt64(UInt32(bigEndian: a.address.sin_addr.s_addr))
     }
 
+    static func key(_ address: SocketAddressV4) -> UInt64 { UInt64(UInt32(bigEndian: address.address.sin_addr.s_addr)) }
+
     func connectFailed(index: Int, server: ServerConfig, error: any Error, wasCounted: Bool) {
+        serverFailed(index: index, server: server, reason: Self.describe(error, connectTimeout: config.connectTimeout), wasCounted: wasCounted)
+    }
+
+    /// A connect to `server` failed: out of the pool for fail_backoff, logged once per episode.
+    func serverFailed(index: Int, server: ServerConfig, reason: String, wasCounted: Bool = true) {
         if pool.connectFailed(index, release: wasCounted) {
-            let reason = Self.describe(error, connectTimeout: config.connectTimeout)
             logger.warning("server \(server.label) of backend \(pool.name) failed: \(reason); out of the pool for \(DurationText.format(pool.config.failBackoff))",
                            metadata: ["CM_BACKEND": "\(pool.name)", "CM_NODE": "\(server.node)"])
             onServerChange(LbServerChange(backend: pool.name, address: server.address, node: server.node, state: .failed, reason: reason, at: .now))
@@ -70,8 +76,8 @@ public final class FrontendRuntime: Sendable {
     }
 }
 
-/// A frontend's listening socket on the event loops, from systemd (by FileDescriptorName =
-/// the frontend's name) or bound here.
+/// An HTTP frontend's listening socket on SwiftNIO's event loops, passed by systemd or bound
+/// here. (TCP frontends run on `L4Engine`.)
 final class FrontendListener: Sendable {
     let name: String
     let channel: Channel
@@ -87,7 +93,6 @@ final class FrontendListener: Sendable {
     static func start(_ runtime: FrontendRuntime, group: MultiThreadedEventLoopGroup, descriptor: CInt?, limiter: ConnectionLimiter,
                       pools: HTTPConnectionPools) async throws -> FrontendListener {
         let box = RuntimeRef(runtime)
-        let mode = runtime.config.mode
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -97,19 +102,12 @@ final class FrontendListener: Sendable {
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(limiter.handler()) }
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.allowRemoteHalfClosure, value: mode == .tcp)
-            .childChannelOption(.autoRead, value: mode != .tcp)
             .childChannelInitializer { channel in
                 let rt = box.current
                 return channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
                     try ops.addHandler(IdleStateHandler(allTimeout: TimeAmount(rt.config.clientTimeout)))
-                    switch rt.config.mode {
-                    case .tcp:
-                        try ops.addHandler(TCPSession(frontend: rt))
-                    case .http:
-                        try HTTPSession.configure(channel: channel, frontend: rt, pools: pools)
-                    }
+                    try HTTPSession.configure(channel: channel, frontend: rt, pools: pools)
                 }
             }
         let channel: Channel

@@ -2,6 +2,7 @@ import CMConfig
 import CMTypes
 import CMWire
 import Foundation
+import Glibc
 import Logging
 import NIOCore
 import NIOPosix
@@ -20,7 +21,9 @@ public actor LBService {
     var passedSockets: [IPv4Endpoint: CInt]
     private(set) var config: LbdConfig
     var pools: [String: BackendPool] = [:]
-    var listeners: [String: FrontendListener] = [:]
+    var listeners: [String: Listener] = [:]
+    /// TCP mode's event loops (HTTP mode runs on `group`).
+    let engine: L4Engine
     var counters: [String: FrontendCounters] = [:]
     /// What `cmctl lb drain` drained, applied again to pools made by a reload.
     var drained: Set<String> = []
@@ -29,11 +32,12 @@ public actor LBService {
     var tracking: Task<Void, Never>?
     private var stopping = false
 
-    public init(config: LbdConfig, passedSockets: [CInt], runtimeDirectory: String, events: EventHub, logger: Logger) {
+    public init(config: LbdConfig, passedSockets: [CInt], runtimeDirectory: String, events: EventHub, logger: Logger) throws {
         let threads = config.lbd.threads > 0 ? config.lbd.threads : System.coreCount
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         httpPools = HTTPConnectionPools(group: group)
         limiter = ConnectionLimiter(limit: config.lbd.maxConnections)
+        engine = try L4Engine(threads: threads, limiter: limiter)
         self.config = config
         self.events = events
         self.logger = logger
@@ -47,7 +51,7 @@ public actor LBService {
 
     /// Opens every frontend; throws when one cannot listen.
     public func start() async throws {
-        logger.info("cm-lbd: \(group.makeIterator().map { _ in 1 }.count) event loops, \(config.frontends.count) frontends")
+        logger.info("cm-lbd: \(engine.loops.count) threads for TCP frontends, as many for HTTP ones; \(config.frontends.count) frontends")
         try await apply(config, initial: true)
     }
 
@@ -74,31 +78,39 @@ public actor LBService {
             }
             newPools[b.name] = pool
         }
-        var started: [String: FrontendListener] = [:]
+        var started: [String: Listener] = [:]
         for f in new.frontends {
             let counters = self.counters[f.name] ?? FrontendCounters()
             self.counters[f.name] = counters
             let runtime = FrontendRuntime(config: f, pool: newPools[f.backend]!, counters: counters, logger: logger) { [events] change in
                 try? events.publish(topic: Topic.lb, type: MessageType.lbServer, body: change)
             }
-            if let existing = listeners[f.name], existing.current.config.listen == f.listen {
+            if let existing = listeners[f.name], existing.current.config.listen == f.listen, existing.current.config.mode == f.mode {
                 existing.replace(runtime)
                 started[f.name] = existing
                 continue
             }
-            if let existing = listeners[f.name] { await existing.close(limiter: limiter) }
+            if let existing = listeners[f.name] { await close(existing) }
             let fd = passedSockets.removeValue(forKey: f.listen)
             do {
-                started[f.name] = try await FrontendListener.start(runtime, group: group, descriptor: fd, limiter: limiter, pools: httpPools)
+                switch f.mode {
+                case .tcp:
+                    let socket = try fd.map(L4Listener.adopt) ?? L4Listener.bind(f.listen)
+                    let listener = L4Listener(fd: socket, runtime: runtime)
+                    engine.add(listener)
+                    started[f.name] = .tcp(listener)
+                case .http:
+                    started[f.name] = .http(try await FrontendListener.start(runtime, group: group, descriptor: fd, limiter: limiter, pools: httpPools))
+                }
             } catch {
-                for (name, l) in started where listeners[name] !== l { await l.close(limiter: limiter) }
+                for (name, l) in started where listeners[name]?.id != l.id { await close(l) }
                 throw LBError("frontend \(f.name): cannot listen on \(f.listen): \(error)")
             }
             logger.info("frontend \(f.name): \(f.mode.rawValue) on \(f.listen)\(fd != nil ? " (socket from systemd)" : "") → backend \(f.backend)")
         }
         for (name, l) in listeners where started[name] == nil {
             logger.info("frontend \(name) removed: no new connections on \(l.current.config.listen); open ones finish")
-            await l.close(limiter: limiter)
+            await close(l)
             counters[name] = nil
         }
         listeners = started
@@ -161,15 +173,27 @@ public actor LBService {
         stopping = true
         tracking?.cancel()
         limiter.stopAccepting()
-        for l in listeners.values { await l.close(limiter: limiter) }
+        for l in listeners.values { await close(l) }
         limiter.quiesceAll()
         let deadline = ContinuousClock.now + config.lbd.drainTimeout
         while limiter.active > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(50))
         }
         if limiter.active > 0 { logger.notice("closing \(limiter.active) connections still open after \(DurationText.format(config.lbd.drainTimeout))") }
+        await engine.shutdown()
         httpPools.closeAll(on: group)
         try? await group.shutdownGracefully()
+    }
+
+    /// Stops accepting on a frontend's socket and closes it; its connections go on.
+    private func close(_ listener: Listener) async {
+        switch listener {
+        case .tcp(let l):
+            await engine.remove(l)
+            Glibc.close(l.fd)
+        case .http(let l):
+            await l.close(limiter: limiter)
+        }
     }
 
     // MARK: Following cm-healthd
@@ -257,4 +281,31 @@ public actor LBService {
 public struct LBError: Error, CustomStringConvertible {
     public var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A frontend's listening socket: TCP mode on the L4 loops, HTTP mode on SwiftNIO.
+enum Listener: Sendable {
+    case tcp(L4Listener)
+    case http(FrontendListener)
+
+    var current: FrontendRuntime {
+        switch self {
+        case .tcp(let l): l.runtime.current
+        case .http(let l): l.current
+        }
+    }
+
+    func replace(_ runtime: FrontendRuntime) {
+        switch self {
+        case .tcp(let l): l.runtime.replace(runtime)
+        case .http(let l): l.replace(runtime)
+        }
+    }
+
+    var id: ObjectIdentifier {
+        switch self {
+        case .tcp(let l): ObjectIdentifier(l)
+        case .http(let l): ObjectIdentifier(l)
+        }
+    }
 }

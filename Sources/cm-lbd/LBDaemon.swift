@@ -18,7 +18,7 @@ struct LBDaemon: Daemon {
 
     static func make(configuration: LbdConfig, options: DaemonOptions, events: EventHub, logger: Logger) async throws -> LBDaemon {
         // Frontend sockets from systemd are matched to frontends by the address they are bound to.
-        let service = LBService(config: configuration, passedSockets: ListenFDs.passed.all, runtimeDirectory: options.runtimeDir,
+        let service = try LBService(config: configuration, passedSockets: ListenFDs.passed.all, runtimeDirectory: options.runtimeDir,
                                 events: events, logger: logger)
         try await service.start()
         return LBDaemon(service: service)

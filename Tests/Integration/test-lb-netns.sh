@@ -39,6 +39,7 @@ http {
     location / { return 200 "b$1 \$http_x_forwarded_for\n"; }
     location = /big { root $T/www; limit_rate 1m; }
   }
+  server { listen 10.199.9.2$1:8081 proxy_protocol; location / { return 200 "pp \$proxy_protocol_addr:\$proxy_protocol_port\n"; } }
 }
 CONF
 }
@@ -78,6 +79,16 @@ listen = "$LB:81"
 mode = "tcp"
 backend = "web"
 connect_timeout = "500ms"
+[[frontend]]
+name = "pp"
+listen = "$LB:82"
+mode = "tcp"
+backend = "pp"
+proxy_protocol = true
+[[backend]]
+name = "pp"
+[[backend.server]]
+address = "10.199.9.21:8081"
 [[backend]]
 name = "web"
 health_check = "web"
@@ -99,7 +110,7 @@ lbd_args() { echo --config-dir "$T/etc" --state-dir "$T/state/lbd" --runtime-dir
 # cm-lbd runs under fdholder.py: the frontends' sockets are held like systemd's socket units.
 start_bg lbd ip netns exec "$(ns_of lb)" python3 "$HERE/fdholder.py" "web=$LB:80,raw=$LB:81" "$BIN/cm-lbd" $(lbd_args)
 lb_status() { cmctl lb status --json; }
-server_state() { lb_status | jq -r --arg a "$1" '.backends[0].servers[] | select(.address == $a) | .state'; }
+server_state() { lb_status | jq -r --arg a "$1" '.backends[] | select(.name == "web") | .servers[] | select(.address == $a) | .state'; }
 state_is() { [ "$(server_state "$1")" = "$2" ]; }
 client() { ip netns exec "$(ns_of c1)" "$@"; }
 all_up() { for i in 1 2 3; do state_is "10.199.9.2$i:8080" up || return 1; done; }
@@ -114,7 +125,10 @@ for mode in http tcp; do
 done
 xff=$(client curl -sf "http://$LB/" | awk '{print $2}')
 [ "$xff" = 10.199.9.50 ] || fail "the backend saw X-Forwarded-For '$xff', not the client 10.199.9.50"
-pass "six requests → two per backend in HTTP and TCP mode; X-Forwarded-For: $xff"
+# TCP mode with proxy_protocol: nginx (listen ... proxy_protocol) learns the client's address.
+pp=$(client curl -sf --local-port 40123 "http://$LB:82/")
+[ "$pp" = "pp 10.199.9.50:40123" ] || fail "through a PROXY v2 frontend nginx saw '$pp', not 'pp 10.199.9.50:40123'"
+pass "six requests → two per backend in HTTP and TCP mode; X-Forwarded-For: $xff; PROXY v2 header read by nginx: $pp"
 
 # wrk_errors OUT: socket errors + non-2xx in a wrk report.
 wrk_errors() { awk '/Socket errors/ {gsub(/,/, ""); n = $4 + $6 + $8 + $10} /Non-2xx/ {n += $5} END {print n + 0}' "$1"; }
@@ -178,7 +192,7 @@ printf '[[backend]]\nname = "web"\nalgorithm = "fastest"\n' >> "$T/etc/lbd.toml"
 kill -HUP "$lbd_pid"
 wait_for 5 "the bad config is refused" grep -q 'reload refused' "$T/lbd.log"
 grep -q 'lbd.toml:[0-9]*:[0-9]*: backend "web": algorithm: "fastest" is not an algorithm' "$T/lbd.log" || fail "no file:line:column for the bad lbd.toml"
-[ "$(lb_status | jq '.backends[0].servers | length')" = 3 ] || fail "the refused config changed the pool"
+[ "$(lb_status | jq '.backends[] | select(.name == "web") | .servers | length')" = 3 ] || fail "the refused config changed the pool"
 # A download through b3, then b3 leaves the configuration: the download goes on.
 cp "$T/lbd.good" "$T/etc/lbd.toml"
 for _ in $(seq 6); do
@@ -191,7 +205,7 @@ done
 grep -q 'X-Backend: b3' "$T/reload.headers" || fail "no download landed on b3"
 lbd_conf 2
 kill -HUP "$lbd_pid"
-wait_for 5 "the new config is in force" test "$(lb_status | jq '.backends[0].servers | length')" = 2
+wait_for 5 "the new config is in force" test "$(lb_status | jq '.backends[] | select(.name == "web") | .servers | length')" = 2
 wait "$DL" || fail "the download through b3 broke on reload"
 [ "$(sha256sum < "$T/reload.body" | cut -d' ' -f1)" = "$BIG_SUM" ] || fail "the download through b3 is incomplete after the reload"
 pass "SIGHUP: a bad lbd.toml refused with file:line:column, the old pool kept; removing b3 let its download finish"

@@ -1,0 +1,279 @@
+import CLinux
+import CMConfig
+import CMTypes
+import Foundation
+import Glibc
+import Synchronization
+
+/// TCP mode's own event loops: one thread per core on epoll(7), edge-triggered, each pair of
+/// sockets owned by one loop, bytes moved with read(2)/write(2) through two fixed buffers per
+/// pair, no allocation per read. Every loop watches every TCP frontend's listening socket with
+/// EPOLLEXCLUSIVE, so the kernel hands each new connection to one idle loop.
+///
+/// TCP mode needs nothing of a protocol stack, and SwiftNIO's channel pipeline costs more per
+/// read than the kernel does (see the benchmark in the README); HTTP mode stays on SwiftNIO.
+final class L4Engine: Sendable {
+    let loops: [L4Loop]
+    /// max_connections, shared with the HTTP frontends.
+    let limiter: ConnectionLimiter
+    private let active = Atomic<Int>(0)
+
+    init(threads: Int, limiter: ConnectionLimiter) throws(L4Error) {
+        self.limiter = limiter
+        var loops: [L4Loop] = []
+        for i in 0..<threads { loops.append(try L4Loop(index: i)) }
+        self.loops = loops
+        for loop in loops { loop.engine = self }
+        for loop in loops { loop.start() }
+    }
+
+    var activeConnections: Int { active.load(ordering: .relaxed) }
+
+    /// Counts a new connection of `loop`; false at the limit, and the loop is told when it may
+    /// accept again.
+    func admit(_ loop: L4Loop) -> Bool {
+        guard limiter.tryOpen(orWait: { loop.send(.resumeAccepting) }) else { return false }
+        active.add(1, ordering: .relaxed)
+        return true
+    }
+
+    func released() {
+        active.subtract(1, ordering: .relaxed)
+        limiter.closeOne()
+    }
+
+    /// Starts accepting on `listener` in every loop.
+    func add(_ listener: L4Listener) { loops.forEach { $0.send(.addListener(listener)) } }
+
+    /// Stops accepting on `listener` in every loop and waits until they all did.
+    func remove(_ listener: L4Listener) async {
+        await withTaskGroup(of: Void.self) { group in
+            for loop in loops {
+                group.addTask { await withCheckedContinuation { c in loop.send(.removeListener(listener.fd, done: { c.resume() })) } }
+            }
+        }
+    }
+
+    /// Closes every connection and ends the threads.
+    func shutdown() async {
+        await withTaskGroup(of: Void.self) { group in
+            for loop in loops {
+                group.addTask { await withCheckedContinuation { c in loop.send(.stop(done: { c.resume() })) } }
+            }
+        }
+    }
+}
+
+struct L4Error: Error, CustomStringConvertible {
+    var description: String
+    init(_ what: String, errno e: Int32 = errno) { description = "\(what): \(String(cString: strerror(e)))" }
+}
+
+/// A TCP frontend's listening socket, watched by every loop.
+final class L4Listener: Sendable {
+    let fd: Int32
+    let runtime: RuntimeRef
+
+    init(fd: Int32, runtime: FrontendRuntime) {
+        self.fd = fd
+        self.runtime = RuntimeRef(runtime)
+    }
+
+    /// Binds `endpoint` (the address need not exist yet: IP_FREEBIND) and listens.
+    static func bind(_ endpoint: IPv4Endpoint) throws(L4Error) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw L4Error("socket") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, 4)
+        setsockopt(fd, Int32(IPPROTO_IP), IP_FREEBIND, &one, 4)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = endpoint.port.bigEndian
+        address.sin_addr.s_addr = endpoint.address.rawValue.bigEndian
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if rc != 0 || listen(fd, 4096) != 0 {
+            let e = errno
+            close(fd)
+            throw L4Error("bind \(endpoint)", errno: e)
+        }
+        return fd
+    }
+
+    /// A socket passed by systemd: non-blocking, listening.
+    static func adopt(_ fd: Int32) -> Int32 {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        listen(fd, 4096)
+        return fd
+    }
+}
+
+/// One thread and its epoll set.
+final class L4Loop: @unchecked Sendable {
+    enum Command {
+        case addListener(L4Listener)
+        case removeListener(Int32, done: @Sendable () -> Void)
+        case resumeAccepting
+        case stop(done: @Sendable () -> Void)
+    }
+
+    let index: Int
+    let epfd: Int32
+    let wakeFD: Int32
+    /// Set once after init, before the thread starts.
+    unowned(unsafe) var engine: L4Engine!
+    private let commands = Mutex<[Command]>([])
+
+    // Owned by the loop's thread:
+    var pairs: [L4Pair?] = []
+    var listeners: [Int32: L4Listener] = [:]
+    /// Listeners not watched while the engine is at max_connections.
+    var paused: Set<Int32> = []
+    var open: [ObjectIdentifier: L4Pair] = [:]
+    var stopping = false
+
+    static let wakeTag: UInt64 = UInt64.max
+
+    init(index: Int) throws(L4Error) {
+        self.index = index
+        epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epfd >= 0 else { throw L4Error("epoll_create1") }
+        wakeFD = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
+        guard wakeFD >= 0 else { throw L4Error("eventfd") }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.u64 = Self.wakeTag
+        epoll_ctl(epfd, EPOLL_CTL_ADD, wakeFD, &event)
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "lbd-tcp-\(index)"
+        thread.start()
+    }
+
+    func send(_ command: Command) {
+        commands.withLock { $0.append(command) }
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    private func run() {
+        let capacity = 256
+        let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
+        var lastSweep = L4Clock.nowMs()
+        while true {
+            let n = epoll_wait(epfd, events, Int32(capacity), 100)
+            if n < 0, errno != EINTR { break }
+            for i in 0..<max(0, Int(n)) {
+                let e = events[i]
+                let tag = e.data.u64
+                if tag == Self.wakeTag {
+                    var value: UInt64 = 0
+                    _ = read(wakeFD, &value, 8)
+                    if runCommands() { return }
+                } else if tag & L4Pair.listenerBit != 0 {
+                    accept(from: Int32(truncatingIfNeeded: tag & 0xffff_ffff))
+                } else {
+                    let fd = Int32(truncatingIfNeeded: tag)
+                    if Int(fd) < pairs.count, let pair = pairs[Int(fd)] { pair.handle(fd: fd, events: e.events) }
+                }
+            }
+            let now = L4Clock.nowMs()
+            if now - lastSweep >= 100 {
+                lastSweep = now
+                sweep(now: now)
+            }
+        }
+    }
+
+    /// Returns true when the loop is to end.
+    private func runCommands() -> Bool {
+        for command in commands.withLock({ q in defer { q.removeAll() }; return q }) {
+            switch command {
+            case .addListener(let l):
+                listeners[l.fd] = l
+                watch(l.fd)
+            case .removeListener(let fd, let done):
+                if listeners.removeValue(forKey: fd) != nil, !paused.contains(fd) { epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil) }
+                paused.remove(fd)
+                done()
+            case .resumeAccepting:
+                for fd in paused where listeners[fd] != nil { watch(fd) }
+                paused.removeAll()
+            case .stop(let done):
+                for pair in Array(open.values) { pair.close() }
+                for fd in listeners.keys where !paused.contains(fd) { epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil) }
+                listeners.removeAll()
+                done()
+                return true
+            }
+        }
+        return false
+    }
+
+    private func watch(_ fd: Int32) {
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue
+        event.data.u64 = L4Pair.listenerBit | UInt64(UInt32(bitPattern: fd))
+        epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event)
+    }
+
+    private func accept(from listenFD: Int32) {
+        guard let listener = listeners[listenFD] else { return }
+        for _ in 0..<64 {
+            guard engine.admit(self) else {
+                // At max_connections: stop watching until a connection closes.
+                epoll_ctl(epfd, EPOLL_CTL_DEL, listenFD, nil)
+                paused.insert(listenFD)
+                return
+            }
+            let fd = accept4(listenFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+            if fd < 0 {
+                engine.released()
+                return
+            }
+            let pair = L4Pair(loop: self, clientFD: fd, runtime: listener.runtime.current)
+            register(pair, fd: fd)
+            open[ObjectIdentifier(pair)] = pair
+            pair.start()
+        }
+    }
+
+    func register(_ pair: L4Pair, fd: Int32) {
+        if Int(fd) >= pairs.count { pairs.append(contentsOf: repeatElement(nil, count: Int(fd) + 1024 - pairs.count)) }
+        pairs[Int(fd)] = pair
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+        event.data.u64 = UInt64(UInt32(bitPattern: fd))
+        epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event)
+    }
+
+    func unregister(fd: Int32) {
+        if Int(fd) < pairs.count { pairs[Int(fd)] = nil }
+        // close(2) removes it from the epoll set.
+    }
+
+    func closed(_ pair: L4Pair) {
+        if open.removeValue(forKey: ObjectIdentifier(pair)) != nil { engine.released() }
+    }
+
+    private func sweep(now: UInt64) {
+        for pair in Array(open.values) { pair.checkTimeouts(now: now) }
+    }
+}
+
+enum L4Clock {
+    static func nowMs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+    }
+
+    static func ms(_ d: Duration) -> UInt64 {
+        UInt64(d.components.seconds) * 1000 + UInt64(d.components.attoseconds / 1_000_000_000_000_000)
+    }
+}

@@ -1,0 +1,292 @@
+import CLinux
+import CMConfig
+import CMTypes
+import Glibc
+
+/// One client connection of a TCP frontend and its connection to a server, on one loop.
+///
+/// Each direction has a fixed buffer. Reading stops while a buffer holds bytes the other side
+/// has not taken (backpressure), and resumes when that side is writable again; an end of input
+/// on one side becomes a write shutdown on the other once its buffer is flushed (half-close);
+/// when both sides have ended, or either fails, both sockets close. Until the server connection
+/// is up nothing is read from the client: a refused or timed-out connect marks the server failed
+/// and the next one is tried, unseen by the client.
+final class L4Pair {
+    static let listenerBit: UInt64 = 1 << 63
+    static let bufferSize = 32 * 1024
+
+    unowned let loop: L4Loop
+    let runtime: FrontendRuntime
+    let clientFD: Int32
+    var serverFD: Int32 = -1
+    var serverIndex: Int?
+    var server: ServerConfig?
+    var tried: [Int] = []
+    var connected = false
+    var done = false
+
+    /// client → server and server → client: bytes [start, end) not yet written.
+    let up = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
+    var upStart = 0, upEnd = 0
+    let down = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
+    var downStart = 0, downEnd = 0
+    /// Edge-triggered: the socket may hold more than we read so far.
+    var clientReadable = true, serverReadable = false
+    var clientEOF = false, serverEOF = false
+    /// The peer closed or reset (EPOLLRDHUP/HUP): read on to the end even after a short read.
+    var clientHangup = false, serverHangup = false
+    /// We shut down writing toward the server / the client.
+    var serverShut = false, clientShut = false
+    var connectStarted: UInt64 = 0
+    var lastClient: UInt64, lastServer: UInt64
+
+    init(loop: L4Loop, clientFD: Int32, runtime: FrontendRuntime) {
+        self.loop = loop
+        self.clientFD = clientFD
+        self.runtime = runtime
+        let now = L4Clock.nowMs()
+        lastClient = now
+        lastServer = now
+        var one: Int32 = 1
+        setsockopt(clientFD, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
+    }
+
+    deinit {
+        up.deallocate()
+        down.deallocate()
+    }
+
+    func start() {
+        runtime.counters.opened()
+        runtime.counters.request()
+        connectNext()
+    }
+
+    // MARK: Connecting
+
+    private func connectNext() {
+        let pool = runtime.pool
+        guard let (index, server) = pool.acquire(key: clientKey(), excluding: Set(tried)) else {
+            runtime.counters.error()
+            runtime.noServer(tried: tried.count)
+            close()
+            return
+        }
+        tried.append(index)
+        serverIndex = index
+        self.server = server
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else {
+            connectFailed(errno: errno)
+            return
+        }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = server.address.port.bigEndian
+        address.sin_addr.s_addr = server.address.address.rawValue.bigEndian
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if rc != 0, errno != EINPROGRESS {
+            let e = errno
+            Glibc.close(fd)
+            connectFailed(errno: e)
+            return
+        }
+        serverFD = fd
+        connectStarted = L4Clock.nowMs()
+        loop.register(self, fd: fd)
+        if rc == 0 { serverConnected() }
+    }
+
+    private func connectFailed(errno e: Int32) {
+        if serverFD >= 0 {
+            loop.unregister(fd: serverFD)
+            Glibc.close(serverFD)
+            serverFD = -1
+        }
+        if let i = serverIndex, let server {
+            serverIndex = nil
+            let reason = e == ETIMEDOUT ? "no answer within \(DurationText.format(runtime.config.connectTimeout))" : String(cString: strerror(e)).lowercased()
+            runtime.serverFailed(index: i, server: server, reason: reason)
+        }
+        if tried.count <= runtime.pool.config.retries {
+            runtime.counters.retry()
+            connectNext()
+        } else {
+            runtime.counters.error()
+            close()
+        }
+    }
+
+    private func serverConnected() {
+        connected = true
+        if let i = serverIndex { runtime.pool.connected(i) }
+        lastServer = L4Clock.nowMs()
+        if runtime.config.proxyProtocol,
+           let header = ProxyProtocol.v2Header(client: Self.peer(clientFD, local: false), local: Self.peer(clientFD, local: true)) {
+            header.withUnsafeBytes { up.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            upEnd = header.count
+        }
+        pumpUp()
+        pumpDown()
+    }
+
+    // MARK: Events
+
+    func handle(fd: Int32, events: UInt32) {
+        if done { return }
+        let hangup = events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
+        if fd == clientFD {
+            if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0 || hangup { clientReadable = true }
+            if events & EPOLLRDHUP.rawValue != 0 || hangup { clientHangup = true }
+            guard connected else {
+                if hangup { close() }
+                return
+            }
+            if events & EPOLLOUT.rawValue != 0 || hangup { pumpDown() }
+            pumpUp()
+        } else if fd == serverFD {
+            if !connected {
+                guard events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 else { return }
+                var error: Int32 = 0
+                var length = socklen_t(4)
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+                if error != 0 || events & EPOLLHUP.rawValue != 0 {
+                    connectFailed(errno: error != 0 ? error : ECONNREFUSED)
+                } else {
+                    serverConnected()
+                }
+                return
+            }
+            if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0 || hangup { serverReadable = true }
+            if events & EPOLLRDHUP.rawValue != 0 || hangup { serverHangup = true }
+            if events & EPOLLOUT.rawValue != 0 || hangup { pumpUp() }
+            pumpDown()
+        }
+    }
+
+    /// client → server.
+    private func pumpUp() {
+        guard !done else { return }
+        if !move(from: clientFD, to: serverFD, buffer: up, start: &upStart, end: &upEnd, readable: &clientReadable, hangup: clientHangup,
+                 eof: &clientEOF, shut: &serverShut, last: &lastClient) {
+            close()
+            return
+        }
+        finishIfDone()
+    }
+
+    /// server → client.
+    private func pumpDown() {
+        guard !done else { return }
+        if !move(from: serverFD, to: clientFD, buffer: down, start: &downStart, end: &downEnd, readable: &serverReadable, hangup: serverHangup,
+                 eof: &serverEOF, shut: &clientShut, last: &lastServer) {
+            close()
+            return
+        }
+        finishIfDone()
+    }
+
+    /// Writes what is buffered, reads more while the writer keeps up, passes an end of input on
+    /// as a write shutdown. False on an error of either socket.
+    private func move(from: Int32, to: Int32, buffer: UnsafeMutableRawPointer, start: inout Int, end: inout Int,
+                      readable: inout Bool, hangup: Bool, eof: inout Bool, shut: inout Bool, last: inout UInt64) -> Bool {
+        while true {
+            while start < end {
+                let n = write(to, buffer + start, end - start)
+                if n > 0 {
+                    start += n
+                } else if n < 0, errno == EAGAIN || errno == EINTR {
+                    if errno == EINTR { continue }
+                    return true  // EPOLLOUT of `to` resumes us
+                } else {
+                    return false
+                }
+            }
+            start = 0
+            end = 0
+            if eof {
+                if !shut {
+                    shut = true
+                    shutdown(to, Int32(SHUT_WR))
+                }
+                return true
+            }
+            guard readable else { return true }
+            let n = read(from, buffer, Self.bufferSize)
+            if n > 0 {
+                end = n
+                last = L4Clock.nowMs()
+                // A short read emptied the socket; its next data raises a new edge.
+                if n < Self.bufferSize, !hangup { readable = false }
+            } else if n == 0 {
+                eof = true
+                readable = false
+            } else if errno == EAGAIN {
+                readable = false
+                return true
+            } else if errno != EINTR {
+                return false
+            }
+        }
+    }
+
+    private func finishIfDone() {
+        if clientEOF, serverEOF, upStart == upEnd, downStart == downEnd { close() }
+    }
+
+    func checkTimeouts(now: UInt64) {
+        guard !done else { return }
+        if !connected {
+            if serverFD >= 0, now - connectStarted >= L4Clock.ms(runtime.config.connectTimeout) { connectFailed(errno: ETIMEDOUT) }
+            return
+        }
+        if now - lastClient >= L4Clock.ms(runtime.config.clientTimeout), now - lastServer >= L4Clock.ms(runtime.config.clientTimeout) {
+            close()
+        } else if now - lastServer >= L4Clock.ms(runtime.config.serverTimeout), now - lastClient >= L4Clock.ms(runtime.config.serverTimeout) {
+            close()
+        }
+    }
+
+    func close() {
+        guard !done else { return }
+        done = true
+        loop.unregister(fd: clientFD)
+        Glibc.close(clientFD)
+        if serverFD >= 0 {
+            loop.unregister(fd: serverFD)
+            Glibc.close(serverFD)
+        }
+        if let i = serverIndex {
+            serverIndex = nil
+            runtime.pool.release(i)
+        }
+        runtime.counters.closed()
+        loop.closed(self)
+    }
+
+    // MARK: Addresses
+
+    private func clientKey() -> UInt64 {
+        guard let a = Self.peer(clientFD, local: false) else { return 0 }
+        return FrontendRuntime.key(a)
+    }
+
+    static func peer(_ fd: Int32, local: Bool) -> SocketAddressV4? {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { local ? getsockname(fd, $0, &length) : getpeername(fd, $0, &length) }
+        }
+        guard rc == 0, address.sin_family == sa_family_t(AF_INET) else { return nil }
+        return SocketAddressV4(address: address)
+    }
+}
+
+/// An IPv4 socket address as the kernel gives it.
+struct SocketAddressV4 {
+    var address: sockaddr_in
+}
