@@ -165,7 +165,7 @@ final class HTTPSession: ChannelInboundHandler {
             forwarded.headers.add(name: "Host", value: config.listen.description)
         }
         nextID += 1
-        let idempotent = [.GET, .HEAD, .OPTIONS, .PUT, .DELETE, .TRACE].contains(head.method)
+        let idempotent = Self.isIdempotent(head.method)
         request = Request(id: nextID, head: forwarded, idempotent: idempotent, clientKeepAlive: head.isKeepAlive && !quiescing)
         dispatch()
     }
@@ -427,13 +427,23 @@ final class HTTPSession: ChannelInboundHandler {
     /// Headers that apply to one connection only (RFC 9110 section 7.6.1), including those
     /// the Connection header names; framing (Content-Length, Transfer-Encoding) stays.
     static func endToEnd(_ headers: HTTPHeaders) -> HTTPHeaders {
-        var named = Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authenticate", "proxy-authorization"])
-        for value in headers[canonicalForm: "connection"] { named.insert(value.lowercased()) }
-        named.remove("content-length")
-        named.remove("transfer-encoding")
-        var out = HTTPHeaders()
-        for (name, value) in headers where !named.contains(name.lowercased()) { out.add(name: name, value: value) }
+        var out = headers
+        // Most requests carry none of them: look before touching (no copy then).
+        for name in hopByHop where out.contains(name: name) { out.remove(name: name) }
+        for token in headers[canonicalForm: "connection"] {
+            let name = String(token)
+            if name.lowercased() != "content-length", name.lowercased() != "transfer-encoding", out.contains(name: name) { out.remove(name: name) }
+        }
         return out
+    }
+
+    static let hopByHop = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authenticate", "proxy-authorization"]
+
+    static func isIdempotent(_ method: HTTPMethod) -> Bool {
+        switch method {
+        case .GET, .HEAD, .OPTIONS, .PUT, .DELETE, .TRACE: true
+        default: false
+        }
     }
 
     /// Request line and header bytes as sent.

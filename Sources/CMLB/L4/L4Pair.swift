@@ -66,7 +66,7 @@ final class L4Pair {
 
     private func connectNext() {
         let pool = runtime.pool
-        guard let (index, server) = pool.acquire(key: clientKey(), excluding: Set(tried)) else {
+        guard let (index, server) = pool.acquire(key: clientKey(), excluding: tried.isEmpty ? [] : Set(tried)) else {
             runtime.counters.error()
             runtime.noServer(tried: tried.count)
             close()

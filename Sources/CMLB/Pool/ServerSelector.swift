@@ -75,12 +75,15 @@ public struct ServerSelector: Sendable {
     /// regular one is usable. nil: none is usable.
     public mutating func pick(key: UInt64, now: ContinuousClock.Instant, excluding excluded: Set<Int> = []) -> Int? {
         for backupTier in [false, true] {
+            // Round-robin, the common case, in one pass without allocating.
+            if algorithm == .roundrobin {
+                if let i = smoothWeighted(backupTier: backupTier, excluded: excluded, now: now) { return i }
+                continue
+            }
             let candidates = servers.indices.filter { servers[$0].config.backup == backupTier && !excluded.contains($0) && isUsable($0, now: now) }
             guard !candidates.isEmpty else { continue }
             switch algorithm {
-            case .roundrobin:
-                return smoothWeighted(candidates)
-            case .leastconn:
+            case .roundrobin, .leastconn:
                 return leastConnections(candidates)
             case .source:
                 return onRing(key: key, candidates: Set(candidates))
@@ -90,15 +93,15 @@ public struct ServerSelector: Sendable {
     }
 
     /// nginx's smooth weighted round-robin: weights 5,1,1 give a a b a c a a, not a a a a a b c.
-    private mutating func smoothWeighted(_ candidates: [Int]) -> Int {
+    private mutating func smoothWeighted(backupTier: Bool, excluded: Set<Int>, now: ContinuousClock.Instant) -> Int? {
         var total = 0
-        var best = candidates[0]
-        for i in candidates {
+        var best: Int?
+        for i in servers.indices where servers[i].config.backup == backupTier && (excluded.isEmpty || !excluded.contains(i)) && isUsable(i, now: now) {
             servers[i].current += servers[i].config.weight
             total += servers[i].config.weight
-            if servers[i].current > servers[best].current { best = i }
+            if best == nil || servers[i].current > servers[best!].current { best = i }
         }
-        servers[best].current -= total
+        if let best { servers[best].current -= total }
         return best
     }
 
