@@ -37,7 +37,7 @@ final class BackendConnection {
                 channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
                     try ops.addHandler(IdleStateHandler(allTimeout: TimeAmount(idleTimeout)))
-                    try ops.addHTTPClientHandlers()
+                    try ops.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                 }
             }
             .connect(to: address)

@@ -25,9 +25,11 @@ final class HTTPSession: ChannelInboundHandler {
         limits.maxHeaderFieldSize = frontend.config.maxHeaderBytes
         let ops = channel.pipeline.syncOperations
         let session = HTTPSession(frontend: frontend, pools: pools)
+        // Outbound header validation is off on both sides: every header we send was parsed,
+        // and so validated, by NIOHTTP1's decoder, or is one of our own.
         try ops.addHandler(QuiesceGate(session: session))
         try ops.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false,
-                                             withOutboundHeaderValidation: true, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
+                                             withOutboundHeaderValidation: false, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
         try ops.addHandler(session)
     }
 

@@ -133,6 +133,8 @@ final class L4Loop: @unchecked Sendable {
     var paused: Set<Int32> = []
     var open: [ObjectIdentifier: L4Pair] = [:]
     var stopping = false
+    /// Buffers of closed pairs, reused: no malloc and no fresh pages per connection.
+    private var spareBuffers: [UnsafeMutableRawPointer] = []
 
     static let wakeTag: UInt64 = UInt64.max
 
@@ -255,6 +257,18 @@ final class L4Loop: @unchecked Sendable {
     func unregister(fd: Int32) {
         if Int(fd) < pairs.count { pairs[Int(fd)] = nil }
         // close(2) removes it from the epoll set.
+    }
+
+    func takeBuffer() -> UnsafeMutableRawPointer {
+        spareBuffers.popLast() ?? UnsafeMutableRawPointer.allocate(byteCount: L4Pair.bufferSize, alignment: 16)
+    }
+
+    func returnBuffer(_ buffer: UnsafeMutableRawPointer) {
+        if spareBuffers.count < 1024 {
+            spareBuffers.append(buffer)
+        } else {
+            buffer.deallocate()
+        }
     }
 
     func closed(_ pair: L4Pair) {

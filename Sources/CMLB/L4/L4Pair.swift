@@ -15,7 +15,8 @@ final class L4Pair {
     static let listenerBit: UInt64 = 1 << 63
     static let bufferSize = 32 * 1024
 
-    unowned let loop: L4Loop
+    /// The loop owns the pair (its `open` set) and outlives it.
+    unowned(unsafe) let loop: L4Loop
     let runtime: FrontendRuntime
     let clientFD: Int32
     var serverFD: Int32 = -1
@@ -26,9 +27,9 @@ final class L4Pair {
     var done = false
 
     /// client → server and server → client: bytes [start, end) not yet written.
-    let up = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
+    let up: UnsafeMutableRawPointer
     var upStart = 0, upEnd = 0
-    let down = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
+    let down: UnsafeMutableRawPointer
     var downStart = 0, downEnd = 0
     /// Edge-triggered: the socket may hold more than we read so far.
     var clientReadable = true, serverReadable = false
@@ -44,6 +45,8 @@ final class L4Pair {
         self.loop = loop
         self.clientFD = clientFD
         self.runtime = runtime
+        up = loop.takeBuffer()
+        down = loop.takeBuffer()
         let now = L4Clock.nowMs()
         lastClient = now
         lastServer = now
@@ -52,8 +55,8 @@ final class L4Pair {
     }
 
     deinit {
-        up.deallocate()
-        down.deallocate()
+        loop.returnBuffer(up)
+        loop.returnBuffer(down)
     }
 
     func start() {
@@ -271,7 +274,8 @@ final class L4Pair {
     // MARK: Addresses
 
     private func clientKey() -> UInt64 {
-        guard let a = Self.peer(clientFD, local: false) else { return 0 }
+        // Only consistent hashing looks at the client's address.
+        guard runtime.pool.algorithm == .source, let a = Self.peer(clientFD, local: false) else { return 0 }
         return FrontendRuntime.key(a)
     }
 

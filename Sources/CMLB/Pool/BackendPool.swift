@@ -11,12 +11,14 @@ public final class BackendPool: Sendable {
 
     public init(_ config: BackendConfig, carryingOver old: BackendPool? = nil) {
         name = config.name
+        algorithm = config.algorithm
         let selector = old.map { ServerSelector(servers: config.servers, algorithm: config.algorithm, carryingOver: $0.selectorSnapshot) }
             ?? ServerSelector(servers: config.servers, algorithm: config.algorithm)
         state = Mutex((config, selector))
     }
 
     public var config: BackendConfig { state.withLock { $0.config } }
+    public let algorithm: BalanceAlgorithm
     var selectorSnapshot: ServerSelector { state.withLock { $0.selector } }
 
     /// A server for a new connection, counted as opened; nil when none is usable.
