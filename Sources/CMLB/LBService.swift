@@ -206,37 +206,13 @@ public actor LBService {
         guard !checks.isEmpty else { return }
         let path = healthdSocket
         let logger = self.logger
-        tracking = Task { [weak self] in
-            var warned = false
-            while !Task.isCancelled {
-                do {
-                    try await WireClient.withConnection(path: path, daemon: "cm-healthd", peer: "cm-lbd") { conn in
-                        try await conn.subscribe(topics: [Topic.health])
-                        let list = try await conn.request(MessageType.healthList, HealthListRequest(), as: HealthListReply.self)
-                        var down: [String: Set<String>] = [:]
-                        for c in list.checks where checks.contains(c.id.check) && c.state == .down {
-                            down[c.id.check, default: []].insert(c.id.node.rawValue)
-                        }
-                        logger.info("following cm-healthd checks \(checks.sorted().joined(separator: ", ")): \(down.values.reduce(0) { $0 + $1.count }) down")
-                        warned = false
-                        await self?.healthChanged(down)
-                        while let event = try await conn.nextEvent() {
-                            guard event.header.type == MessageType.healthTransition else { continue }
-                            let t = try event.body(as: HealthTransition.self)
-                            guard checks.contains(t.id.check) else { continue }
-                            if t.to == .down {
-                                down[t.id.check, default: []].insert(t.id.node.rawValue)
-                            } else {
-                                down[t.id.check]?.remove(t.id.node.rawValue)
-                            }
-                            await self?.healthChanged(down)
-                        }
-                    }
-                } catch {
-                    if !warned { logger.warning("cannot follow cm-healthd: \(error); retrying every 2 s") }
-                    warned = true
-                }
-                try? await Task.sleep(for: .seconds(2))
+        // Weak: the task lives in `tracking`, and must not keep the service alive.
+        weak let service = self
+        tracking = Task {
+            await HealthdFollower.follow(socket: path, peer: "cm-lbd", relevant: { checks.contains($0.check) }, logger: logger) { down in
+                var byCheck: [String: Set<String>] = [:]
+                for id in down { byCheck[id.check, default: []].insert(id.node.rawValue) }
+                await service?.healthChanged(byCheck)
             }
         }
     }

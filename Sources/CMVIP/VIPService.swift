@@ -198,32 +198,11 @@ public actor VIPService {
         guard !tracked.isEmpty else { return }
         let path = healthdSocket
         let logger = self.logger
-        tracking = Task { [weak self] in
-            var warned = false
-            while !Task.isCancelled {
-                do {
-                    try await WireClient.withConnection(path: path, daemon: "cm-healthd", peer: "cm-vipd") { conn in
-                        try await conn.subscribe(topics: [Topic.health])
-                        let list = try await conn.request(MessageType.healthList, HealthListRequest(), as: HealthListReply.self)
-                        var down = Set(list.checks.filter { tracked.contains($0.id) && $0.state == .down }.map(\.id))
-                        let missing = tracked.subtracting(list.checks.map(\.id))
-                        if !missing.isEmpty { logger.warning("cm-healthd has no check \(missing.map(\.description).sorted().joined(separator: ", ")) to track") }
-                        logger.info("tracking \(tracked.count) cm-healthd checks, \(down.count) down")
-                        warned = false
-                        await self?.trackedChecks(down: down)
-                        while let event = try await conn.nextEvent() {
-                            guard event.header.type == MessageType.healthTransition else { continue }
-                            let t = try event.body(as: HealthTransition.self)
-                            guard tracked.contains(t.id) else { continue }
-                            if t.to == .down { down.insert(t.id) } else { down.remove(t.id) }
-                            await self?.trackedChecks(down: down)
-                        }
-                    }
-                } catch {
-                    if !warned { logger.warning("cannot follow cm-healthd for tracked checks: \(error); retrying every 2 s") }
-                    warned = true
-                }
-                try? await Task.sleep(for: .seconds(2))
+        // Weak: the task lives in `tracking`, and must not keep the service alive.
+        weak let service = self
+        tracking = Task {
+            await HealthdFollower.follow(socket: path, peer: "cm-vipd", relevant: { tracked.contains($0) }, expected: tracked, logger: logger) { down in
+                await service?.trackedChecks(down: down)
             }
         }
     }
