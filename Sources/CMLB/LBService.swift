@@ -53,6 +53,9 @@ public actor LBService {
     public func start() async throws {
         logger.info("cm-lbd: \(engine.loops.count) threads for TCP frontends, as many for HTTP ones; \(config.frontends.count) frontends")
         try await apply(config, initial: true)
+        for endpoint in passedSockets.keys.sorted(by: { $0.description < $1.description }) {
+            logger.warning("systemd passed a socket for \(endpoint), but no frontend listens there; check lbd.toml against the cm-lbd-frontend@ sockets")
+        }
     }
 
     public func run() async {
