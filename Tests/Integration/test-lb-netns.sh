@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # cm-lbd in network namespaces: a client, the load balancer and three backends running real
 # nginx on one bridge; cm-healthd checks the backends and cm-lbd follows it.
-#  1. Round-robin over three backends in HTTP and TCP mode; X-Forwarded-For carries the client.
+#  1. Round-robin over three backends in HTTP and TCP mode; X-Forwarded-For carries the client;
+#     PROXY v2 read by nginx; half-close in TCP mode; client_timeout; a chunked POST.
 #  2. A backend killed (SIGKILL) under wrk load in HTTP mode: 0 non-2xx, 0 socket errors; it
 #     leaves the pool (cm-healthd) and rejoins when restarted. In TCP mode a dead backend's
 #     refused connects are retried on another server: 0 errors with connection per request.
 #  3. Drain: a download in flight on the drained backend completes; no new request reaches it;
-#     undrain brings it back.
+#     with all drained, cm-lbd's own 503; undrain brings them back.
 #  4. Restart under load with the listening sockets held as systemd does: 0 errors.
 #  5. SIGHUP: a bad lbd.toml keeps the old config (file:line:column logged); a good one
 #     removes a server while a download through it goes on to the end.
@@ -85,6 +86,13 @@ listen = "$LB:82"
 mode = "tcp"
 backend = "pp"
 proxy_protocol = true
+[[frontend]]
+name = "idle"
+listen = "$LB:83"
+mode = "tcp"
+backend = "web"
+client_timeout = "1s"
+server_timeout = "1s"
 [[backend]]
 name = "pp"
 [[backend.server]]
@@ -128,7 +136,35 @@ xff=$(client curl -sf "http://$LB/" | awk '{print $2}')
 # TCP mode with proxy_protocol: nginx (listen ... proxy_protocol) learns the client's address.
 pp=$(client curl -sf --local-port 40123 "http://$LB:82/")
 [ "$pp" = "pp 10.199.9.50:40123" ] || fail "through a PROXY v2 frontend nginx saw '$pp', not 'pp 10.199.9.50:40123'"
-pass "six requests → two per backend in HTTP and TCP mode; X-Forwarded-For: $xff; PROXY v2 header read by nginx: $pp"
+# TCP mode half-close: the client sends its request and shuts down writing; the answer
+# still comes back in full.
+half=$(client python3 -c '
+import socket, sys
+s = socket.create_connection((sys.argv[1], 81), timeout=5)
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+s.shutdown(socket.SHUT_WR)
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.split(b"\r\n\r\n", 1)[-1].decode().split()[0])
+' "$LB")
+case "$half" in b[123]) ;; *) fail "TCP mode with a half-closed client: got '$half', not a backend's answer";; esac
+# client_timeout = 1s: an idle connection is closed after about a second.
+idle=$(client python3 -c '
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 83), timeout=5)
+t = time.monotonic()
+closed = s.recv(1) == b""
+print(f"{time.monotonic() - t:.1f}" if closed else "open")
+' "$LB")
+awk -v t="$idle" 'BEGIN { exit !(t >= 0.9 && t <= 2.5) }' || fail "an idle TCP connection with client_timeout = 1s was closed after '$idle' s"
+# A chunked request body goes through HTTP mode.
+chunked=$(printf 'hello' | client curl -sf -H 'Transfer-Encoding: chunked' --data-binary @- "http://$LB/" | awk '{print $1}')
+case "$chunked" in b[123]) ;; *) fail "a chunked POST got '$chunked'";; esac
+pass "six requests → two per backend in HTTP and TCP mode; X-Forwarded-For: $xff; PROXY v2 header read by nginx: $pp; half-close answered by $half; idle connection closed after ${idle}s; chunked POST answered by $chunked"
 
 # wrk_errors OUT: socket errors + non-2xx in a wrk report.
 wrk_errors() { awk '/Socket errors/ {gsub(/,/, ""); n = $4 + $6 + $8 + $10} /Non-2xx/ {n += $5} END {print n + 0}' "$1"; }
@@ -166,10 +202,16 @@ others=$(for _ in $(seq 12); do client curl -sf "http://$LB/"; done | awk '{prin
 case " $others" in *" $victim "*) fail "new requests still reach drained $victim ($others)";; esac
 wait "$DL" || fail "the download from drained $victim failed"
 [ "$(sha256sum < "$T/drain.body" | cut -d' ' -f1)" = "$BIG_SUM" ] || fail "the download from drained $victim is incomplete"
+# With every server drained HTTP clients get cm-lbd's own 503, saying why.
+for b in b1 b2 b3; do [ "$b" = "$victim" ] || cmctl lb drain "$b" >/dev/null; done
+unavailable=$(client curl -s -w ' %{http_code}' "http://$LB/")
+case "$unavailable" in "cm-lbd: 503 Service Unavailable: no server of backend web is available"*" 503") ;;
+  *) fail "with every server drained the client got '$unavailable'";; esac
+for b in b1 b2 b3; do [ "$b" = "$victim" ] || cmctl lb undrain "$b" >/dev/null; done
 cmctl lb undrain "$victim" >/dev/null
 back=$(for _ in $(seq 6); do client curl -sf "http://$LB/"; done | grep -c "^$victim" || true)
 [ "$back" -ge 1 ] || fail "undrained $victim gets no requests"
-pass "drained $victim: its download of 4 MiB completed intact, new requests went to $others, undrain brought it back"
+pass "drained $victim: its download of 4 MiB completed intact, new requests went to $others, all drained → 503 with its reason, undrain brought it back"
 
 log "4. restart under load, sockets held across it"
 client wrk -t2 -c16 -d6s -H "Connection: close" "http://$LB/" > "$T/wrk-restart.out" 2>&1 & WRK=$!
