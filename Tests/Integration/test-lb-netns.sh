@@ -11,7 +11,8 @@
 #  4. Restart under load with the listening sockets held as systemd does: 0 errors.
 #  5. SIGHUP: a bad lbd.toml keeps the old config (file:line:column logged); a good one
 #     removes a server while a download through it goes on to the end.
-#  6. Bad input: garbage → 400, oversized headers → 431, oversized body → 413, each closing
+#  6. Bad servers: one that never answers → 504 at server_timeout, one that closes → 502.
+#     Bad input: garbage → 400, oversized headers → 431, oversized body → 413, each closing
 #     only its own connection while other clients go on.
 . "$(dirname "$0")/lib.sh"
 command -v wrk >/dev/null || fail "wrk is not installed (scripts/test installs it)"
@@ -93,6 +94,25 @@ mode = "tcp"
 backend = "web"
 client_timeout = "1s"
 server_timeout = "1s"
+[[frontend]]
+name = "slow"
+listen = "$LB:84"
+mode = "http"
+backend = "hang"
+server_timeout = "1s"
+[[frontend]]
+name = "rude"
+listen = "$LB:85"
+mode = "http"
+backend = "rude"
+[[backend]]
+name = "hang"
+[[backend.server]]
+address = "10.199.9.21:8090"
+[[backend]]
+name = "rude"
+[[backend.server]]
+address = "10.199.9.21:8091"
 [[backend]]
 name = "pp"
 [[backend.server]]
@@ -252,7 +272,33 @@ wait "$DL" || fail "the download through b3 broke on reload"
 [ "$(sha256sum < "$T/reload.body" | cut -d' ' -f1)" = "$BIG_SUM" ] || fail "the download through b3 is incomplete after the reload"
 pass "SIGHUP: a bad lbd.toml refused with file:line:column, the old pool kept; removing b3 let its download finish"
 
-log "6. bad input"
+log "6. bad servers and bad input"
+# On b1: port 8090 accepts and never answers, port 8091 reads the request and closes.
+cat > "$T/badserver.py" <<'PY'
+import socket, sys, threading, time
+def serve(port, rude):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("10.199.9.21", port)); s.listen(64)
+    held = []
+    while True:
+        c, _ = s.accept()
+        if rude:
+            c.recv(65536); c.close()
+        else:
+            held.append(c)
+threading.Thread(target=serve, args=(8090, False), daemon=True).start()
+serve(8091, True)
+PY
+start_bg badserver ip netns exec "$(ns_of b1)" python3 "$T/badserver.py"
+sleep 0.5
+t0=$(now_ms)
+slow=$(client curl -s -w ' %{http_code}' "http://$LB:84/")
+slow_ms=$(( $(now_ms) - t0 ))
+case "$slow" in "cm-lbd: 504 Gateway Timeout: server 10.199.9.21:8090 sent nothing for 1s"*" 504") ;; *) fail "a server that never answers gave '$slow'";; esac
+[ "$slow_ms" -ge 900 ] && [ "$slow_ms" -le 3000 ] || fail "the 504 came after $slow_ms ms, not about 1 s (server_timeout)"
+rude=$(client curl -s -w ' %{http_code}' -X POST --data x "http://$LB:85/")
+case "$rude" in "cm-lbd: 502 Bad Gateway:"*" 502") ;; *) fail "a server that closes without answering gave '$rude' to a POST";; esac
+pass "a silent server → 504 after ${slow_ms} ms (server_timeout 1s); a server closing without an answer → 502"
 client wrk -t1 -c4 -d4s "http://$LB/" > "$T/wrk-bad.out" 2>&1 & WRK=$!
 # status_of TEXT: the status line cm-lbd answers TEXT with, on a raw connection.
 status_of() { client timeout 3 bash -c "exec 3<>/dev/tcp/$LB/80; printf '$1' >&3; head -1 <&3" | tr -d '\r'; }
