@@ -85,7 +85,9 @@ public actor LBService {
         for f in new.frontends {
             let counters = self.counters[f.name] ?? FrontendCounters()
             self.counters[f.name] = counters
-            let runtime = FrontendRuntime(config: f, pool: newPools[f.backend]!, counters: counters, logger: logger) { [events] change in
+            // LbdConfig.parse refuses a frontend naming no backend; this is the guard for code that builds configs by hand.
+            guard let pool = newPools[f.backend] else { throw LBError("frontend \(f.name): no backend \(f.backend)") }
+            let runtime = FrontendRuntime(config: f, pool: pool, counters: counters, logger: logger) { [events] change in
                 try? events.publish(topic: Topic.lb, type: MessageType.lbServer, body: change)
             }
             if let existing = listeners[f.name], existing.current.config.listen == f.listen, existing.current.config.mode == f.mode {
