@@ -97,7 +97,7 @@ final class FrontendListener: Sendable {
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // The address may be a virtual IP that is on this host only while it is master.
-            .serverChannelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: Int32(IPPROTO_IP)), name: .init(rawValue: 15 /* IP_FREEBIND */)), value: 1)
+            .serverChannelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: Int32(IPPROTO_IP)), name: .init(rawValue: Int32(IP_FREEBIND))), value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(limiter.handler()) }
             }
