@@ -181,10 +181,24 @@ closed = s.recv(1) == b""
 print(f"{time.monotonic() - t:.1f}" if closed else "open")
 ' "$LB")
 awk -v t="$idle" 'BEGIN { exit !(t >= 0.9 && t <= 2.5) }' || fail "an idle TCP connection with client_timeout = 1s was closed after '$idle' s"
+# Pipelined requests in one write: both answered, in order, on the one connection.
+piped=$(client python3 -c '
+import socket, sys
+s = socket.create_connection((sys.argv[1], 80), timeout=5)
+s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.count(b"HTTP/1.1 200 OK"))
+' "$LB")
+[ "$piped" = 2 ] || fail "two pipelined requests got $piped responses"
 # A chunked request body goes through HTTP mode.
 chunked=$(printf 'hello' | client curl -sf -H 'Transfer-Encoding: chunked' --data-binary @- "http://$LB/" | awk '{print $1}')
 case "$chunked" in b[123]) ;; *) fail "a chunked POST got '$chunked'";; esac
-pass "six requests → two per backend in HTTP and TCP mode; X-Forwarded-For: $xff; PROXY v2 header read by nginx: $pp; half-close answered by $half; idle connection closed after ${idle}s; chunked POST answered by $chunked"
+pass "six requests → two per backend in HTTP and TCP mode; X-Forwarded-For: $xff; PROXY v2 header read by nginx: $pp; half-close answered by $half; idle connection closed after ${idle}s; 2 pipelined requests answered; chunked POST answered by $chunked"
 
 # wrk_errors OUT: socket errors + non-2xx in a wrk report.
 wrk_errors() { awk '/Socket errors/ {gsub(/,/, ""); n = $4 + $6 + $8 + $10} /Non-2xx/ {n += $5} END {print n + 0}' "$1"; }
