@@ -17,7 +17,7 @@ let package = Package(
         .library(name: "CMConfig", targets: ["CMConfig"]),
         .library(name: "CMHealth", targets: ["CMHealth"]),
         .library(name: "VRRP", targets: ["VRRP"]),
-        .library(name: "DHCP", targets: ["DHCP"]),
+        .library(name: "PXEProtocols", targets: ["PXEProtocols"]),
         .library(name: "CMVIP", targets: ["CMVIP"]),
         .library(name: "CMLB", targets: ["CMLB"]),
     ],
@@ -65,8 +65,8 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         // Pure VRRPv3 packet codec: no I/O, fuzzed.
         .target(name: "VRRP", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
-        // Pure DHCPv4 message codec (RFC 2131/2132, PXE options): no I/O, fuzzed.
-        .target(name: "DHCP", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
+        // cm-pxed's protocols as pure values: DHCPv4 codec and lease machine, TFTP codec. No I/O, fuzzed.
+        .target(name: "PXEProtocols", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
         .target(name: "CMVIP", dependencies: [
             "CMTypes", "CMWire", "CMConfig", "CMStore", "VRRP", "CLinux",
             .product(name: "GRDB", package: "GRDB.swift"),
@@ -106,7 +106,7 @@ let package = Package(
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "CMStoreTests", dependencies: ["CMStore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
         .testTarget(name: "CMLBTests", dependencies: ["CMLB", "CMConfig", "CMTypes"], swiftSettings: swiftSettings),
-        .testTarget(name: "DHCPTests", dependencies: ["DHCP", "CMTypes"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
+        .testTarget(name: "PXEProtocolsTests", dependencies: ["PXEProtocols", "CMTypes"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMVIPTests", dependencies: ["CMVIP", "VRRP", "CMConfig", "CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMHealthTests", dependencies: ["CMHealth", "CMConfig", "CMStore", "CMWire", "CMTypes"], exclude: ["Fixtures"], swiftSettings: swiftSettings),

@@ -20,8 +20,8 @@ let package = Package(
         .executableTarget(name: "fuzz_wire", dependencies: ["FuzzSupport", .product(name: "CMWire", package: mainPackage)]),
         .executableTarget(name: "fuzz_prometheus", dependencies: ["FuzzSupport", .product(name: "CMHealth", package: mainPackage)]),
         .executableTarget(name: "fuzz_vrrp", dependencies: ["FuzzSupport", .product(name: "VRRP", package: mainPackage)]),
-        .executableTarget(name: "fuzz_dhcp", dependencies: ["FuzzSupport", .product(name: "DHCP", package: mainPackage)]),
-        .executableTarget(name: "fuzz_tftp", dependencies: ["FuzzSupport", .product(name: "DHCP", package: mainPackage)]),
+        .executableTarget(name: "fuzz_dhcp", dependencies: ["FuzzSupport", .product(name: "PXEProtocols", package: mainPackage)]),
+        .executableTarget(name: "fuzz_tftp", dependencies: ["FuzzSupport", .product(name: "PXEProtocols", package: mainPackage)]),
         .executableTarget(name: "fuzz_config", dependencies: ["FuzzSupport", .product(name: "CMConfig", package: mainPackage)]),
         .executableTarget(name: "fuzz_lb_http", dependencies: [
             "FuzzSupport", .product(name: "CMLB", package: mainPackage), .product(name: "CMConfig", package: mainPackage),

@@ -1,4 +1,4 @@
-import DHCP
+import PXEProtocols
 import FuzzSupport
 
 /// A datagram on UDP port 67 or 4011 is input: it must parse or be refused with a reason, and

@@ -1,4 +1,4 @@
-import DHCP
+import PXEProtocols
 import FuzzSupport
 
 /// A datagram to the TFTP port is input: it must parse or be refused with a reason; what

@@ -1,5 +1,5 @@
 import CMTypes
-import DHCP
+import PXEProtocols
 import Testing
 
 @Suite struct DHCPLeaseMachineTests {

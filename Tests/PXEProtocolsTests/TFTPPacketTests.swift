@@ -1,4 +1,4 @@
-import DHCP
+import PXEProtocols
 import Testing
 
 @Suite struct TFTPPacketTests {

@@ -1,5 +1,5 @@
 import CMTypes
-import DHCP
+import PXEProtocols
 import Foundation
 import Testing
 
