@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "cm-healthd", targets: ["cm-healthd"]),
         .executable(name: "cm-vipd", targets: ["cm-vipd"]),
         .executable(name: "cm-lbd", targets: ["cm-lbd"]),
+        .executable(name: "cm-pxed", targets: ["cm-pxed"]),
         .executable(name: "cmctl", targets: ["cmctl"]),
         .library(name: "CMWire", targets: ["CMWire"]),
         .library(name: "CMConfig", targets: ["CMConfig"]),
@@ -20,6 +21,7 @@ let package = Package(
         .library(name: "PXEProtocols", targets: ["PXEProtocols"]),
         .library(name: "CMVIP", targets: ["CMVIP"]),
         .library(name: "CMLB", targets: ["CMLB"]),
+        .library(name: "CMPXE", targets: ["CMPXE"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -50,7 +52,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swiftSettings),
         .target(name: "CMConfig", dependencies: [
-            "CMTypes",
+            "CMTypes", "PXEProtocols",
             .product(name: "TOMLKit", package: "TOMLKit"),
         ], swiftSettings: swiftSettings),
         .target(name: "CMStore", dependencies: [
@@ -80,6 +82,15 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], swiftSettings: swiftSettings),
+        // Network boot: DHCP/proxyDHCP, TFTP and HTTP servers, node inventory.
+        .target(name: "CMPXE", dependencies: [
+            "CMTypes", "CMWire", "CMConfig", "CMStore", "PXEProtocols",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], swiftSettings: swiftSettings),
 
         .executableTarget(name: "cm-healthd", dependencies: [
             "CMHealth", "CMDaemon", "CMConfig", "CMWire",
@@ -96,6 +107,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
+        .executableTarget(name: "cm-pxed", dependencies: [
+            "CMPXE", "CMDaemon", "CMConfig", "CMWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .executableTarget(name: "cmctl", dependencies: [
             "CMWire", "CMConfig", "CMDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -106,6 +122,7 @@ let package = Package(
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "CMStoreTests", dependencies: ["CMStore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
         .testTarget(name: "CMLBTests", dependencies: ["CMLB", "CMConfig", "CMTypes"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMPXETests", dependencies: ["CMPXE", "CMConfig", "CMWire", "CMTypes", "PXEProtocols"], swiftSettings: swiftSettings),
         .testTarget(name: "PXEProtocolsTests", dependencies: ["PXEProtocols", "CMTypes"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMVIPTests", dependencies: ["CMVIP", "VRRP", "CMConfig", "CMTypes"], swiftSettings: swiftSettings),

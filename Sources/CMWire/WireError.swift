@@ -13,6 +13,7 @@ public struct WireError: Error, Codable, Sendable, Equatable, CustomStringConver
         case permissionDenied = "permission_denied"
         case unavailable = "unavailable"
         case notRunning = "not_running"
+        case conflict = "conflict"
         case `internal` = "internal"
     }
 

@@ -103,6 +103,9 @@ public struct DHCPLeaseMachine: Sendable {
         return Outcome(reply: reply(.offer, to: m, address: address), changed: [lease], note: "DISCOVER from \(mac): OFFER \(address)")
     }
 
+    /// The address `mac` would be offered now, nil when the pool is exhausted.
+    public func address(for mac: MACAddress, now: Int64) -> IPv4Address? { choose(for: mac, requested: nil, now: now) }
+
     /// The address for `mac`: its static one; the one it has or had; the one it asks for if
     /// free; else the lowest free one in the range.
     private func choose(for mac: MACAddress, requested: IPv4Address?, now: Int64) -> IPv4Address? {

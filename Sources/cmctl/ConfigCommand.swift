@@ -47,6 +47,9 @@ struct Config: AsyncParsableCommand {
             if FileManager.default.fileExists(atPath: dir.appendingPathComponent(VipdConfig.fileName)) {
                 record(VipdConfig.fileName) { () throws(ConfigErrors) in _ = try VipdConfig.load(configDir: configDir) }
             }
+            if FileManager.default.fileExists(atPath: dir.appendingPathComponent(PxedConfig.fileName)) {
+                record(PxedConfig.fileName) { () throws(ConfigErrors) in _ = try PxedConfig.load(configDir: configDir) }
+            }
             if json {
                 try printJSON(results)
             } else {

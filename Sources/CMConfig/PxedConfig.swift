@@ -1,0 +1,223 @@
+import CMTypes
+import Foundation
+import PXEProtocols
+
+/// /etc/clustermaker/pxed.toml — pxed.toml(5).
+public struct PxedConfig: Sendable, Equatable {
+    /// Full DHCP hands out addresses; proxy answers PXE clients with boot information only
+    /// (another DHCP server owns the addresses); off answers no DHCP at all (TFTP and HTTP
+    /// still serve).
+    public enum Mode: String, Sendable, Equatable, CaseIterable {
+        case dhcp, proxy, off
+    }
+
+    public struct Daemon: Sendable, Equatable {
+        public var mode: Mode = .dhcp
+        /// The boot network's interface: DHCP is received and sent only there.
+        public var interface = ""
+        /// This master's address on `interface`: DHCP server identifier, TFTP and HTTP source.
+        public var serverAddress = IPv4Address(rawValue: 0)
+        /// The address nodes fetch boot files from (next-server, URLs): the virtual IP when
+        /// masters share one; default `serverAddress`.
+        public var bootAddress: IPv4Address?
+        public var httpPort = 8067
+        /// 0: no TFTP server.
+        public var tftpPort = 69
+        public var tftpMaxBlockSize = 1468
+        public var tftpMaxWindowSize = 64
+        public var tftpRetries = 5
+        /// TFTP root (boot loaders); nil: STATE_DIR/boot.
+        public var bootDirectory: String?
+        /// One directory per image; nil: STATE_DIR/images.
+        public var imagesDirectory: String?
+        /// Names of discovered nodes: one %d (optionally %0Nd), e.g. "node%03d".
+        public var namePattern = "node%03d"
+        /// Loaded over TFTP by a PXE ROM that is not iPXE yet, to chainload iPXE.
+        public var biosBootfile = "undionly.kpxe"
+        public var uefiBootfile = "ipxe.efi"
+        /// Answer DHCP only while cm-vipd says this master is active.
+        public var followVipd = false
+        /// The group a discovered node joins.
+        public var defaultGroup = "default"
+
+        public var advertisedAddress: IPv4Address { bootAddress ?? serverAddress }
+    }
+
+    public struct DHCP: Sendable, Equatable {
+        public var network = IPv4Network("10.77.0.0/24")!
+        public var rangeStart = IPv4Address(rawValue: 0)
+        public var rangeEnd = IPv4Address(rawValue: 0)
+        public var routers: [IPv4Address] = []
+        public var dnsServers: [IPv4Address] = []
+        public var domain: String?
+        public var leaseTime: Duration = .seconds(3600)
+    }
+
+    /// Nodes sharing settings: image and kernel command line.
+    public struct Group: Sendable, Equatable {
+        public var name: String
+        public var image: String
+        public var kernelArgs: String
+        public init(name: String, image: String, kernelArgs: String) {
+            self.name = name
+            self.image = image
+            self.kernelArgs = kernelArgs
+        }
+    }
+
+    public var pxed = Daemon()
+    public var dhcp: DHCP?
+    public var groups: [Group] = []
+
+    public init() {}
+
+    public static let fileName = "pxed.toml"
+
+    public static func load(configDir: String) throws(ConfigErrors) -> PxedConfig {
+        try parse(ConfigSource.read((configDir as NSString).appendingPathComponent(fileName)))
+    }
+
+    public func group(_ name: String) -> Group? { groups.first { $0.name == name } }
+
+    public static func parse(_ source: ConfigSource) throws(ConfigErrors) -> PxedConfig {
+        let doc = try ConfigDocument(source)
+        let root = doc.rootReader
+        var config = PxedConfig()
+
+        let p = root.table("pxed")
+        if let text = p.string("mode") {
+            if let m = Mode(rawValue: text) { config.pxed.mode = m } else {
+                p.error("mode", "\"\(text)\" is not a mode (dhcp, proxy, off)")
+            }
+        }
+        if let i = p.string("interface", required: true) {
+            if VipdConfig.isInterfaceName(i) { config.pxed.interface = i } else {
+                p.error("interface", "\"\(i)\" is not an interface name (1-15 characters, no \"/\" or spaces)")
+            }
+        }
+        config.pxed.serverAddress = p.ipv4("server_address", required: true) ?? IPv4Address(rawValue: 0)
+        config.pxed.bootAddress = p.ipv4("boot_address")
+        config.pxed.httpPort = p.int("http_port", range: 1...65535, default: 8067)
+        config.pxed.tftpPort = p.int("tftp_port", range: 0...65535, default: 69)
+        config.pxed.tftpMaxBlockSize = p.int("tftp_max_block_size", range: 512...65464, default: 1468)
+        config.pxed.tftpMaxWindowSize = p.int("tftp_max_window_size", range: 1...64, default: 64)
+        config.pxed.tftpRetries = p.int("tftp_retries", range: 1...20, default: 5)
+        for (key, keyPath) in [("boot_dir", \Daemon.bootDirectory), ("images_dir", \Daemon.imagesDirectory)] {
+            if let d = p.string(key) {
+                if d.hasPrefix("/") { config.pxed[keyPath: keyPath] = d } else { p.error(key, "\"\(d)\" must be an absolute path") }
+            }
+        }
+        if let pattern = p.string("name_pattern") {
+            if NamePattern(pattern) != nil { config.pxed.namePattern = pattern } else {
+                p.error("name_pattern", "\"\(pattern)\" needs exactly one %d or %0Nd (N 1-9) and otherwise letters, digits and \"-\", e.g. \"node%03d\"")
+            }
+        }
+        for key in ["bios_bootfile", "uefi_bootfile"] {
+            guard let f = p.string(key) else { continue }
+            if (try? TFTPPath.components(of: f)) == nil { p.error(key, "\"\(f)\" must be a relative path under boot_dir without \"..\"") }
+            if key == "bios_bootfile" { config.pxed.biosBootfile = f } else { config.pxed.uefiBootfile = f }
+        }
+        config.pxed.followVipd = p.bool("follow_vipd", default: false)
+        config.pxed.defaultGroup = p.string("default_group", default: "default")
+        p.finish()
+
+        let hasDHCP = root.has("dhcp")
+        let d = root.table("dhcp")
+        if hasDHCP || config.pxed.mode == .dhcp {
+            var dhcp = DHCP()
+            if let n = d.ipv4Network("network", required: true) { dhcp.network = n }
+            if let texts = d.stringArray("range") {
+                let parsed = texts.compactMap(IPv4Address.init)
+                if texts.count != 2 || parsed.count != 2 {
+                    d.error("range", "expected two IPv4 addresses, the first and the last to hand out (e.g. [\"10.77.0.100\", \"10.77.0.199\"])")
+                } else if parsed[0] > parsed[1] {
+                    d.error("range", "\(parsed[0]) comes after \(parsed[1])")
+                } else if !dhcp.network.contains(parsed[0]) || !dhcp.network.contains(parsed[1]) {
+                    d.error("range", "\(parsed[0])-\(parsed[1]) is not inside network \(dhcp.network)")
+                } else {
+                    dhcp.rangeStart = parsed[0]
+                    dhcp.rangeEnd = parsed[1]
+                }
+            } else if !d.has("range") {
+                d.tableError("missing required key \"range\"")
+            }
+            for (key, keyPath) in [("routers", \DHCP.routers), ("dns_servers", \DHCP.dnsServers)] {
+                for text in d.stringArray(key) ?? [] {
+                    if let a = IPv4Address(text) { dhcp[keyPath: keyPath].append(a) } else { d.error(key, "\"\(text)\" is not an IPv4 address") }
+                }
+            }
+            dhcp.domain = d.string("domain")
+            dhcp.leaseTime = d.duration("lease_time", range: .seconds(60) ... .seconds(365 * 86400), default: .seconds(3600))
+            if config.pxed.mode == .dhcp, config.pxed.serverAddress.rawValue != 0, !dhcp.network.contains(config.pxed.serverAddress) {
+                p.error("server_address", "\(config.pxed.serverAddress) is not inside [dhcp] network \(dhcp.network)")
+            }
+            config.dhcp = dhcp
+        }
+        d.finish()
+
+        var names = Set<String>()
+        for t in root.tables("group") {
+            let name = t.string("name", required: true)
+            if let name {
+                t.label = "group \"\(name)\""
+                if !Self.isName(name) { t.error("name", "\"\(name)\" is not a valid group name (1-32 of A-Z, a-z, 0-9, \"_\", \"-\")") }
+                if !names.insert(name).inserted { t.error("name", "duplicate group name \"\(name)\"") }
+            }
+            let image = t.string("image", default: "default")
+            if !Self.isName(image) { t.error("image", "\"\(image)\" is not a valid image name (1-32 of A-Z, a-z, 0-9, \"_\", \"-\")") }
+            let args = t.string("kernel_args", default: "")
+            if args.contains("\n") { t.error("kernel_args", "must be one line") }
+            if let name { config.groups.append(Group(name: name, image: image, kernelArgs: args)) }
+            t.finish()
+        }
+        if !names.contains(config.pxed.defaultGroup) {
+            if root.has("group") || config.pxed.defaultGroup != "default" {
+                p.error("default_group", "no [[group]] is named \"\(config.pxed.defaultGroup)\"")
+            } else {
+                config.groups.append(Group(name: "default", image: "default", kernelArgs: ""))
+            }
+        }
+        root.finish()
+        try doc.check()
+        return config
+    }
+
+    public static func isName(_ s: String) -> Bool {
+        (1...32).contains(s.utf8.count) && s.utf8.allSatisfy { TOMLPositions.isBare($0) }
+    }
+}
+
+/// "node%03d" → node001, node002, …
+public struct NamePattern: Sendable, Equatable {
+    public var prefix: String
+    public var width: Int
+    public var suffix: String
+
+    public init?(_ text: String) {
+        guard let percent = text.firstIndex(of: "%") else { return nil }
+        prefix = String(text[..<percent])
+        var rest = text[text.index(after: percent)...]
+        width = 0
+        if rest.first == "0" {
+            rest = rest.dropFirst()
+            guard let digit = rest.first, let w = Int(String(digit)), w >= 1 else { return nil }
+            width = w
+            rest = rest.dropFirst()
+        }
+        guard rest.first == "d" else { return nil }
+        suffix = String(rest.dropFirst())
+        let allowed = { (c: UInt8) in (c >= 0x30 && c <= 0x39) || (c | 0x20 >= 0x61 && c | 0x20 <= 0x7a) || c == 0x2d }
+        guard (prefix + suffix).utf8.allSatisfy(allowed) else { return nil }
+    }
+
+    public func name(_ n: Int) -> String {
+        let digits = String(n)
+        return prefix + String(repeating: "0", count: max(0, width - digits.count)) + digits + suffix
+    }
+
+    /// The number in `name` if it fits the pattern.
+    public func number(in name: String) -> Int? {
+        guard name.hasPrefix(prefix), name.hasSuffix(suffix), name.count > prefix.count + suffix.count else { return nil }
+        return Int(name.dropFirst(prefix.count).dropLast(suffix.count))
+    }
+}

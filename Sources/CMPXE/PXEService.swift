@@ -1,0 +1,378 @@
+import CMConfig
+import CMTypes
+import CMWire
+import Foundation
+import Logging
+import PXEProtocols
+import Synchronization
+
+/// cm-pxed's state: configuration, inventory, leases, role. The DHCP threads, the TFTP
+/// server and the HTTP server call in; every change is stored before it is answered.
+public final class PXEService: Sendable {
+    struct State {
+        var config: PxedConfig
+        var machine: DHCPLeaseMachine?
+        var nodes: [MACAddress: NodeInfo]
+        /// Answering DHCP: standalone, or cm-vipd says this master is active.
+        var active: Bool
+    }
+
+    let inventory: Inventory
+    let events: EventHub
+    let logger: Logger
+    let counters = Counters()
+    let stateDirectory: String
+    private let state: Mutex<State>
+
+    public init(config: PxedConfig, stateDirectory: String, events: EventHub, logger: Logger) throws {
+        inventory = try Inventory(path: (stateDirectory as NSString).appendingPathComponent("pxed.sqlite"))
+        self.events = events
+        self.logger = logger
+        self.stateDirectory = stateDirectory
+        var nodes: [MACAddress: NodeInfo] = [:]
+        for n in try inventory.nodes() { nodes[n.mac] = n }
+        let leases = try inventory.leases()
+        state = Mutex(State(config: config, machine: nil, nodes: nodes, active: !config.pxed.followVipd))
+        state.withLock { $0.machine = Self.machine(config, nodes: $0.nodes, leases: leases) }
+    }
+
+    static func machine(_ config: PxedConfig, nodes: [MACAddress: NodeInfo], leases: [DHCPLease]) -> DHCPLeaseMachine? {
+        guard config.pxed.mode == .dhcp, let d = config.dhcp else { return nil }
+        var statics: [MACAddress: IPv4Address] = [:]
+        for n in nodes.values { if let a = n.address, d.network.contains(a) { statics[n.mac] = a } }
+        let pool = DHCPPool(server: config.pxed.serverAddress, subnetMask: IPv4Address(rawValue: d.network.mask), first: d.rangeStart,
+                            last: d.rangeEnd, routers: d.routers, dnsServers: d.dnsServers, domainName: d.domain,
+                            leaseTime: UInt32(d.leaseTime.components.seconds), staticLeases: statics)
+        return DHCPLeaseMachine(pool: pool, leases: leases)
+    }
+
+    public var config: PxedConfig { state.withLock { $0.config } }
+
+    public func apply(_ config: PxedConfig) {
+        state.withLock { s in
+            let leases = s.machine.map { Array($0.leases.values) } ?? ((try? inventory.leases()) ?? [])
+            s.config = config
+            s.machine = Self.machine(config, nodes: s.nodes, leases: leases)
+            if !config.pxed.followVipd { s.active = true }
+        }
+    }
+
+    public func setActive(_ active: Bool) {
+        let changed = state.withLock { s in
+            defer { s.active = active }
+            return s.active != active
+        }
+        if changed { logger.notice(active ? "this master is active: answering DHCP" : "this master is standby: DHCP silent") }
+    }
+
+    var isActive: Bool { state.withLock { $0.active } }
+
+    // MARK: Directories
+
+    public var bootDirectory: String { config.pxed.bootDirectory ?? (stateDirectory as NSString).appendingPathComponent("boot") }
+    public var imagesDirectory: String { imagesDirectory(config) }
+    func imagesDirectory(_ config: PxedConfig) -> String {
+        config.pxed.imagesDirectory ?? (stateDirectory as NSString).appendingPathComponent("images")
+    }
+
+    func imageFiles(_ image: String, config: PxedConfig) -> Set<String> {
+        guard PxedConfig.isName(image) else { return [] }
+        let dir = (imagesDirectory(config) as NSString).appendingPathComponent(image)
+        return Set((try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { BootPlan.isServableName($0) } ?? [])
+    }
+
+    public var images: [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: imagesDirectory)) ?? []).filter { PxedConfig.isName($0) }.sorted()
+    }
+
+    // MARK: DHCP
+
+    /// A reply and where it goes.
+    struct Outgoing {
+        var bytes: [UInt8]
+        var to: IPv4Endpoint
+    }
+
+    static let broadcast = IPv4Endpoint(address: IPv4Address(255, 255, 255, 255), port: DHCP.clientPort)
+
+    /// One datagram received on port 67 or 4011 (proxyDHCP). Malformed ones are counted and
+    /// dropped; the daemon goes on.
+    func handleDHCP(_ bytes: ArraySlice<UInt8>, port: UInt16, from: IPv4Endpoint) -> Outgoing? {
+        counters.add("dhcp_received")
+        let m: DHCPMessage
+        do { m = try DHCPMessage(parsing: bytes) } catch {
+            counters.add("dhcp_malformed")
+            logger.notice("DHCP: malformed datagram from \(from) dropped: \(error)")
+            return nil
+        }
+        guard m.op == .request, let mac = m.clientMAC, let type = m.messageType else {
+            counters.add("dhcp_ignored")
+            return nil
+        }
+        let now = Date()
+        let booting = m.isPXEClient || m.isIPXE
+        var out: Outgoing?
+        var publish: [NodeEvent] = []
+        var note = ""
+        do {
+            try state.withLock { s in
+                guard s.active else { note = "standby: \(type) from \(mac) not answered"; return }
+                let config = s.config
+                // Discovery: a PXE client we do not know becomes a node.
+                var node = s.nodes[mac]
+                if node == nil, booting, type == .discover || type == .request {
+                    var fresh = NodeInfo(name: Self.nextName(config, taken: Set(s.nodes.values.map(\.name))), mac: mac,
+                                         group: config.pxed.defaultGroup, arch: BootPlan.architecture(m.clientArchitectures),
+                                         state: .discovered, firstSeen: now, lastSeen: now)
+                    if let machine = s.machine { fresh.address = machine.address(for: mac, now: Int64(now.timeIntervalSince1970)) }
+                    try inventory.save(fresh)
+                    s.nodes[mac] = fresh
+                    s.machine?.pool.staticLeases[mac] = fresh.address
+                    node = fresh
+                    publish.append(NodeEvent(node: fresh.name, mac: mac, address: fresh.address, state: .discovered, image: nil, at: now))
+                    logger.notice("discovered node \(fresh.name) (\(mac), \(fresh.arch ?? "unknown architecture"))\(fresh.address.map { " at \($0)" } ?? "")")
+                } else if var known = node, booting {
+                    // Addresses for admin-added nodes without one, and the architecture, on first sight.
+                    var changed = false
+                    if known.address == nil, let machine = s.machine, let a = machine.address(for: mac, now: Int64(now.timeIntervalSince1970)) {
+                        known.address = a
+                        s.machine?.pool.staticLeases[mac] = a
+                        changed = true
+                    }
+                    if let arch = BootPlan.architecture(m.clientArchitectures), known.arch != arch { known.arch = arch; changed = true }
+                    if known.firstSeen == nil { known.firstSeen = now; changed = true }
+                    if known.state == .new { known.state = .discovered; changed = true }
+                    if changed || now.timeIntervalSince(known.lastSeen ?? .distantPast) > 60 {
+                        known.lastSeen = now
+                        try inventory.save(known)
+                        s.nodes[mac] = known
+                    }
+                    node = known
+                }
+
+                if port == DHCP.proxyPort || config.pxed.mode == .proxy {
+                    // proxyDHCP: boot information only, to PXE clients only.
+                    guard booting else { note = "proxyDHCP: \(type) from \(mac) is not a PXE client"; return }
+                    switch (port, type) {
+                    case (DHCP.serverPort, .discover):
+                        let r = BootPlan.proxyReply(.offer, to: m, config: config)
+                        out = Outgoing(bytes: r.serialize(), to: Self.broadcast)
+                    case (DHCP.proxyPort, .request), (DHCP.proxyPort, .inform):
+                        let r = BootPlan.proxyReply(.ack, to: m, config: config)
+                        out = Outgoing(bytes: r.serialize(), to: from)
+                    default:
+                        note = "proxyDHCP: \(type) from \(mac) on port \(port) needs no answer"
+                        return
+                    }
+                    note = "proxyDHCP \(type) from \(mac)\(node.map { " (\($0.name))" } ?? ""): boot file \(BootPlan.bootFile(for: m, config: config))"
+                    return
+                }
+                guard var machine = s.machine else { note = "DHCP off: \(type) from \(mac) not answered"; return }
+                let outcome = machine.handle(m, now: Int64(now.timeIntervalSince1970))
+                try inventory.store(outcome.changed)
+                s.machine = machine
+                note = outcome.note
+                guard var reply = outcome.reply else { return }
+                if let node, reply.messageType != .nak {
+                    reply.setOption(DHCPMessage.Code.hostName, Array(node.name.utf8))
+                    if booting { BootPlan.addBootInformation(to: &reply, request: m, config: config) }
+                }
+                let to: IPv4Endpoint
+                switch DHCPLeaseMachine.destination(for: reply, request: m) {
+                case .relay(let a): to = IPv4Endpoint(address: a, port: DHCP.serverPort)
+                case .unicast(let a): to = IPv4Endpoint(address: a, port: DHCP.clientPort)
+                // No ARP entry can be added for an address the client does not have yet
+                // without CAP_NET_ADMIN; RFC 2131 4.1 allows broadcasting instead.
+                case .broadcast, .hardware: to = Self.broadcast
+                }
+                out = Outgoing(bytes: reply.serialize(), to: to)
+            }
+        } catch {
+            counters.add("dhcp_errors")
+            logger.error("DHCP: \(type) from \(mac): storing failed: \(error)")
+            return nil
+        }
+        for e in publish { try? events.publish(topic: Topic.node, type: MessageType.nodeEvent, body: e) }
+        if out != nil { counters.add("dhcp_replied") } else { counters.add("dhcp_ignored") }
+        logger.info("DHCP: \(note)")
+        return out
+    }
+
+    static func nextName(_ config: PxedConfig, taken: Set<String>) -> String {
+        let pattern = NamePattern(config.pxed.namePattern) ?? NamePattern("node%03d")!
+        var n = (taken.compactMap { pattern.number(in: $0) }.max() ?? 0) + 1
+        while taken.contains(pattern.name(n)) { n += 1 }
+        return pattern.name(n)
+    }
+
+    // MARK: HTTP boot
+
+    /// The node's iPXE script; records that it is booting (and takes its one-shot image).
+    func bootScript(mac: MACAddress, from client: IPv4Address) -> String {
+        let now = Date()
+        let (text, event): (String, NodeEvent?) = state.withLock { s in
+            let config = s.config
+            guard var node = s.nodes[mac] else {
+                // Booting without DHCP from us (proxy mode missed, or a static iPXE script):
+                // a node all the same.
+                var fresh = NodeInfo(name: Self.nextName(config, taken: Set(s.nodes.values.map(\.name))), mac: mac,
+                                     group: config.pxed.defaultGroup, state: .discovered, firstSeen: now, lastSeen: now)
+                fresh.address = client
+                s.nodes[mac] = fresh
+                try? inventory.save(fresh)
+                return (script(for: &s, node: &fresh, client: client, now: now), NodeEvent(node: fresh.name, mac: mac, address: client, state: .booting, image: fresh.lastImage, at: now))
+            }
+            let text = script(for: &s, node: &node, client: client, now: now)
+            return (text, NodeEvent(node: node.name, mac: mac, address: node.address, state: .booting, image: node.lastImage, at: now))
+        }
+        if let event {
+            logger.notice("node \(event.node) (\(mac)) is booting image \(event.image ?? "-") from \(client)")
+            try? events.publish(topic: Topic.node, type: MessageType.nodeEvent, body: event)
+        }
+        return text
+    }
+
+    private func script(for s: inout State, node: inout NodeInfo, client: IPv4Address, now: Date) -> String {
+        let image = BootPlan.image(for: node, config: s.config)
+        let files = imageFiles(image, config: s.config)
+        let templatePath = ((imagesDirectory(s.config) as NSString).appendingPathComponent(image) as NSString).appendingPathComponent("boot.ipxe.in")
+        let template = try? String(contentsOfFile: templatePath, encoding: .utf8)
+        node.nextImage = nil
+        node.state = .booting
+        node.bootCount += 1
+        node.lastSeen = now
+        node.lastImage = image
+        if s.config.pxed.mode != .dhcp { node.address = client }
+        s.nodes[node.mac] = node
+        do { try inventory.save(node) } catch { logger.error("storing node \(node.name): \(error)") }
+        return BootPlan.script(node: node, image: image, template: template, files: files, config: s.config)
+    }
+
+    /// A file of `image` was sent completely to the node `mac`: its final stage means booted.
+    func fileSent(mac: MACAddress, image: String, file: String) {
+        guard file == BootPlan.finalStage(files: imageFiles(image, config: config)) else { return }
+        let now = Date()
+        let event: NodeEvent? = state.withLock { s in
+            guard var node = s.nodes[mac] else { return nil }
+            node.state = .booted
+            node.lastSeen = now
+            s.nodes[mac] = node
+            try? inventory.save(node)
+            return NodeEvent(node: node.name, mac: mac, address: node.address, state: .booted, image: image, at: now)
+        }
+        if let event {
+            logger.notice("node \(event.node) (\(mac)) booted: fetched \(image)/\(file)")
+            try? events.publish(topic: Topic.node, type: MessageType.nodeEvent, body: event)
+        }
+    }
+
+    // MARK: Inventory over the wire
+
+    public var nodes: [NodeInfo] { state.withLock { s in s.nodes.values.sorted { $0.name < $1.name } } }
+
+    func find(_ ref: String, in s: State) -> NodeInfo? {
+        if let mac = MACAddress(ref) ?? BootPlan.mac(urlForm: ref) { return s.nodes[mac] }
+        return s.nodes.values.first { $0.name == ref }
+    }
+
+    public func show(_ ref: String) throws(WireError) -> NodeInfo {
+        guard let n = state.withLock({ find(ref, in: $0) }) else { throw WireError(.notFound, "no node \"\(ref)\" (by name or MAC address)") }
+        return n
+    }
+
+    public func add(_ r: NodeAddRequest) throws(WireError) -> NodeInfo {
+        let result: Result<NodeInfo, WireError> = state.withLock { s in
+            let config = s.config
+            if let other = s.nodes[r.mac] { return .failure(WireError(.conflict, "\(r.mac) is already node \(other.name)")) }
+            let name = r.name ?? Self.nextName(config, taken: Set(s.nodes.values.map(\.name)))
+            guard let problem = validate(name: name, address: r.address, group: r.group, image: r.image, except: nil, in: s) else {
+                var node = NodeInfo(name: name, mac: r.mac, address: r.address, group: r.group ?? config.pxed.defaultGroup, image: r.image,
+                                    kernelArgs: r.kernelArgs)
+                if node.address == nil, let machine = s.machine { node.address = machine.address(for: r.mac, now: Int64(Date().timeIntervalSince1970)) }
+                do { try inventory.save(node) } catch { return .failure(WireError(.internal, "storing node \(name): \(error)")) }
+                s.nodes[r.mac] = node
+                s.machine?.pool.staticLeases[r.mac] = node.address
+                return .success(node)
+            }
+            return .failure(problem)
+        }
+        let node = try result.get()
+        logger.notice("node \(node.name) (\(node.mac)) added\(node.address.map { " at \($0)" } ?? "")")
+        return node
+    }
+
+    public func set(_ r: NodeSetRequest) throws(WireError) -> NodeInfo {
+        let result: Result<NodeInfo, WireError> = state.withLock { s in
+            guard var node = find(r.node, in: s) else { return .failure(WireError(.notFound, "no node \"\(r.node)\" (by name or MAC address)")) }
+            let old = node.name
+            if let problem = validate(name: r.name, address: r.address, group: r.group, image: r.image.flatMap { $0.isEmpty ? nil : $0 },
+                                      except: node.mac, in: s) { return .failure(problem) }
+            if let nextImage = r.nextImage, !nextImage.isEmpty, !PxedConfig.isName(nextImage) {
+                return .failure(WireError(.invalidArgument, "\"\(nextImage)\" is not an image name"))
+            }
+            if let v = r.name { node.name = v }
+            if let v = r.address { node.address = v }
+            if r.clearAddress { node.address = nil }
+            if let v = r.group { node.group = v }
+            if let v = r.image { node.image = v.isEmpty ? nil : v }
+            if let v = r.kernelArgs { node.kernelArgs = v.isEmpty ? nil : v }
+            if let v = r.nextImage { node.nextImage = v.isEmpty ? nil : v }
+            do { try inventory.save(node, previousName: old) } catch { return .failure(WireError(.internal, "storing node \(node.name): \(error)")) }
+            s.nodes[node.mac] = node
+            s.machine?.pool.staticLeases[node.mac] = node.address
+            return .success(node)
+        }
+        let node = try result.get()
+        logger.notice("node \(node.name) (\(node.mac)) changed")
+        return node
+    }
+
+    public func remove(_ ref: String) throws(WireError) -> NodeInfo {
+        let result: Result<NodeInfo, WireError> = state.withLock { s in
+            guard let node = find(ref, in: s) else { return .failure(WireError(.notFound, "no node \"\(ref)\" (by name or MAC address)")) }
+            do { try inventory.remove(name: node.name) } catch { return .failure(WireError(.internal, "removing node \(node.name): \(error)")) }
+            s.nodes[node.mac] = nil
+            s.machine?.pool.staticLeases[node.mac] = nil
+            return .success(node)
+        }
+        let node = try result.get()
+        logger.notice("node \(node.name) (\(node.mac)) removed")
+        return node
+    }
+
+    private func validate(name: String?, address: IPv4Address?, group: String?, image: String?, except mac: MACAddress?, in s: State) -> WireError? {
+        if let name {
+            guard PxedConfig.isName(name) else { return WireError(.invalidArgument, "\"\(name)\" is not a node name (1-32 of A-Z, a-z, 0-9, \"_\", \"-\")") }
+            if let other = s.nodes.values.first(where: { $0.name == name && $0.mac != mac }) {
+                return WireError(.conflict, "the name \(name) is already taken by \(other.mac)")
+            }
+        }
+        if let address {
+            if let other = s.nodes.values.first(where: { $0.address == address && $0.mac != mac }) {
+                return WireError(.conflict, "\(address) is already node \(other.name)'s address")
+            }
+            if let d = s.config.dhcp, s.config.pxed.mode == .dhcp, !d.network.contains(address) {
+                return WireError(.invalidArgument, "\(address) is not inside the DHCP network \(d.network)")
+            }
+        }
+        if let group, s.config.group(group) == nil {
+            return WireError(.invalidArgument, "no group \"\(group)\" in pxed.toml (groups: \(s.config.groups.map(\.name).joined(separator: ", ")))")
+        }
+        if let image, !PxedConfig.isName(image) { return WireError(.invalidArgument, "\"\(image)\" is not an image name") }
+        return nil
+    }
+
+    public func status() -> PxeStatusReply {
+        let (config, active, nodes, leases) = state.withLock { s in
+            (s.config, s.active, s.nodes.count, s.machine?.leases.values.filter { $0.state == .bound }.count ?? 0)
+        }
+        return PxeStatusReply(mode: config.pxed.mode.rawValue, active: active, interface: config.pxed.interface,
+                              bootAddress: config.pxed.advertisedAddress, httpPort: config.pxed.httpPort, tftpPort: config.pxed.tftpPort,
+                              nodes: nodes, leases: leases, counters: counters.snapshot, images: images)
+    }
+
+    public var statusLine: String {
+        let s = status()
+        return "\(s.mode)\(s.active ? "" : " (standby)") on \(s.interface): \(s.nodes) nodes, \(s.leases) leases, \(counters.value("dhcp_replied")) DHCP replies, \(counters.value("tftp_completed")) TFTP and \(counters.value("http_files")) HTTP files sent"
+    }
+}

@@ -1,0 +1,169 @@
+import CMTypes
+import Foundation
+
+extension MessageType {
+    public static let pxeStatus = "pxe.status"
+    public static let nodeList = "node.list"
+    public static let nodeShow = "node.show"
+    public static let nodeAdd = "node.add"
+    public static let nodeSet = "node.set"
+    public static let nodeRemove = "node.rm"
+    /// Event: a node was discovered, started booting, or booted.
+    public static let nodeEvent = "node.event"
+}
+
+extension Topic {
+    public static let node = "node"
+}
+
+/// Where a node is in its boot, as cm-pxed saw it last.
+public enum NodeBootState: String, Codable, Sendable, CaseIterable {
+    /// Added by an admin, never seen booting.
+    case new
+    /// Seen for the first time (DHCP from a PXE client).
+    case discovered
+    /// Fetched its boot script.
+    case booting
+    /// Fetched its final boot stage (the image's initrd, else its kernel).
+    case booted
+}
+
+/// One node of the inventory.
+public struct NodeInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var mac: MACAddress
+    /// Its fixed address (full DHCP hands out exactly this one); in proxy mode, the address
+    /// it booted from last.
+    public var address: IPv4Address?
+    public var group: String
+    /// The node's own image; nil: its group's.
+    public var image: String?
+    /// Kernel arguments added to its group's.
+    public var kernelArgs: String?
+    /// The image for the next boot only.
+    public var nextImage: String?
+    /// "bios", "uefi-x86_64", … from DHCP option 93.
+    public var arch: String?
+    public var state: NodeBootState
+    public var firstSeen: Date?
+    public var lastSeen: Date?
+    public var bootCount: Int
+    /// The image it booted last.
+    public var lastImage: String?
+
+    public init(name: String, mac: MACAddress, address: IPv4Address? = nil, group: String, image: String? = nil, kernelArgs: String? = nil,
+                nextImage: String? = nil, arch: String? = nil, state: NodeBootState = .new, firstSeen: Date? = nil, lastSeen: Date? = nil,
+                bootCount: Int = 0, lastImage: String? = nil) {
+        self.name = name
+        self.mac = mac
+        self.address = address
+        self.group = group
+        self.image = image
+        self.kernelArgs = kernelArgs
+        self.nextImage = nextImage
+        self.arch = arch
+        self.state = state
+        self.firstSeen = firstSeen
+        self.lastSeen = lastSeen
+        self.bootCount = bootCount
+        self.lastImage = lastImage
+    }
+}
+
+public struct NodeListReply: Codable, Sendable {
+    public var nodes: [NodeInfo]
+    public init(nodes: [NodeInfo]) { self.nodes = nodes }
+}
+
+/// A node by name or MAC address.
+public struct NodeRef: Codable, Sendable {
+    public var node: String
+    public init(node: String) { self.node = node }
+}
+
+public struct NodeAddRequest: Codable, Sendable {
+    /// nil: the next name from the pattern.
+    public var name: String?
+    public var mac: MACAddress
+    public var address: IPv4Address?
+    public var group: String?
+    public var image: String?
+    public var kernelArgs: String?
+    public init(name: String?, mac: MACAddress, address: IPv4Address?, group: String?, image: String?, kernelArgs: String?) {
+        self.name = name
+        self.mac = mac
+        self.address = address
+        self.group = group
+        self.image = image
+        self.kernelArgs = kernelArgs
+    }
+}
+
+/// Changes to one node; nil leaves a field as it is, "" (or `clear…`) empties it.
+public struct NodeSetRequest: Codable, Sendable {
+    public var node: String
+    public var name: String?
+    public var address: IPv4Address?
+    public var clearAddress: Bool
+    public var group: String?
+    public var image: String?
+    public var kernelArgs: String?
+    public var nextImage: String?
+    public init(node: String, name: String? = nil, address: IPv4Address? = nil, clearAddress: Bool = false, group: String? = nil,
+                image: String? = nil, kernelArgs: String? = nil, nextImage: String? = nil) {
+        self.node = node
+        self.name = name
+        self.address = address
+        self.clearAddress = clearAddress
+        self.group = group
+        self.image = image
+        self.kernelArgs = kernelArgs
+        self.nextImage = nextImage
+    }
+}
+
+public struct NodeEvent: Codable, Sendable, Equatable {
+    public var node: String
+    public var mac: MACAddress
+    public var address: IPv4Address?
+    public var state: NodeBootState
+    public var image: String?
+    public var at: Date
+    public init(node: String, mac: MACAddress, address: IPv4Address?, state: NodeBootState, image: String?, at: Date) {
+        self.node = node
+        self.mac = mac
+        self.address = address
+        self.state = state
+        self.image = image
+        self.at = at
+    }
+}
+
+public struct PxeStatusReply: Codable, Sendable {
+    public var mode: String
+    /// Answering DHCP now (standalone, or the active master).
+    public var active: Bool
+    public var interface: String
+    public var bootAddress: IPv4Address
+    public var httpPort: Int
+    public var tftpPort: Int
+    public var nodes: Int
+    public var leases: Int
+    /// Counters: dhcp_received, dhcp_replied, dhcp_malformed, dhcp_ignored, tftp_transfers,
+    /// tftp_refused, tftp_failed, http_requests, …
+    public var counters: [String: Int]
+    public var images: [String]
+    public init(mode: String, active: Bool, interface: String, bootAddress: IPv4Address, httpPort: Int, tftpPort: Int, nodes: Int, leases: Int,
+                counters: [String: Int], images: [String]) {
+        self.mode = mode
+        self.active = active
+        self.interface = interface
+        self.bootAddress = bootAddress
+        self.httpPort = httpPort
+        self.tftpPort = tftpPort
+        self.nodes = nodes
+        self.leases = leases
+        self.counters = counters
+        self.images = images
+    }
+}

@@ -1,0 +1,269 @@
+import ArgumentParser
+import CMConfig
+import CMTypes
+import CMWire
+import Foundation
+
+extension SuiteDaemon {
+    static let pxed = all[3]
+}
+
+struct Node: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The node inventory (cm-pxed): list, show, add, change, remove, next boot, import and export.",
+        subcommands: [List.self, Show.self, Add.self, Set.self, Rm.self, Boot.self, Watch.self, Import.self, Export.self],
+        defaultSubcommand: List.self)
+
+    static func table(_ nodes: [NodeInfo]) -> String {
+        var t = Table("NODE", "MAC", "ADDRESS", "GROUP", "IMAGE", "ARCH", "STATE", "BOOTS", "LAST SEEN")
+        for n in nodes {
+            let image = n.nextImage.map { "\($0) (next)" } ?? n.image ?? "(group)"
+            t.add(n.name, n.mac.description, n.address?.description ?? "-", n.group, image, n.arch ?? "-", n.state.rawValue,
+                  String(n.bootCount), n.lastSeen.map { Format.age(since: $0) + " ago" } ?? "never")
+        }
+        return t.render()
+    }
+
+    static func show(_ n: NodeInfo) {
+        print("""
+            node:        \(n.name)
+            mac:         \(n.mac)
+            address:     \(n.address?.description ?? "-")
+            group:       \(n.group)
+            image:       \(n.image ?? "(the group's)")\(n.nextImage.map { ", next boot: \($0)" } ?? "")
+            kernel args: \(n.kernelArgs ?? "-")
+            arch:        \(n.arch ?? "-")
+            state:       \(n.state.rawValue)
+            boots:       \(n.bootCount)\(n.lastImage.map { ", last with image \($0)" } ?? "")
+            first seen:  \(n.firstSeen.map(Format.time) ?? "never")
+            last seen:   \(n.lastSeen.map(Format.time) ?? "never")
+            """)
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List every node: MAC, address, group, image, architecture, boot state.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let reply = try await global.call(.pxed) { try await $0.request(MessageType.nodeList, Empty(), as: NodeListReply.self) }
+                if global.json { return try printJSON(reply.nodes) }
+                print(Node.table(reply.nodes))
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one node, by name or MAC address.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Node name or MAC address.") var node: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let n = try await global.call(.pxed) { try await $0.request(MessageType.nodeShow, NodeRef(node: node), as: NodeInfo.self) }
+                if global.json { return try printJSON(n) }
+                Node.show(n)
+            }
+        }
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a node before it first boots (name from the pattern unless given).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The node's MAC address.") var mac: String
+        @Option(help: "Name (default: the next one from name_pattern).") var name: String?
+        @Option(help: "Fixed address (default: the next free one in the DHCP range).") var address: String?
+        @Option(help: "Group from pxed.toml.") var group: String?
+        @Option(help: "The node's own image instead of its group's.") var image: String?
+        @Option(help: "Kernel arguments added to its group's.") var kernelArgs: String?
+
+        func run() async throws {
+            try await reportingErrors {
+                guard let m = MACAddress(mac) else { throw CLIError.failed("\"\(mac)\" is not a MAC address") }
+                var a: IPv4Address?
+                if let address { guard let parsed = IPv4Address(address) else { throw CLIError.failed("\"\(address)\" is not an IPv4 address") }; a = parsed }
+                let request = NodeAddRequest(name: name, mac: m, address: a, group: group, image: image, kernelArgs: kernelArgs)
+                let n = try await global.call(.pxed) { try await $0.request(MessageType.nodeAdd, request, as: NodeInfo.self) }
+                if global.json { return try printJSON(n) }
+                print("added \(n.name) (\(n.mac))\(n.address.map { " at \($0)" } ?? "")")
+            }
+        }
+    }
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change a node: name, address, group, image, kernel arguments (\"\" clears).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Node name or MAC address.") var node: String
+        @Option(help: "New name.") var name: String?
+        @Option(help: "Fixed address (\"\" clears it).") var address: String?
+        @Option(help: "Group from pxed.toml.") var group: String?
+        @Option(help: "The node's own image (\"\" returns to its group's).") var image: String?
+        @Option(help: "Kernel arguments added to its group's (\"\" clears).") var kernelArgs: String?
+
+        func run() async throws {
+            try await reportingErrors {
+                var request = NodeSetRequest(node: node, name: name, group: group, image: image, kernelArgs: kernelArgs)
+                if let address {
+                    if address.isEmpty { request.clearAddress = true } else {
+                        guard let a = IPv4Address(address) else { throw CLIError.failed("\"\(address)\" is not an IPv4 address") }
+                        request.address = a
+                    }
+                }
+                let n = try await global.call(.pxed) { try await $0.request(MessageType.nodeSet, request, as: NodeInfo.self) }
+                if global.json { return try printJSON(n) }
+                Node.show(n)
+            }
+        }
+    }
+
+    struct Rm: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a node from the inventory (it is discovered anew when it boots).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Node name or MAC address.") var node: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let n = try await global.call(.pxed) { try await $0.request(MessageType.nodeRemove, NodeRef(node: node), as: NodeInfo.self) }
+                if global.json { return try printJSON(n) }
+                print("removed \(n.name) (\(n.mac))")
+            }
+        }
+    }
+
+    struct Boot: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Choose the image a node boots next time (once).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Node name or MAC address.") var node: String
+        @Option(help: "Image for the next boot.") var image: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let n = try await global.call(.pxed) {
+                    try await $0.request(MessageType.nodeSet, NodeSetRequest(node: node, nextImage: image), as: NodeInfo.self)
+                }
+                if global.json { return try printJSON(n) }
+                print("\(n.name) boots image \(n.nextImage ?? image) next time")
+            }
+        }
+    }
+
+    struct Watch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stream node events (discovered, booting, booted) until interrupted.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                try await global.call(.pxed) { conn in
+                    try await conn.subscribe(topics: [Topic.node])
+                    if !global.json { print("watching cm-pxed (Ctrl-C to stop)"); fflush(nil) }
+                    while let event = try await conn.nextEvent() {
+                        guard event.header.type == MessageType.nodeEvent else { continue }
+                        let e = try event.body(as: NodeEvent.self)
+                        if global.json { try printJSONLine(e); continue }
+                        print("\(Format.time(e.at))  \(e.node)  \(e.mac)  \(e.address?.description ?? "-")  \(e.state.rawValue)\(e.image.map { "  image \($0)" } ?? "")")
+                        fflush(nil)
+                    }
+                    throw CLIError.failed("cm-pxed closed the connection")
+                }
+            }
+        }
+    }
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add the nodes listed in a TOML ([[node]] tables) or CSV file; nodes already known by MAC are updated.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "FILE.toml or FILE.csv") var file: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let entries: [InventoryEntry]
+                do {
+                    if file.hasSuffix(".csv") {
+                        let text = try String(contentsOfFile: file, encoding: .utf8)
+                        entries = try InventoryFile.parseCSV(text, file: file)
+                    } else {
+                        entries = try InventoryFile.parseTOML(ConfigSource.read(file))
+                    }
+                } catch let e as ConfigErrors {
+                    throw CLIError.failed("\(file) has errors, nothing imported:\n\(e)")
+                } catch {
+                    throw CLIError.failed("\(file): \(error)")
+                }
+                let (added, updated) = try await global.call(.pxed) { conn in
+                    let known = Swift.Set(try await conn.request(MessageType.nodeList, Empty(), as: NodeListReply.self).nodes.map(\.mac))
+                    var added = 0, updated = 0
+                    for e in entries {
+                        if known.contains(e.mac) {
+                            let r = NodeSetRequest(node: e.mac.description, name: e.name, address: e.address, group: e.group, image: e.image, kernelArgs: e.kernelArgs)
+                            _ = try await conn.request(MessageType.nodeSet, r, as: NodeInfo.self)
+                            updated += 1
+                        } else {
+                            let r = NodeAddRequest(name: e.name, mac: e.mac, address: e.address, group: e.group, image: e.image, kernelArgs: e.kernelArgs)
+                            _ = try await conn.request(MessageType.nodeAdd, r, as: NodeInfo.self)
+                            added += 1
+                        }
+                    }
+                    return (added, updated)
+                }
+                print("\(file): \(added) nodes added, \(updated) updated")
+            }
+        }
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the inventory as TOML (default) or CSV, for cmctl node import.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "toml or csv") var format: String = "toml"
+
+        func run() async throws {
+            try await reportingErrors {
+                guard format == "toml" || format == "csv" else { throw CLIError.failed("--format must be toml or csv") }
+                let nodes = try await global.call(.pxed) { try await $0.request(MessageType.nodeList, Empty(), as: NodeListReply.self) }.nodes
+                if format == "csv" {
+                    print(InventoryFile.csvHeader.joined(separator: ","))
+                    for n in nodes {
+                        print([n.name, n.mac.description, n.address?.description ?? "", n.group, n.image ?? "", n.kernelArgs ?? ""]
+                            .map { $0.replacingOccurrences(of: ",", with: " ") }.joined(separator: ","))
+                    }
+                    return
+                }
+                print("# cm-pxed inventory, \(nodes.count) nodes; load with: cmctl node import FILE.toml")
+                for n in nodes {
+                    var lines = ["", "[[node]]", "name = \(quote(n.name))", "mac = \(quote(n.mac.description))"]
+                    if let a = n.address { lines.append("address = \(quote(a.description))") }
+                    lines.append("group = \(quote(n.group))")
+                    if let i = n.image { lines.append("image = \(quote(i))") }
+                    if let k = n.kernelArgs { lines.append("kernel_args = \(quote(k))") }
+                    print(lines.joined(separator: "\n"))
+                }
+            }
+        }
+
+        func quote(_ s: String) -> String {
+            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+    }
+}
+
+struct Pxe: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Network boot (cm-pxed): mode, role, counters, images.",
+        subcommands: [Status.self], defaultSubcommand: Status.self)
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show cm-pxed's mode, whether it answers DHCP, counters and images.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let s = try await global.call(.pxed) { try await $0.request(MessageType.pxeStatus, Empty(), as: PxeStatusReply.self) }
+                if global.json { return try printJSON(s) }
+                print("mode: \(s.mode) on \(s.interface), \(s.active ? "active (answering DHCP)" : "standby (DHCP silent)")")
+                print("boot server: http://\(s.bootAddress):\(s.httpPort), TFTP \(s.tftpPort == 0 ? "off" : "port \(s.tftpPort)")")
+                print("nodes: \(s.nodes), bound leases: \(s.leases), images: \(s.images.isEmpty ? "none" : s.images.joined(separator: ", "))")
+                print("counters: " + s.counters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# cm-pxed boots QEMU VMs (software emulation, iPXE ROM, e1000) on a bridge in a network
+# namespace; the test image is Debian's kernel and a busybox initramfs that prints a marker
+# on the serial console and powers off.
+#  1. Full DHCP: a BIOS VM boots from cm-pxed alone to the marker, kernel and initrd over
+#     HTTP; it appears in `cmctl node list --json` as node001, booted, with its MAC; the
+#     events discovered → booting → booted reach a subscriber in order.
+#  2. Restart cm-pxed (SIGTERM, then kill -9 too): the same VM boots again with the same
+#     name and address; `cmctl node boot --image` picks the next boot's image once.
+#  3. Four VMs boot at once; a UEFI VM (OVMF) boots too; all listed with their MACs.
+#  4. proxyDHCP: dnsmasq hands out addresses (no boot options), cm-pxed only boot information.
+#  5. Bad input: TFTP path traversal, absolute paths, symlinks out of the root and writes are
+#     refused with TFTP errors; a good file arrives intact with blksize and windowsize;
+#     malformed DHCP datagrams are dropped and counted; the daemon goes on.
+. "$(dirname "$0")/lib.sh"
+for c in qemu-system-x86_64 dnsmasq busybox cpio; do command -v $c >/dev/null || fail "$c is not installed (scripts/test installs it)"; done
+KERNEL=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -1)
+[ -n "$KERNEL" ] || fail "no /boot/vmlinuz-*-amd64 (package linux-image-amd64)"
+
+NS="cm-pxe-$SUFFIX"; CL="cm-pxc-$SUFFIX"; NETNS+=("$NS" "$CL")
+SERVER=10.177.0.1
+ip netns add "$NS"; ip -n "$NS" link set lo up
+ip -n "$NS" link add br0 type bridge; ip -n "$NS" addr add $SERVER/24 dev br0; ip -n "$NS" link set br0 up
+for i in 0 1 2 3 4 5; do
+  ip -n "$NS" tuntap add dev tap$i mode tap; ip -n "$NS" link set tap$i master br0; ip -n "$NS" link set tap$i up
+done
+# A client namespace on the same bridge, for TFTP and DHCP probes.
+ip netns add "$CL"; ip -n "$CL" link set lo up
+ip -n "$NS" link add vcl type veth peer name eth0 netns "$CL"
+ip -n "$NS" link set vcl master br0 up
+ip -n "$CL" addr add 10.177.0.250/24 dev eth0; ip -n "$CL" link set eth0 up
+
+log "building the test image: $KERNEL and a busybox initramfs"
+mkdir -p "$T/ir/bin" "$T/ir/proc" "$T/ir/sys" "$T/ir/dev" "$T/state/images/default" "$T/state/images/rescue" "$T/boot" "$T/etc" "$T/run"
+cp "$(command -v busybox)" "$T/ir/bin/busybox"
+printf '%s\n' '#!/bin/busybox sh' '/bin/busybox --install -s /bin' \
+  'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev' \
+  'echo "CM-NODE-BOOTED $(cat /proc/cmdline)"' 'poweroff -f' > "$T/ir/init"
+chmod +x "$T/ir/init"
+(cd "$T/ir" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$T/state/images/default/initrd.img"
+cp "$KERNEL" "$T/state/images/default/vmlinuz"
+cp "$T/state/images/default/"* "$T/state/images/rescue/"
+
+pxed_conf() { # MODE
+  cat > "$T/etc/pxed.toml" <<CONF
+[pxed]
+mode = "$1"
+interface = "br0"
+server_address = "$SERVER"
+boot_dir = "$T/boot"
+images_dir = "$T/state/images"
+[dhcp]
+network = "10.177.0.0/24"
+range = ["10.177.0.100", "10.177.0.149"]
+lease_time = "10m"
+[[group]]
+name = "default"
+image = "default"
+kernel_args = "console=ttyS0 quiet panic=-1 cm.test=default"
+CONF
+}
+pxed_start() {
+  start_bg pxed ip netns exec "$NS" "$BIN/cm-pxed" --config-dir "$T/etc" --state-dir "$T/state" --runtime-dir "$T/run" --log-target stderr
+  wait_for 10 "cm-pxed answers on its socket" cmctl pxe status
+}
+nodes() { cmctl node list --json; }
+node_field() { nodes | jq -r --arg m "$1" --arg f "$2" '.[] | select(.mac == $m) | .[$f]'; }
+
+# vm NAME MAC TAP [uefi]: boots a VM in the background, serial console to $T/vm-NAME.log.
+vm() {
+  local name=$1 mac=$2 tap=$3 fw=()
+  if [ "${4:-}" = uefi ]; then
+    cp /usr/share/OVMF/OVMF_VARS_4M.fd "$T/vars-$name.fd"
+    fw=(-drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd -drive "if=pflash,format=raw,file=$T/vars-$name.fd")
+  fi
+  ip netns exec "$NS" timeout 300 qemu-system-x86_64 -m 256 -nographic -no-reboot -boot n "${fw[@]}" \
+    -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" -device "e1000,netdev=n0,mac=$mac" </dev/null > "$T/vm-$name.log" 2>&1 &
+  PIDS+=($!)
+  eval "VM_$name=$!"
+}
+vm_wait() { # NAME SECONDS: waits for the VM to power off, then for its marker
+  local pid_var="VM_$1"
+  local deadline=$(( $(date +%s) + $2 ))
+  while kill -0 "${!pid_var}" 2>/dev/null; do
+    [ "$(date +%s)" -lt "$deadline" ] || { tail -c 3000 "$T/vm-$1.log"; fail "VM $1 did not power off within $2 s"; }
+    sleep 1
+  done
+  grep -aq CM-NODE-BOOTED "$T/vm-$1.log" || { tail -c 3000 "$T/vm-$1.log"; fail "VM $1 powered off without the marker"; }
+}
+
+log "1. full DHCP: one BIOS VM boots from cm-pxed alone"
+pxed_conf dhcp
+pxed_start
+cmctl node watch --json > "$T/events.out" 2>&1 & PIDS+=($!)
+sleep 0.5
+t0=$(date +%s)
+vm one 52:54:00:77:00:01 tap0
+vm_wait one 240
+grep -aq "cm.test=default" "$T/vm-one.log" || fail "the kernel command line lacks the group's kernel_args"
+[ "$(node_field 52:54:00:77:00:01 name)" = node001 ] || { nodes; fail "the VM is not node001"; }
+wait_for 5 "node001 is booted" test "$(node_field 52:54:00:77:00:01 state)" = booted
+ADDR=$(node_field 52:54:00:77:00:01 address)
+[ "$ADDR" = 10.177.0.100 ] || fail "node001's address is $ADDR, expected the first of the range"
+grep -q "node001 (52:54:00:77:00:01) is booting image default from $ADDR" "$T/pxed.log" || fail "the script was not fetched from $ADDR"
+[ "$(cmctl pxe status --json | jq '.counters.http_files')" -ge 2 ] || fail "kernel and initrd were not sent over HTTP"
+seq=$(jq -r 'select(.mac == "52:54:00:77:00:01") | .state' "$T/events.out" | tr '\n' ' ')
+[ "$seq" = "discovered booting booted " ] || { cat "$T/events.out"; fail "events were: $seq"; }
+pass "VM booted to the marker in $(( $(date +%s) - t0 )) s via DHCP + HTTP; node001 at $ADDR; events discovered → booting → booted"
+
+log "2. restarts keep names and addresses"
+kill -TERM "$PID_pxed"; wait "$PID_pxed" 2>/dev/null || true
+pxed_start
+cmctl node boot node001 --image rescue >/dev/null
+[ "$(node_field 52:54:00:77:00:01 nextImage)" = rescue ] || fail "next image not recorded"
+kill -KILL "$PID_pxed"; wait "$PID_pxed" 2>/dev/null || true
+pxed_start
+vm one 52:54:00:77:00:01 tap0
+vm_wait one 240
+[ "$(node_field 52:54:00:77:00:01 name)" = node001 ] && [ "$(node_field 52:54:00:77:00:01 address)" = "$ADDR" ] ||
+  { nodes; fail "after restarts the VM is not node001 at $ADDR"; }
+grep -q "node001 (52:54:00:77:00:01) is booting image rescue from $ADDR" "$T/pxed.log" || fail "the one-shot image was not booted"
+[ "$(node_field 52:54:00:77:00:01 nextImage)" = null ] || fail "the one-shot image stays set"
+[ "$(node_field 52:54:00:77:00:01 bootCount)" = 2 ] || fail "boot count is not 2"
+pass "after SIGTERM and kill -9 restarts: node001 keeps $ADDR; the one-shot image was used once"
+
+log "3. four VMs at once, then UEFI"
+t0=$(date +%s)
+for i in 2 3 4 5; do vm "m$i" "52:54:00:77:00:0$i" "tap$((i - 1))"; done
+for i in 2 3 4 5; do vm_wait "m$i" 280; done
+took=$(( $(date +%s) - t0 ))
+t0=$(date +%s)
+vm efi 52:54:00:77:00:07 tap5 uefi
+vm_wait efi 280
+[ "$(node_field 52:54:00:77:00:07 arch)" = uefi-x86_64 ] || fail "the UEFI VM's architecture is $(node_field 52:54:00:77:00:07 arch)"
+for i in 2 3 4 5 7; do
+  [ "$(node_field "52:54:00:77:00:0$i" state)" = booted ] || { nodes; fail "52:54:00:77:00:0$i is not listed as booted"; }
+done
+[ "$(nodes | jq 'map(.address) | unique | length')" = 6 ] || { nodes; fail "addresses are not unique"; }
+pass "four VMs booted at once in $took s; UEFI VM in $(( $(date +%s) - t0 )) s; six nodes with distinct addresses"
+
+log "5. bad input: TFTP and DHCP"
+head -c 3000000 /dev/urandom > "$T/boot/payload.bin"
+ln -s /etc/passwd "$T/boot/escape"
+tftp_get() { ip netns exec "$CL" busybox tftp "$@" $SERVER 2>&1; }
+(cd "$T" && tftp_get -g -b 1468 -r payload.bin -l got.bin) >/dev/null || fail "TFTP download failed"
+cmp -s "$T/boot/payload.bin" "$T/got.bin" || fail "TFTP download differs"
+for bad in ../etc/passwd /etc/passwd escape sub/../../x; do
+  out=$(cd "$T" && tftp_get -g -r "$bad" -l junk) && fail "TFTP served \"$bad\""
+  echo "$out" | grep -qi 'error\|violation\|not found' || fail "no TFTP error for \"$bad\": $out"
+done
+out=$(cd "$T" && tftp_get -p -l got.bin -r upload.bin) && fail "TFTP accepted a write"
+[ ! -e "$T/boot/upload.bin" ] || fail "a file was written"
+ip netns exec "$CL" python3 "$(dirname "$0")/tftp-window.py" $SERVER payload.bin "$T/boot/payload.bin" || fail "windowed TFTP (blksize 1468, windowsize 8) failed"
+refused=$(cmctl pxe status --json | jq '.counters.tftp_refused')
+[ "$refused" -ge 5 ] || fail "tftp_refused is $refused, expected at least 5"
+before=$(cmctl pxe status --json | jq '.counters.dhcp_malformed // 0')
+ip netns exec "$CL" python3 - <<'PY'
+import socket, os
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.bind(("0.0.0.0", 68))
+for p in [b"", b"\x01", os.urandom(300), b"\x01\x01\x06\x00" + b"\x00" * 232 + b"\x63\x82\x53\x63" + b"\x35\x05\x01", b"\x02" * 400]:
+    s.sendto(p, ("255.255.255.255", 67))
+PY
+wait_for 5 "malformed DHCP datagrams counted" test "$(cmctl pxe status --json | jq '.counters.dhcp_malformed // 0')" -ge $((before + 4))
+kill -0 "$PID_pxed" || fail "cm-pxed died"
+pass "TFTP: traversal, absolute, symlink escape and write refused ($refused refusals); 3 MB intact; malformed DHCP counted; cm-pxed alive"
+
+log "4. proxyDHCP beside dnsmasq"
+kill -TERM "$PID_pxed"; wait "$PID_pxed" 2>/dev/null || true
+pxed_conf proxy
+pxed_start
+start_bg dnsmasq ip netns exec "$NS" dnsmasq --no-daemon --conf-file=/dev/null --interface=br0 --bind-interfaces --port=0 \
+  --dhcp-range=10.177.0.200,10.177.0.220,1h --dhcp-leasefile="$T/dnsmasq.leases" --log-dhcp
+sleep 0.5
+vm proxy 52:54:00:77:00:08 tap0
+vm_wait proxy 240
+paddr=$(node_field 52:54:00:77:00:08 address)
+case "$paddr" in 10.177.0.2[0-2][0-9]) ;; *) nodes; fail "the proxy-booted node's address $paddr is not from dnsmasq's range" ;; esac
+grep -q "proxyDHCP" "$T/pxed.log" || fail "no proxyDHCP exchange logged"
+pass "proxyDHCP: dnsmasq gave $paddr, cm-pxed the boot file; $(node_field 52:54:00:77:00:08 name) booted"
+
+kill -TERM "$PID_pxed"
+t0=$(now_ms); wait "$PID_pxed" 2>/dev/null || true
+[ $(( $(now_ms) - t0 )) -lt 3000 ] || fail "cm-pxed took more than 3 s to stop"
+pass "cm-pxed stops on SIGTERM"
