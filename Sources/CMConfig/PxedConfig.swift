@@ -123,7 +123,9 @@ public struct PxedConfig: Sendable, Equatable {
 
         let hasDHCP = root.has("dhcp")
         let d = root.table("dhcp")
-        if hasDHCP || config.pxed.mode == .dhcp {
+        if !hasDHCP, config.pxed.mode == .dhcp {
+            p.tableError("mode \"dhcp\" (the default) hands out addresses and needs a [dhcp] table with network and range; use mode = \"proxy\" beside another DHCP server")
+        } else if hasDHCP {
             var dhcp = DHCP()
             if let n = d.ipv4Network("network", required: true) { dhcp.network = n }
             if let texts = d.stringArray("range") {

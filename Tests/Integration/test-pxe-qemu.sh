@@ -8,10 +8,11 @@
 #  2. Restart cm-pxed (SIGTERM, then kill -9 too): the same VM boots again with the same
 #     name and address; `cmctl node boot --image` picks the next boot's image once.
 #  3. Four VMs boot at once; a UEFI VM (OVMF) boots too; all listed with their MACs.
-#  4. proxyDHCP: dnsmasq hands out addresses (no boot options), cm-pxed only boot information.
-#  5. Bad input: TFTP path traversal, absolute paths, symlinks out of the root and writes are
-#     refused with TFTP errors; a good file arrives intact with blksize and windowsize;
-#     malformed DHCP datagrams are dropped and counted; the daemon goes on.
+#  4. HTTP Range requests; bad input: TFTP path traversal, absolute paths, symlinks out of
+#     the root and writes are refused with TFTP errors; a good file arrives intact with
+#     blksize and windowsize; malformed DHCP datagrams are dropped and counted; the daemon
+#     goes on.
+#  5. proxyDHCP: dnsmasq hands out addresses (no boot options), cm-pxed only boot information.
 . "$(dirname "$0")/lib.sh"
 for c in qemu-system-x86_64 dnsmasq busybox cpio; do command -v $c >/dev/null || fail "$c is not installed (scripts/test installs it)"; done
 KERNEL=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -1)
@@ -138,7 +139,15 @@ done
 [ "$(nodes | jq 'map(.address) | unique | length')" = 6 ] || { nodes; fail "addresses are not unique"; }
 pass "four VMs booted at once in $took s; UEFI VM in $(( $(date +%s) - t0 )) s; six nodes with distinct addresses"
 
-log "5. bad input: TFTP and DHCP"
+log "4. HTTP ranges; bad input to TFTP and DHCP"
+img="http://$SERVER:8067/images/default/initrd.img"
+size=$(stat -c %s "$T/state/images/default/initrd.img")
+got=$(ip netns exec "$CL" curl -s -r 100-199 -o "$T/range.bin" -w '%{http_code} %{size_download}' "$img")
+[ "$got" = "206 100" ] && cmp -s "$T/range.bin" <(tail -c +101 "$T/state/images/default/initrd.img" | head -c 100) || fail "Range 100-199 gave $got"
+got=$(ip netns exec "$CL" curl -s -r "$size"- -o /dev/null -w '%{http_code}' "$img")
+[ "$got" = 416 ] || fail "a range past the end gave $got, expected 416"
+got=$(ip netns exec "$CL" curl -s -o /dev/null -w '%{http_code}' "http://$SERVER:8067/images/../etc/passwd" --path-as-is)
+[ "$got" = 404 ] || fail "/images/../etc/passwd gave $got"
 head -c 3000000 /dev/urandom > "$T/boot/payload.bin"
 ln -s /etc/passwd "$T/boot/escape"
 tftp_get() { ip netns exec "$CL" busybox tftp "$@" $SERVER 2>&1; }
@@ -158,15 +167,16 @@ ip netns exec "$CL" python3 - <<'PY'
 import socket, os
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
 s.bind(("0.0.0.0", 68))
 for p in [b"", b"\x01", os.urandom(300), b"\x01\x01\x06\x00" + b"\x00" * 232 + b"\x63\x82\x53\x63" + b"\x35\x05\x01", b"\x02" * 400]:
     s.sendto(p, ("255.255.255.255", 67))
 PY
 wait_for 5 "malformed DHCP datagrams counted" test "$(cmctl pxe status --json | jq '.counters.dhcp_malformed // 0')" -ge $((before + 4))
 kill -0 "$PID_pxed" || fail "cm-pxed died"
-pass "TFTP: traversal, absolute, symlink escape and write refused ($refused refusals); 3 MB intact; malformed DHCP counted; cm-pxed alive"
+pass "HTTP: 206 for a range, 416 past the end, 404 for ..; TFTP: traversal, absolute, symlink escape and write refused ($refused refusals); 3 MB intact; malformed DHCP counted; cm-pxed alive"
 
-log "4. proxyDHCP beside dnsmasq"
+log "5. proxyDHCP beside dnsmasq"
 kill -TERM "$PID_pxed"; wait "$PID_pxed" 2>/dev/null || true
 pxed_conf proxy
 pxed_start
