@@ -60,6 +60,8 @@ public struct CheckConfig: Sendable, Equatable {
 public struct HealthdConfig: Sendable, Equatable {
     public struct Daemon: Sendable, Equatable {
         public var maxInFlight = 1024
+        /// Check cm-pxed's inventory nodes too (those with an address), following its changes.
+        public var followPxed = true
         public var historyRetention: Duration = .seconds(30 * 86_400)
     }
 
@@ -122,6 +124,7 @@ public struct HealthdConfig: Sendable, Equatable {
 
         let h = root.table("healthd")
         config.healthd.maxInFlight = h.int("max_in_flight", range: 1...100_000, default: 1024)
+        config.healthd.followPxed = h.bool("follow_pxed", default: true)
         config.healthd.historyRetention = h.duration("history_retention", range: .seconds(3600) ... .seconds(3650 * day), default: .seconds(30 * day))
         h.finish()
 

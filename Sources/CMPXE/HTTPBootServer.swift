@@ -69,7 +69,7 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
             guard let mac = BootPlan.mac(urlForm: parts[1].dropLast(5)) else {
                 return simple(context, request, .notFound, "\"\(parts[1])\" does not name a MAC address (52-54-00-77-00-01.ipxe)\n")
             }
-            let script = service.bootScript(mac: mac, from: client)
+            let script = service.bootScript(mac: mac, from: client, record: request.method == .GET)
             service.counters.add("http_scripts")
             return simple(context, request, .ok, script, contentType: "text/plain; charset=utf-8")
         case 4 where parts[0] == "boot":

@@ -82,15 +82,29 @@ public final class PXEDaemonService: Sendable {
         }
     }
 
+    /// Applies pools, groups, names and boot files at once; what the sockets and threads
+    /// were opened with stays as it was until the next restart (and is said so).
     public func reload(_ config: PxedConfig) {
+        var effective = config
         var restart: [String] = []
-        if config.pxed.mode != opened.mode { restart.append("mode") }
-        if config.pxed.interface != opened.interface { restart.append("interface") }
-        if config.pxed.httpPort != opened.httpPort { restart.append("http_port") }
-        if config.pxed.tftpPort != opened.tftpPort { restart.append("tftp_port") }
-        if config.pxed.bootDirectory != opened.bootDirectory { restart.append("boot_dir") }
-        if !restart.isEmpty { logger.warning("pxed.toml: \(restart.joined(separator: ", ")) change at the next restart (systemctl restart cm-pxed)") }
-        service.apply(config)
+        func keep<T: Equatable>(_ key: String, _ path: WritableKeyPath<PxedConfig.Daemon, T>) {
+            guard config.pxed[keyPath: path] != opened[keyPath: path] else { return }
+            restart.append(key)
+            effective.pxed[keyPath: path] = opened[keyPath: path]
+        }
+        keep("mode", \.mode)
+        keep("interface", \.interface)
+        keep("http_port", \.httpPort)
+        keep("tftp_port", \.tftpPort)
+        keep("tftp_max_block_size", \.tftpMaxBlockSize)
+        keep("tftp_max_window_size", \.tftpMaxWindowSize)
+        keep("tftp_retries", \.tftpRetries)
+        keep("boot_dir", \.bootDirectory)
+        keep("follow_vipd", \.followVipd)
+        if !restart.isEmpty {
+            logger.warning("pxed.toml: \(restart.joined(separator: ", ")) changed; the old values stay in force until the next restart (systemctl restart cm-pxed)")
+        }
+        service.apply(effective)
     }
 
     public func shutdown() async {

@@ -208,7 +208,15 @@ public final class PXEService: Sendable {
     // MARK: HTTP boot
 
     /// The node's iPXE script; records that it is booting (and takes its one-shot image).
-    func bootScript(mac: MACAddress, from client: IPv4Address) -> String {
+    /// `record: false` (HEAD) only shows what it would get.
+    func bootScript(mac: MACAddress, from client: IPv4Address, record: Bool = true) -> String {
+        if !record {
+            return state.withLock { s in
+                let node = s.nodes[mac] ?? NodeInfo(name: Self.nextName(s.config, taken: Set(s.nodes.values.map(\.name))), mac: mac, group: s.config.pxed.defaultGroup)
+                let image = BootPlan.image(for: node, config: s.config)
+                return BootPlan.script(node: node, image: image, template: template(image, s.config), files: imageFiles(image, config: s.config), config: s.config)
+            }
+        }
         let now = Date()
         let (text, event): (String, NodeEvent?) = state.withLock { s in
             let config = s.config
@@ -235,8 +243,7 @@ public final class PXEService: Sendable {
     private func script(for s: inout State, node: inout NodeInfo, client: IPv4Address, now: Date) -> String {
         let image = BootPlan.image(for: node, config: s.config)
         let files = imageFiles(image, config: s.config)
-        let templatePath = ((imagesDirectory(s.config) as NSString).appendingPathComponent(image) as NSString).appendingPathComponent("boot.ipxe.in")
-        let template = try? String(contentsOfFile: templatePath, encoding: .utf8)
+        let template = template(image, s.config)
         node.nextImage = nil
         node.state = .booting
         node.bootCount += 1
@@ -246,6 +253,13 @@ public final class PXEService: Sendable {
         s.nodes[node.mac] = node
         do { try inventory.save(node) } catch { logger.error("storing node \(node.name): \(error)") }
         return BootPlan.script(node: node, image: image, template: template, files: files, config: s.config)
+    }
+
+    /// The image's own iPXE script template, boot.ipxe.in, if it has one.
+    func template(_ image: String, _ config: PxedConfig) -> String? {
+        guard PxedConfig.isName(image) else { return nil }
+        let dir = (imagesDirectory(config) as NSString).appendingPathComponent(image)
+        return try? String(contentsOfFile: (dir as NSString).appendingPathComponent("boot.ipxe.in"), encoding: .utf8)
     }
 
     /// A file of `image` was sent completely to the node `mac`: its final stage means booted.
@@ -297,6 +311,7 @@ public final class PXEService: Sendable {
             return .failure(problem)
         }
         let node = try result.get()
+        try? events.publish(topic: Topic.node, type: MessageType.nodeChanged, body: NodeRef(node: node.name))
         logger.notice("node \(node.name) (\(node.mac)) added\(node.address.map { " at \($0)" } ?? "")")
         return node
     }
@@ -323,6 +338,7 @@ public final class PXEService: Sendable {
             return .success(node)
         }
         let node = try result.get()
+        try? events.publish(topic: Topic.node, type: MessageType.nodeChanged, body: NodeRef(node: node.name))
         logger.notice("node \(node.name) (\(node.mac)) changed")
         return node
     }
@@ -336,6 +352,7 @@ public final class PXEService: Sendable {
             return .success(node)
         }
         let node = try result.get()
+        try? events.publish(topic: Topic.node, type: MessageType.nodeChanged, body: NodeRef(node: node.name))
         logger.notice("node \(node.name) (\(node.mac)) removed")
         return node
     }

@@ -10,6 +10,8 @@ extension MessageType {
     public static let nodeRemove = "node.rm"
     /// Event: a node was discovered, started booting, or booted.
     public static let nodeEvent = "node.event"
+    /// Event: the inventory was edited (cmctl node add/set/rm); body NodeRef.
+    public static let nodeChanged = "node.changed"
 }
 
 extension Topic {

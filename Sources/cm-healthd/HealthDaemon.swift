@@ -1,7 +1,9 @@
 import CMConfig
 import CMDaemon
 import CMHealth
+import CMTypes
 import CMWire
+import Foundation
 import Logging
 
 /// cm-healthd plugged into the shared daemon lifecycle.
@@ -16,6 +18,8 @@ struct HealthDaemon: Daemon {
     static let version = "0.1.0"
 
     let monitor: HealthMonitor
+    /// cm-pxed's control socket, for follow_pxed.
+    let pxedSocket: String
 
     static func loadConfiguration(configDir: String) throws -> Configuration {
         let cluster = try ClusterConfig.load(configDir: configDir)
@@ -24,7 +28,8 @@ struct HealthDaemon: Daemon {
 
     static func make(configuration: Configuration, options: DaemonOptions, events: EventHub, logger: Logger) async throws -> HealthDaemon {
         HealthDaemon(monitor: try await HealthMonitor(cluster: configuration.cluster, config: configuration.healthd,
-                                                      stateDirectory: options.stateDirectory(daemon: name), events: events, logger: logger))
+                                                      stateDirectory: options.stateDirectory(daemon: name), events: events, logger: logger),
+                     pxedSocket: (options.runtimeDir as NSString).appendingPathComponent("pxed.sock"))
     }
 
     func routes(into router: inout WireRouter) {
@@ -35,7 +40,22 @@ struct HealthDaemon: Daemon {
         router.on(MessageType.metricsQuery, MetricsQuery.self) { request, _ in try await monitor.metrics(request) }
     }
 
-    func run() async throws { await monitor.run() }
+    func run() async throws {
+        let monitor = self.monitor, socket = pxedSocket
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await monitor.run() }
+            group.addTask {
+                await InventoryFollower.follow(socket: socket, peer: "cm-healthd", logger: Logger(label: "cm-healthd"),
+                                               wanted: { await monitor.followsPxed }) { nodes in
+                    await monitor.setInventoryNodes(nodes.compactMap { n in
+                        n.address.map { NodeConfig(name: NodeName(n.name), address: $0, mac: n.mac, groups: [n.group]) }
+                    })
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
     func apply(_ configuration: Configuration) async throws { await monitor.reload(cluster: configuration.cluster, config: configuration.healthd) }
     var statusLine: String { monitor.statusLine }
     func shutdown() async { await monitor.shutdown() }

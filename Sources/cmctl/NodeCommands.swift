@@ -19,7 +19,7 @@ struct Node: AsyncParsableCommand {
         for n in nodes {
             let image = n.nextImage.map { "\($0) (next)" } ?? n.image ?? "(group)"
             t.add(n.name, n.mac.description, n.address?.description ?? "-", n.group, image, n.arch ?? "-", n.state.rawValue,
-                  String(n.bootCount), n.lastSeen.map { Format.age(since: $0) + " ago" } ?? "never")
+                  String(n.bootCount), n.lastSeen.map { Format.age(since: $0) } ?? "never")
         }
         return t.render()
     }
@@ -206,6 +206,7 @@ struct Node: AsyncParsableCommand {
                     }
                     return (added, updated)
                 }
+                if global.json { return try printJSON(["added": added, "updated": updated]) }
                 print("\(file): \(added) nodes added, \(updated) updated")
             }
         }
@@ -220,6 +221,7 @@ struct Node: AsyncParsableCommand {
             try await reportingErrors {
                 guard format == "toml" || format == "csv" else { throw CLIError.failed("--format must be toml or csv") }
                 let nodes = try await global.call(.pxed) { try await $0.request(MessageType.nodeList, Empty(), as: NodeListReply.self) }.nodes
+                if global.json { return try printJSON(nodes) }
                 if format == "csv" {
                     print(InventoryFile.csvHeader.joined(separator: ","))
                     for n in nodes {

@@ -23,7 +23,7 @@ let minimalPxed = "[pxed]\ninterface = \"br0\"\nserver_address = \"10.77.0.1\"\n
         #expect(c.pxed.namePattern == "node%03d" && c.pxed.biosBootfile == "undionly.kpxe" && c.pxed.uefiBootfile == "ipxe.efi")
         #expect(!c.pxed.followVipd && c.pxed.defaultGroup == "default")
         let d = try #require(c.dhcp)
-        #expect(d.rangeStart == IPv4Address("10.77.0.100") && d.rangeEnd == IPv4Address("10.77.0.199") && d.leaseTime == .seconds(3600))
+        #expect(d.rangeStart == IPv4Address("10.77.0.150") && d.rangeEnd == IPv4Address("10.77.0.199") && d.leaseTime == .seconds(3600))
         #expect(d.routers.isEmpty && d.dnsServers.isEmpty && d.domain == nil)
         #expect(c.groups == [PxedConfig.Group(name: "default", image: "default", kernelArgs: "console=ttyS0 panic=-1")])
     }

@@ -33,7 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_for SECONDS DESCRIPTION COMMAND...: polls every 100 ms until COMMAND succeeds.
+# wait_for SECONDS DESCRIPTION COMMAND...: polls every 100 ms until COMMAND succeeds. COMMAND is
+# run again each time: wrap a "$(...)" comparison in a function, or it is evaluated only once.
 wait_for() {
   local limit=$1 what=$2; shift 2
   local deadline=$(( $(date +%s%N) + limit * 1000000000 ))

@@ -209,7 +209,8 @@ client wrk -t2 -c16 -d6s "http://$LB/" > "$T/wrk-kill.out" 2>&1 & WRK=$!
 sleep 2
 # nginx master and worker: everything in b2's namespace.
 ip netns pids "$(ns_of b2)" | xargs -r kill -KILL
-wait_for 3 "b2 leaves the pool" test "$(server_state 10.199.9.22:8080)" != up
+server_not_up() { [ "$(server_state "$1")" != up ]; }
+wait_for 3 "b2 leaves the pool" server_not_up 10.199.9.22:8080
 wait "$WRK" || true
 errors=$(wrk_errors "$T/wrk-kill.out"); requests=$(wrk_requests "$T/wrk-kill.out")
 [ "$errors" = 0 ] || { cat "$T/wrk-kill.out"; fail "HTTP mode: $errors errors at the client when b2 was killed"; }
@@ -281,7 +282,8 @@ done
 grep -q 'X-Backend: b3' "$T/reload.headers" || fail "no download landed on b3"
 lbd_conf 2
 kill -HUP "$lbd_pid"
-wait_for 5 "the new config is in force" test "$(lb_status | jq '.backends[] | select(.name == "web") | .servers | length')" = 2
+web_servers_are() { [ "$(lb_status | jq '.backends[] | select(.name == "web") | .servers | length')" = "$1" ]; }
+wait_for 5 "the new config is in force" web_servers_are 2
 wait "$DL" || fail "the download through b3 broke on reload"
 [ "$(sha256sum < "$T/reload.body" | cut -d' ' -f1)" = "$BIG_SUM" ] || fail "the download through b3 is incomplete after the reload"
 pass "SIGHUP: a bad lbd.toml refused with file:line:column, the old pool kept; removing b3 let its download finish"

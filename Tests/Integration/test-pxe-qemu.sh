@@ -15,8 +15,6 @@
 #  5. proxyDHCP: dnsmasq hands out addresses (no boot options), cm-pxed only boot information.
 . "$(dirname "$0")/lib.sh"
 for c in qemu-system-x86_64 dnsmasq busybox cpio; do command -v $c >/dev/null || fail "$c is not installed (scripts/test installs it)"; done
-KERNEL=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -1)
-[ -n "$KERNEL" ] || fail "no /boot/vmlinuz-*-amd64 (package linux-image-amd64)"
 
 NS="cm-pxe-$SUFFIX"; CL="cm-pxc-$SUFFIX"; NETNS+=("$NS" "$CL")
 SERVER=10.177.0.1
@@ -31,15 +29,10 @@ ip -n "$NS" link add vcl type veth peer name eth0 netns "$CL"
 ip -n "$NS" link set vcl master br0 up
 ip -n "$CL" addr add 10.177.0.250/24 dev eth0; ip -n "$CL" link set eth0 up
 
-log "building the test image: $KERNEL and a busybox initramfs"
-mkdir -p "$T/ir/bin" "$T/ir/proc" "$T/ir/sys" "$T/ir/dev" "$T/state/images/default" "$T/state/images/rescue" "$T/boot" "$T/etc" "$T/run"
-cp "$(command -v busybox)" "$T/ir/bin/busybox"
-printf '%s\n' '#!/bin/busybox sh' '/bin/busybox --install -s /bin' \
-  'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev' \
-  'echo "CM-NODE-BOOTED $(cat /proc/cmdline)"' 'poweroff -f' > "$T/ir/init"
-chmod +x "$T/ir/init"
-(cd "$T/ir" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$T/state/images/default/initrd.img"
-cp "$KERNEL" "$T/state/images/default/vmlinuz"
+log "building the test image: Debian's kernel and a busybox initramfs"
+. "$(dirname "$0")/../../scripts/lib/node-image.sh"
+mkdir -p "$T/state/images/rescue" "$T/boot" "$T/etc" "$T/run"
+cm_node_image "$T/state/images/default" || fail "cannot build the test image"
 cp "$T/state/images/default/"* "$T/state/images/rescue/"
 
 pxed_conf() { # MODE
@@ -99,7 +92,8 @@ vm one 52:54:00:77:00:01 tap0
 vm_wait one 240
 grep -aq "cm.test=default" "$T/vm-one.log" || fail "the kernel command line lacks the group's kernel_args"
 [ "$(node_field 52:54:00:77:00:01 name)" = node001 ] || { nodes; fail "the VM is not node001"; }
-wait_for 5 "node001 is booted" test "$(node_field 52:54:00:77:00:01 state)" = booted
+is_booted() { [ "$(node_field "$1" state)" = booted ]; }
+wait_for 5 "node001 is booted" is_booted 52:54:00:77:00:01
 ADDR=$(node_field 52:54:00:77:00:01 address)
 [ "$ADDR" = 10.177.0.100 ] || fail "node001's address is $ADDR, expected the first of the range"
 grep -q "node001 (52:54:00:77:00:01) is booting image default from $ADDR" "$T/pxed.log" || fail "the script was not fetched from $ADDR"
@@ -172,9 +166,23 @@ s.bind(("0.0.0.0", 68))
 for p in [b"", b"\x01", os.urandom(300), b"\x01\x01\x06\x00" + b"\x00" * 232 + b"\x63\x82\x53\x63" + b"\x35\x05\x01", b"\x02" * 400]:
     s.sendto(p, ("255.255.255.255", 67))
 PY
-wait_for 5 "malformed DHCP datagrams counted" test "$(cmctl pxe status --json | jq '.counters.dhcp_malformed // 0')" -ge $((before + 4))
+malformed_at_least() { [ "$(cmctl pxe status --json | jq '.counters.dhcp_malformed // 0')" -ge "$1" ]; }
+wait_for 5 "malformed DHCP datagrams counted" malformed_at_least $((before + 4))
 kill -0 "$PID_pxed" || fail "cm-pxed died"
-pass "HTTP: 206 for a range, 416 past the end, 404 for ..; TFTP: traversal, absolute, symlink escape and write refused ($refused refusals); 3 MB intact; malformed DHCP counted; cm-pxed alive"
+
+# cm-healthd checks cm-pxed's inventory nodes: no second list to keep in sync.
+mkdir -p "$T/hc/etc" "$T/hc/state"
+printf '[cluster]\nname = "pxe"\n' > "$T/hc/etc/cluster.toml"
+printf '[metrics]\nenabled = false\n[[check]]\nname = "ping"\ntype = "icmp"\ninterval = "500ms"\nrise = 1\n' > "$T/hc/etc/healthd.toml"
+start_bg healthd ip netns exec "$NS" "$BIN/cm-healthd" --config-dir "$T/hc/etc" --state-dir "$T/hc/state" --runtime-dir "$T/run" --log-target stderr
+cmctl node add 52:54:00:77:00:99 --name probe1 --address 10.177.0.250 >/dev/null
+ping_state() { cmctl health list --json | jq -r '.[] | select(.id == "ping@probe1") | .state'; }
+probe_is() { [ "$(ping_state)" = "$1" ]; }
+wait_for 10 "cm-healthd checks the inventory node probe1 and finds it up" probe_is up
+cmctl node rm probe1 >/dev/null
+wait_for 5 "probe1's check goes with it" probe_is ""
+kill -TERM "$PID_healthd"
+pass "HTTP: 206 for a range, 416 past the end, 404 for ..; TFTP: traversal, absolute, symlink escape and write refused ($refused refusals); 3 MB intact; malformed DHCP counted; cm-pxed alive; cm-healthd follows the inventory"
 
 log "5. proxyDHCP beside dnsmasq"
 kill -TERM "$PID_pxed"; wait "$PID_pxed" 2>/dev/null || true

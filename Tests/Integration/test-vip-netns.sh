@@ -229,7 +229,8 @@ wait_for 3 "m2 takes over on vrrp.51" vmac_has_vip m2
 # The client's entry was never changed: the same MAC now lives behind m2's port.
 ip -n "$(ns_of c1)" neigh show "$VIP" | grep -q "$VMAC" || fail "the client's ARP entry for $VIP changed"
 wait_for 3 "client reaches $VIP through m2" client_reaches_vmac
-wait_for 3 "the bridge learned $VMAC on m2's port" test "$(port_of_vmac)" = "$(port_of m2)"
+vmac_on_port_of() { [ "$(port_of_vmac)" = "$(port_of "$1")" ]; }
+wait_for 3 "the bridge learned $VMAC on m2's port" vmac_on_port_of m2
 # A killed daemon leaves vrrp.51 with the VIP; the next start replaces it.
 vipd_start m1
 wait_for 10 "m1 returns and preempts" vmac_master m1 m2

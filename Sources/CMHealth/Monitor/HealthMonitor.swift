@@ -77,6 +77,31 @@ public actor HealthMonitor {
         stopAll()
     }
 
+    /// Nodes from cm-pxed's inventory (follow_pxed): checked beside cluster.toml's.
+    private var inventoryNodes: [NodeConfig] = []
+
+    public var followsPxed: Bool { config.healthd.followPxed }
+
+    /// cluster.toml's nodes plus those of cm-pxed's inventory that clash with none of them
+    /// by name, address or MAC address (cluster.toml wins).
+    var effectiveCluster: ClusterConfig {
+        guard config.healthd.followPxed, !inventoryNodes.isEmpty else { return cluster }
+        var c = cluster
+        let names = Set(c.nodes.map(\.name)), addresses = Set(c.nodes.map(\.address)), macs = Set(c.nodes.compactMap(\.mac))
+        c.nodes += inventoryNodes.filter { n in
+            !names.contains(n.name) && !addresses.contains(n.address) && !(n.mac.map { macs.contains($0) } ?? false)
+        }
+        return c
+    }
+
+    /// The inventory changed: checks and scrapes follow.
+    public func setInventoryNodes(_ nodes: [NodeConfig]) {
+        guard nodes != inventoryNodes else { return }
+        inventoryNodes = nodes
+        guard config.healthd.followPxed else { return }
+        apply(cluster: cluster, config: config)
+    }
+
     public func reload(cluster: ClusterConfig, config: HealthdConfig) {
         let delta = config.healthd.maxInFlight - self.config.healthd.maxInFlight
         if delta != 0 { Task { await limiter.resize(by: delta) } }
@@ -98,9 +123,10 @@ public actor HealthMonitor {
 
     /// Brings the running checks and scrapes in line with a (new) configuration: removed
     /// instances stop, new ones start, changed ones restart with their state kept.
-    private func apply(cluster: ClusterConfig, config: HealthdConfig) {
-        self.cluster = cluster
+    private func apply(cluster configured: ClusterConfig, config: HealthdConfig) {
         self.config = config
+        self.cluster = configured
+        let cluster = effectiveCluster
         var wanted: [CheckID: (CheckConfig, NodeConfig)] = [:]
         for (check, node) in config.instances(of: cluster) {
             wanted[CheckID(check: check.name, node: node.name)] = (check, node)
@@ -298,8 +324,8 @@ public actor HealthMonitor {
     }
 
     public func metrics(_ query: MetricsQuery) throws -> MetricsReply {
-        guard cluster.nodes.contains(where: { $0.name == query.node }) else {
-            throw WireError(.notFound, "no node \(query.node) in cluster.toml")
+        guard effectiveCluster.nodes.contains(where: { $0.name == query.node }) else {
+            throw WireError(.notFound, "no node \(query.node) in cluster.toml or cm-pxed's inventory")
         }
         let scrape = scrapes[query.node]
         flushSamples()

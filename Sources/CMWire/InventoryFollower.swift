@@ -1,0 +1,41 @@
+import Foundation
+import Logging
+
+/// Following cm-pxed's node inventory from another daemon (cm-healthd checks its nodes):
+/// subscribe to node events, take the list, and take it again after every event. While
+/// cm-pxed is away (not installed, restarting), retry every 2 s and keep the last list.
+public enum InventoryFollower {
+    /// Runs until cancelled; `update` gets the whole inventory after each (re)connection and
+    /// after each change. `wanted` is asked before each connection attempt: false pauses.
+    public static func follow(socket path: String, peer: String, logger: Logger, wanted: @escaping @Sendable () async -> Bool,
+                              update: @escaping @Sendable ([NodeInfo]) async -> Void) async {
+        var reported = false
+        while !Task.isCancelled {
+            if await wanted() {
+                do {
+                    try await WireClient.withConnection(path: path, daemon: "cm-pxed", peer: peer) { conn in
+                        try await conn.subscribe(topics: [Topic.node])
+                        var nodes = try await conn.request(MessageType.nodeList, Empty(), as: NodeListReply.self).nodes
+                        logger.info("following cm-pxed's inventory: \(nodes.count) nodes")
+                        reported = false
+                        await update(nodes)
+                        while try await conn.nextEvent() != nil {
+                            nodes = try await conn.request(MessageType.nodeList, Empty(), as: NodeListReply.self).nodes
+                            await update(nodes)
+                        }
+                    }
+                } catch is CancellationError {
+                    return
+                } catch let error as WireError where error.code == .notRunning {
+                    // No cm-pxed on this master (yet): nothing to follow, nothing to warn about.
+                    if !reported { logger.debug("cm-pxed is not running; checking cluster.toml's nodes only") }
+                    reported = true
+                } catch {
+                    if !Task.isCancelled, !reported { logger.warning("cannot follow cm-pxed's inventory: \(error); retrying every 2 s") }
+                    reported = true
+                }
+            }
+            try? await Task.sleep(for: .seconds(2))
+        }
+    }
+}
