@@ -1,5 +1,5 @@
 import CMConfig
-import CMPXE
+@testable import CMPXE
 import CMTypes
 import CMWire
 import PXEProtocols
@@ -105,5 +105,23 @@ func pxeMessage(_ type: DHCPMessageType, mac: String, arch: UInt16? = 0, ipxe: B
     @Test func servableNamesAndURLForms() {
         #expect(BootPlan.isServableName("vmlinuz") && !BootPlan.isServableName(".hidden") && !BootPlan.isServableName("a/b") && !BootPlan.isServableName(""))
         #expect(BootPlan.mac(urlForm: "52-54-00-00-00-0a") == MACAddress("52:54:00:00:00:0a") && BootPlan.mac(urlForm: "zz") == nil)
+    }
+}
+
+@Suite struct HTTPRangeTests {
+    @Test(arguments: [
+        ("bytes=0-99", 1000, "0..<100"), ("bytes=100-", 1000, "100..<1000"), ("bytes=-10", 1000, "990..<1000"),
+        ("bytes=990-5000", 1000, "990..<1000"), ("bytes=-5000", 1000, "0..<1000"),
+        ("bytes=1000-", 1000, "unsatisfiable"), ("bytes=-0", 1000, "unsatisfiable"), ("bytes=0-0", 0, "unsatisfiable"),
+        ("bytes=5-1", 1000, "whole"), ("bytes=0-1,5-6", 1000, "whole"), ("items=0-1", 1000, "whole"), ("bytes=a-b", 1000, "whole"),
+    ])
+    func ranges(spec: String, size: Int, expected: String) {
+        let got: String
+        switch HTTPBootHandler.byteRange(spec, size: size) {
+        case .none: got = "whole"
+        case .some(.none): got = "unsatisfiable"
+        case .some(.some(let r)): got = "\(r)"
+        }
+        #expect(got == expected)
     }
 }

@@ -8,7 +8,7 @@ import PXEProtocols
 import Testing
 
 /// The service's DHCP and inventory logic on a temporary state directory, no sockets.
-@Suite struct PXEServiceTests {
+@Suite final class PXEServiceTests {
     let dir: String
     let from = IPv4Endpoint(address: IPv4Address(rawValue: 0), port: 68)
     let logger = Logger(label: "test")
@@ -18,6 +18,8 @@ import Testing
         try FileManager.default.createDirectory(atPath: dir + "/images/debian", withIntermediateDirectories: true)
         for f in ["vmlinuz", "initrd.img"] { FileManager.default.createFile(atPath: dir + "/images/debian/" + f, contents: Data("x".utf8)) }
     }
+
+    deinit { try? FileManager.default.removeItem(atPath: dir) }
 
     func service(_ config: PxedConfig) throws -> PXEService {
         var c = config

@@ -13,6 +13,8 @@
 #     blksize and windowsize; malformed DHCP datagrams are dropped and counted; the daemon
 #     goes on.
 #  5. proxyDHCP: dnsmasq hands out addresses (no boot options), cm-pxed only boot information.
+#  6. follow_vipd: DHCP is answered only while cm-vipd reports this master active; silent
+#     without cm-vipd and again when it stops.
 . "$(dirname "$0")/lib.sh"
 for c in qemu-system-x86_64 dnsmasq busybox cpio; do command -v $c >/dev/null || fail "$c is not installed (scripts/test installs it)"; done
 
@@ -154,6 +156,9 @@ done
 out=$(cd "$T" && tftp_get -p -l got.bin -r upload.bin) && fail "TFTP accepted a write"
 [ ! -e "$T/boot/upload.bin" ] || fail "a file was written"
 ip netns exec "$CL" python3 "$(dirname "$0")/tftp-window.py" $SERVER payload.bin "$T/boot/payload.bin" || fail "windowed TFTP (blksize 1468, windowsize 8) failed"
+# 70,000 blocks of 8 bytes: block numbers roll over past 65535.
+head -c 560000 /dev/urandom > "$T/boot/many-blocks.bin"
+ip netns exec "$CL" python3 "$(dirname "$0")/tftp-window.py" $SERVER many-blocks.bin "$T/boot/many-blocks.bin" 8 16 || fail "TFTP past block 65535 failed"
 refused=$(cmctl pxe status --json | jq '.counters.tftp_refused')
 [ "$refused" -ge 5 ] || fail "tftp_refused is $refused, expected at least 5"
 before=$(cmctl pxe status --json | jq '.counters.dhcp_malformed // 0')
@@ -197,6 +202,25 @@ paddr=$(node_field 52:54:00:77:00:08 address)
 case "$paddr" in 10.177.0.2[0-2][0-9]) ;; *) nodes; fail "the proxy-booted node's address $paddr is not from dnsmasq's range" ;; esac
 grep -q "proxyDHCP" "$T/pxed.log" || fail "no proxyDHCP exchange logged"
 pass "proxyDHCP: dnsmasq gave $paddr, cm-pxed the boot file; $(node_field 52:54:00:77:00:08 name) booted"
+
+log "6. follow_vipd: only the active master answers DHCP"
+kill -TERM "$PID_dnsmasq" "$PID_pxed"; wait "$PID_pxed" 2>/dev/null || true
+pxed_conf dhcp
+sed -i 's/^interface = "br0"$/interface = "br0"\nfollow_vipd = true/' "$T/etc/pxed.toml"
+pxed_start
+probe() { ip netns exec "$CL" python3 "$(dirname "$0")/dhcp-probe.py" eth0 52:54:00:77:00:aa 1.5; }
+active_is() { [ "$(cmctl pxe status --json | jq .active)" = "$1" ]; }
+active_is false || fail "cm-pxed is active without cm-vipd"
+! probe >/dev/null || fail "a standby cm-pxed answered DHCP"
+mkdir -p "$T/vip"
+printf '[[instance]]\nname = "boot"\ninterface = "br0"\nvrid = 60\npriority = 100\nadvert_interval = "100ms"\naddresses = ["10.177.0.99/24"]\n' > "$T/vip/vipd.toml"
+start_bg vipd ip netns exec "$NS" "$BIN/cm-vipd" --config-dir "$T/vip" --state-dir "$T/vip" --runtime-dir "$T/run" --log-target stderr
+wait_for 10 "cm-vipd makes this master active and cm-pxed follows" active_is true
+out=$(probe) || fail "the active master did not answer DHCP"
+kill -TERM "$PID_vipd"
+wait_for 5 "cm-pxed goes silent when cm-vipd stops" active_is false
+! probe >/dev/null || fail "cm-pxed answered DHCP after cm-vipd stopped"
+pass "standby without cm-vipd; active (offer: $out) while cm-vipd is master; silent again after it stops"
 
 kill -TERM "$PID_pxed"
 t0=$(now_ms); wait "$PID_pxed" 2>/dev/null || true

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""A TFTP client asking for blksize 1468, windowsize 8 and tsize (RFC 2347-2349, 7440):
-checks the OACK, acknowledges each window's last block, compares the result with a local
-copy. Usage: tftp-window.py SERVER FILE EXPECTED_COPY"""
+"""A TFTP client asking for blksize, windowsize and tsize (RFC 2347-2349, 7440): checks the
+OACK, acknowledges each window's last block, compares the result with a local copy. Block
+numbers roll over past 65535 (files of more than 65535 blocks).
+Usage: tftp-window.py SERVER FILE EXPECTED_COPY [BLKSIZE [WINDOWSIZE]]   (default 1468, 8)"""
 import socket, struct, sys
 
 server, name, expected = sys.argv[1], sys.argv[2], open(sys.argv[3], "rb").read()
-BLK, WIN = 1468, 8
+BLK = int(sys.argv[4]) if len(sys.argv) > 4 else 1468
+WIN = int(sys.argv[5]) if len(sys.argv) > 5 else 8
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(5)
 opts = b"".join(k + b"\0" + v + b"\0" for k, v in [(b"blksize", str(BLK).encode()), (b"windowsize", str(WIN).encode()), (b"tsize", b"0")])
