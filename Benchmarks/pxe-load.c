@@ -34,7 +34,7 @@ static double now(void) {
 
 /* ---- TFTP ---------------------------------------------------------------------------- */
 
-static int tftp_one(const char *server, const char *file, long size, int blksize, int window) {
+static int tftp_one(const char *server, const char *file, long size, int blksize, int window, int report) {
     int s = socket(AF_INET, SOCK_DGRAM, 0);
     if (s < 0) return 1;
     int buf = 4 << 20;
@@ -66,6 +66,7 @@ static int tftp_one(const char *server, const char *file, long size, int blksize
     }
     blksize = got_blk;
     window = got_win;
+    if (report) printf("granted blksize %d windowsize %d\n", blksize, window), fflush(stdout);
     if (connect(s, (struct sockaddr *)&peer, sizeof peer) < 0) { close(s); return 1; }
     unsigned char ack[4] = {0, 4, 0, 0};
     send(s, ack, 4, 0);
@@ -113,7 +114,7 @@ static int tftp(int argc, char **argv) {
     int clients = atoi(argv[5]), blksize = atoi(argv[6]), window = atoi(argv[7]);
     double t0 = now();
     for (int i = 0; i < clients; i++) {
-        if (fork() == 0) _exit(tftp_one(server, file, size, blksize, window));
+        if (fork() == 0) _exit(tftp_one(server, file, size, blksize, window, i == 0));
     }
     int failures = 0, status;
     for (int i = 0; i < clients; i++) {
