@@ -3,7 +3,8 @@ import CMConfig
 import CMTypes
 
 /// A config file is input too: any text must load or fail with ConfigErrors, and the
-/// position scanner must cope with whatever TOMLKit accepted.
+/// position scanner must cope with whatever TOMLKit accepted. Inventory files (cmctl node
+/// import, TOML and CSV) likewise.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
@@ -14,6 +15,9 @@ public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = try? ClusterConfig.parse(ConfigSource(path: "cluster.toml", text: text))
     _ = try? VipdConfig.parse(ConfigSource(path: "vipd.toml", text: text))
     _ = try? LbdConfig.parse(ConfigSource(path: "lbd.toml", text: text))
+    _ = try? PxedConfig.parse(ConfigSource(path: "pxed.toml", text: text))
+    _ = try? InventoryFile.parseTOML(ConfigSource(path: "nodes.toml", text: text))
+    _ = try? InventoryFile.parseCSV(text, file: "nodes.csv")
     return 0
 }
 
