@@ -168,6 +168,12 @@ public final class PXEService: Sendable {
                     return
                 }
                 guard var machine = s.machine else { note = "DHCP off: \(type) from \(mac) not answered"; return }
+                // One pool, one network: a relay agent forwarding from another subnet would
+                // get addresses that do not work there.
+                if m.giaddr.rawValue != 0, let network = config.dhcp?.network, !network.contains(m.giaddr) {
+                    note = "\(type) from \(mac) relayed by \(m.giaddr), outside \(network): not answered"
+                    return
+                }
                 let outcome = machine.handle(m, now: Int64(now.timeIntervalSince1970))
                 try inventory.store(outcome.changed)
                 s.machine = machine

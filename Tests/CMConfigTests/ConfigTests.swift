@@ -47,7 +47,7 @@ func clusterErrors(_ text: String) -> String {
         #expect(c.nodes.map(\.name) == ["node001", "node002", "node003"])
         let h = try HealthdConfig.load(configDir: dir, cluster: c)
         #expect(h.healthd.maxInFlight == 1024)
-        #expect(h.healthd.historyRetention == .seconds(30 * 86_400))
+        #expect(h.healthd.historyRetention == .seconds(30 * 86_400) && h.healthd.followPxed)
         #expect(h.defaults.interval == .seconds(2) && h.defaults.timeout == .seconds(1))
         #expect(h.defaults.rise == 2 && h.defaults.fall == 3 && h.defaults.jitterPercent == 10)
         #expect(h.metrics.port == 9100 && h.metrics.interval == .seconds(15))

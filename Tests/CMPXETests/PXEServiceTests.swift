@@ -84,6 +84,13 @@ import Testing
             #expect(s.handleDHCP(junk[...], port: 67, from: from) == nil)
         }
         #expect(s.counters.value("dhcp_malformed") == 3)
+        // Relayed from another subnet: this pool's addresses would not work there.
+        var relayed = pxeMessage(.discover, mac: "52:54:00:00:00:02")
+        relayed.giaddr = IPv4Address("10.99.0.1")!
+        #expect(try exchange(s, relayed) == nil)
+        relayed.giaddr = IPv4Address("10.77.0.254")!
+        let (offer, to) = try #require(try exchange(s, relayed))
+        #expect(offer.giaddr == relayed.giaddr && to == IPv4Endpoint(address: relayed.giaddr, port: 67))
     }
 
     @Test func bootScriptMarksBootingTakesTheOneShotImageAndTheFinalStageMarksBooted() throws {
