@@ -106,7 +106,7 @@ final class FrontendListener: Sendable {
                 let rt = box.current
                 return channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
-                    try ops.addHandler(IdleStateHandler(allTimeout: TimeAmount(rt.config.clientTimeout)))
+                    try ops.addHandler(ActivityTimeout(timeout: rt.config.clientTimeout))
                     try HTTPSession.configure(channel: channel, frontend: rt, pools: pools)
                 }
             }

@@ -36,7 +36,7 @@ final class BackendConnection {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
-                    try ops.addHandler(IdleStateHandler(allTimeout: TimeAmount(idleTimeout)))
+                    try ops.addHandler(ActivityTimeout(timeout: idleTimeout))
                     try ops.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                 }
             }
@@ -152,13 +152,13 @@ final class HTTPConnectionPools: Sendable {
             return
         }
         connection.session = nil
-        var list = p.idle[connection.server, default: []]
-        guard list.count < Self.maxIdlePerServer else {
+        guard p.idle[connection.server]?.count ?? 0 < Self.maxIdlePerServer else {
             connection.close()
             return
         }
-        list.append(connection)
-        p.idle[connection.server] = list
+        // In place: a copy of the list taken out and put back would be copied (every
+        // connection in it retained) on each request.
+        p.idle[connection.server, default: []].append(connection)
     }
 
     func remove(_ connection: BackendConnection, loop: EventLoop) {

@@ -29,14 +29,15 @@ final class HTTPSession: ChannelInboundHandler {
         let session = HTTPSession(frontend: frontend, pools: pools)
         // Outbound header validation is off on both sides: every header we send was parsed,
         // and so validated, by NIOHTTP1's decoder, or is one of our own.
-        try ops.addHandler(QuiesceGate(session: session))
         try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false,
                                              withOutboundHeaderValidation: false, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
         try ops.addHandler(session)
     }
 
-    struct Request {
-        var id: Int
+    /// A class, not a struct: the session changes it in place at every step, and a struct of
+    /// this many references was copied (retained and released) at each.
+    final class Request {
+        let id: Int
         /// As sent to servers: hop-by-hop headers gone, X-Forwarded-* added.
         var head: HTTPRequestHead
         var body: [ByteBuffer] = []
@@ -53,6 +54,13 @@ final class HTTPSession: ChannelInboundHandler {
         var connection: BackendConnection?
         var responseStarted = false
         var clientKeepAlive: Bool
+
+        init(id: Int, head: HTTPRequestHead, idempotent: Bool, clientKeepAlive: Bool) {
+            self.id = id
+            self.head = head
+            self.idempotent = idempotent
+            self.clientKeepAlive = clientKeepAlive
+        }
     }
 
     let frontend: FrontendRuntime
@@ -127,10 +135,9 @@ final class HTTPSession: ChannelInboundHandler {
         case .body(let buffer):
             receivedBody(buffer)
         case .end(let trailers):
-            guard var r = request, !r.ended else { return }
+            guard let r = request, !r.ended else { return }
             r.ended = true
             served += 1
-            request = r
             if let c = r.connection { c.send(.end(trailers), flush: true) }
         }
     }
@@ -158,6 +165,11 @@ final class HTTPSession: ChannelInboundHandler {
         if event is IdleStateHandler.IdleStateEvent {
             // client_timeout without a byte either way.
             context.close(promise: nil)
+            return
+        }
+        if event is ChannelShouldQuiesceEvent {
+            // The daemon stops (there is no NIOHTTP1 pipelining handler here to take this).
+            quiesce()
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -201,7 +213,7 @@ final class HTTPSession: ChannelInboundHandler {
     }
 
     private func receivedBody(_ buffer: ByteBuffer) {
-        guard var r = request else { return }
+        guard let r = request else { return }
         r.bodyBytes += buffer.readableBytes
         guard r.bodyBytes <= config.maxBodyBytes else {
             if r.responseStarted {
@@ -227,7 +239,6 @@ final class HTTPSession: ChannelInboundHandler {
                 context?.channel.setOption(.autoRead, value: false).whenFailure { _ in }
             }
         }
-        request = r
     }
 
     /// The daemon stops. Unlike NIOHTTP1's own quiescing, a connection that has not sent its
@@ -238,9 +249,8 @@ final class HTTPSession: ChannelInboundHandler {
     func quiesce() {
         guard let context, !quiescing else { return }
         quiescing = true
-        if var r = request {
+        if let r = request {
             r.clientKeepAlive = false
-            request = r
         } else if served > 0 {
             context.close(promise: nil)
         } else {
@@ -254,7 +264,7 @@ final class HTTPSession: ChannelInboundHandler {
     // MARK: Choosing a server
 
     private func dispatch() {
-        guard var r = request, let context else { return }
+        guard let r = request, let context else { return }
         guard let (index, server) = frontend.pool.acquire(key: clientKey, excluding: r.tried) else {
             frontend.noServer(tried: r.tried.count)
             if r.tried.isEmpty {
@@ -267,7 +277,6 @@ final class HTTPSession: ChannelInboundHandler {
         r.tried.insert(index)
         r.serverIndex = index
         r.server = server
-        request = r
         if let idle = pools.take(server.address, loop: context.eventLoop) {
             attach(idle)
             return
@@ -295,7 +304,7 @@ final class HTTPSession: ChannelInboundHandler {
     }
 
     private func attach(_ connection: BackendConnection) {
-        guard var r = request else {
+        guard let r = request else {
             pools.put(connection, loop: connection.channel.eventLoop)
             return
         }
@@ -312,7 +321,6 @@ final class HTTPSession: ChannelInboundHandler {
             r.body = []
             r.replayable = false
         }
-        request = r
         if paused {
             paused = false
             context?.channel.setOption(.autoRead, value: true).whenFailure { _ in }
@@ -347,7 +355,7 @@ final class HTTPSession: ChannelInboundHandler {
     // MARK: Server side (called by BackendHandler on the same event loop)
 
     func backendRead(_ part: HTTPClientResponsePart, from connection: BackendConnection) {
-        guard var r = request, r.connection === connection, let context else {
+        guard let r = request, r.connection === connection, let context else {
             connection.close()
             return
         }
@@ -357,7 +365,6 @@ final class HTTPSession: ChannelInboundHandler {
             if !head.isKeepAlive { connection.reusable = false }
             var out = HTTPResponseHead(version: .http1_1, status: head.status, headers: Self.endToEnd(head.headers))
             if !r.clientKeepAlive || !r.ended { out.headers.replaceOrAdd(name: "Connection", value: "close") }
-            request = r
             context.write(wrapOutboundOut(.head(out)), promise: nil)
         case .body(let buffer):
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
@@ -387,7 +394,7 @@ final class HTTPSession: ChannelInboundHandler {
     func backendReadComplete() { context?.flush() }
 
     func backendFailed(_ connection: BackendConnection, error: any Error) {
-        guard var r = request, r.connection === connection else { return }
+        guard let r = request, r.connection === connection else { return }
         connection.session = nil
         connection.close()
         r.connection = nil
@@ -402,12 +409,11 @@ final class HTTPSession: ChannelInboundHandler {
                 frontend.connectFailed(index: i, server: server, error: error, wasCounted: true)
             }
         }
-        request = r
         retryOrFail(status: .badGateway, "server \(r.server?.label ?? "?") closed the connection before answering")
     }
 
     func backendTimedOut(_ connection: BackendConnection) {
-        guard var r = request, r.connection === connection else {
+        guard let r = request, r.connection === connection else {
             connection.close()
             return
         }
@@ -416,7 +422,6 @@ final class HTTPSession: ChannelInboundHandler {
         r.connection = nil
         if let i = r.serverIndex { frontend.pool.release(i) }
         r.serverIndex = nil
-        request = r
         if r.responseStarted {
             context?.close(promise: nil)
         } else {
@@ -485,23 +490,5 @@ final class HTTPSession: ChannelInboundHandler {
         var n = head.method.rawValue.utf8.count + head.uri.utf8.count + 12
         for (name, value) in head.headers { n += name.utf8.count + value.utf8.count + 4 }
         return n
-    }
-}
-
-/// First in an HTTP client pipeline: takes the stop signal (ChannelShouldQuiesceEvent) to the
-/// session instead of NIOHTTP1's pipelining handler, which would close a connection whose
-/// first request has not been read yet.
-final class QuiesceGate: ChannelInboundHandler {
-    typealias InboundIn = NIOAny
-    let session: HTTPSession
-
-    init(session: HTTPSession) { self.session = session }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent {
-            session.quiesce()
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 }
