@@ -4,31 +4,13 @@ import Foundation
 /// An inventory file for `cmctl node import`/`export`: admins bringing an existing cluster
 /// list its nodes as TOML (`[[node]]` tables) or CSV (header
 /// `name,mac,address,group,image,kernel_args`).
-public struct InventoryEntry: Sendable, Equatable {
-    public var name: String?
-    public var mac: MACAddress
-    public var address: IPv4Address?
-    public var group: String?
-    public var image: String?
-    public var kernelArgs: String?
-
-    public init(name: String?, mac: MACAddress, address: IPv4Address?, group: String?, image: String?, kernelArgs: String?) {
-        self.name = name
-        self.mac = mac
-        self.address = address
-        self.group = group
-        self.image = image
-        self.kernelArgs = kernelArgs
-    }
-}
-
 public enum InventoryFile {
     public static let csvHeader = ["name", "mac", "address", "group", "image", "kernel_args"]
 
-    public static func parseTOML(_ source: ConfigSource) throws(ConfigErrors) -> [InventoryEntry] {
+    public static func parseTOML(_ source: ConfigSource) throws(ConfigErrors) -> [NodeSpec] {
         let doc = try ConfigDocument(source)
         let root = doc.rootReader
-        var out: [InventoryEntry] = []
+        var out: [NodeSpec] = []
         var macs = Set<MACAddress>()
         for t in root.tables("node") {
             let name = t.string("name")
@@ -38,7 +20,7 @@ public enum InventoryFile {
             if mac == nil, !t.has("mac") { t.tableError("missing required key \"mac\"") }
             if let mac, !macs.insert(mac).inserted { t.error("mac", "\(mac) is listed twice") }
             let entry = mac.map {
-                InventoryEntry(name: name, mac: $0, address: t.ipv4("address"), group: t.string("group"), image: t.string("image"),
+                NodeSpec(name: name, mac: $0, address: t.ipv4("address"), group: t.string("group"), image: t.string("image"),
                                kernelArgs: t.string("kernel_args"))
             }
             t.finish()
@@ -51,9 +33,9 @@ public enum InventoryFile {
 
     /// CSV with a header line naming the columns (any order; `mac` required); empty cells
     /// are unset. Errors name file:line.
-    public static func parseCSV(_ text: String, file: String) throws(ConfigErrors) -> [InventoryEntry] {
+    public static func parseCSV(_ text: String, file: String) throws(ConfigErrors) -> [NodeSpec] {
         var errors: [ConfigError] = []
-        var out: [InventoryEntry] = []
+        var out: [NodeSpec] = []
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? String($0.dropLast()) : String($0) }
         guard let headerLine = lines.first(where: { !$0.isEmpty }) else { return [] }
         let header = headerLine.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
@@ -78,7 +60,7 @@ public enum InventoryFile {
                 address = parsed
             }
             if let n = row["name"], !PxedConfig.isName(n) { fail(i + 1, "name: \"\(n)\" is not a node name"); continue }
-            out.append(InventoryEntry(name: row["name"], mac: mac, address: address, group: row["group"], image: row["image"], kernelArgs: row["kernel_args"]))
+            out.append(NodeSpec(name: row["name"], mac: mac, address: address, group: row["group"], image: row["image"], kernelArgs: row["kernel_args"]))
         }
         if !errors.isEmpty { throw ConfigErrors(errors) }
         return out

@@ -83,23 +83,8 @@ public struct NodeRef: Codable, Sendable {
     public init(node: String) { self.node = node }
 }
 
-public struct NodeAddRequest: Codable, Sendable {
-    /// nil: the next name from the pattern.
-    public var name: String?
-    public var mac: MACAddress
-    public var address: IPv4Address?
-    public var group: String?
-    public var image: String?
-    public var kernelArgs: String?
-    public init(name: String?, mac: MACAddress, address: IPv4Address?, group: String?, image: String?, kernelArgs: String?) {
-        self.name = name
-        self.mac = mac
-        self.address = address
-        self.group = group
-        self.image = image
-        self.kernelArgs = kernelArgs
-    }
-}
+/// `cmctl node add`: the node to add (unset fields get cm-pxed's defaults).
+public typealias NodeAddRequest = NodeSpec
 
 /// Changes to one node; nil leaves a field as it is, "" (or `clear…`) empties it.
 public struct NodeSetRequest: Codable, Sendable {

@@ -177,7 +177,7 @@ struct Node: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let entries: [InventoryEntry]
+                let entries: [NodeSpec]
                 do {
                     if file.hasSuffix(".csv") {
                         let text = try String(contentsOfFile: file, encoding: .utf8)
@@ -199,8 +199,7 @@ struct Node: AsyncParsableCommand {
                             _ = try await conn.request(MessageType.nodeSet, r, as: NodeInfo.self)
                             updated += 1
                         } else {
-                            let r = NodeAddRequest(name: e.name, mac: e.mac, address: e.address, group: e.group, image: e.image, kernelArgs: e.kernelArgs)
-                            _ = try await conn.request(MessageType.nodeAdd, r, as: NodeInfo.self)
+                            _ = try await conn.request(MessageType.nodeAdd, e, as: NodeInfo.self)
                             added += 1
                         }
                     }

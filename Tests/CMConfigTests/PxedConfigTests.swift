@@ -81,8 +81,8 @@ let minimalPxed = "[pxed]\ninterface = \"br0\"\nserver_address = \"10.77.0.1\"\n
     @Test func csvWithHeaderInAnyOrder() throws {
         let text = "mac,name,address,group\n52:54:00:00:00:01,n1,10.77.0.11,default\n\n# comment\n52:54:00:00:00:02,,,\n"
         let e = try InventoryFile.parseCSV(text, file: "nodes.csv")
-        #expect(e == [InventoryEntry(name: "n1", mac: MACAddress("52:54:00:00:00:01")!, address: IPv4Address("10.77.0.11"), group: "default", image: nil, kernelArgs: nil),
-                      InventoryEntry(name: nil, mac: MACAddress("52:54:00:00:00:02")!, address: nil, group: nil, image: nil, kernelArgs: nil)])
+        #expect(e == [NodeSpec(name: "n1", mac: MACAddress("52:54:00:00:00:01")!, address: IPv4Address("10.77.0.11"), group: "default", image: nil, kernelArgs: nil),
+                      NodeSpec(name: nil, mac: MACAddress("52:54:00:00:00:02")!, address: nil, group: nil, image: nil, kernelArgs: nil)])
     }
 
     @Test func csvErrorsNameFileAndLine() {

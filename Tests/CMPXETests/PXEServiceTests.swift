@@ -96,7 +96,7 @@ import Testing
     @Test func bootScriptMarksBootingTakesTheOneShotImageAndTheFinalStageMarksBooted() throws {
         let s = try service(try pxedConfig())
         let mac = MACAddress("52:54:00:00:00:05")!
-        let added = try s.add(NodeAddRequest(name: "db1", mac: mac, address: IPv4Address("10.77.0.50"), group: nil, image: nil, kernelArgs: "x=1"))
+        let added = try s.add(NodeAddRequest(name: "db1", mac: mac, address: IPv4Address("10.77.0.50"), kernelArgs: "x=1"))
         #expect(added.state == .new && added.group == "default")
         _ = try s.set(NodeSetRequest(node: "db1", nextImage: "rescue"))
         let first = s.bootScript(mac: mac, from: IPv4Address("10.77.0.50")!)
@@ -114,25 +114,25 @@ import Testing
 
     @Test func inventoryEditsAreValidated() throws {
         let s = try service(try pxedConfig())
-        let a = try s.add(NodeAddRequest(name: nil, mac: MACAddress("52:54:00:00:00:01")!, address: nil, group: nil, image: nil, kernelArgs: nil))
+        let a = try s.add(NodeAddRequest(mac: MACAddress("52:54:00:00:00:01")!))
         #expect(a.name == "node001" && a.address == IPv4Address("10.77.0.110"))
         func code(_ work: () throws(WireError) -> NodeInfo) -> WireError.Code? {
             do { _ = try work(); return nil } catch { return error.code }
         }
-        #expect(code { () throws(WireError) in try s.add(NodeAddRequest(name: "x", mac: a.mac, address: nil, group: nil, image: nil, kernelArgs: nil)) } == .conflict)
+        #expect(code { () throws(WireError) in try s.add(NodeAddRequest(name: "x", mac: a.mac)) } == .conflict)
         let mac2 = MACAddress("52:54:00:00:00:02")!
-        #expect(code { () throws(WireError) in try s.add(NodeAddRequest(name: "node001", mac: mac2, address: nil, group: nil, image: nil, kernelArgs: nil)) } == .conflict)
-        #expect(code { () throws(WireError) in try s.add(NodeAddRequest(name: nil, mac: mac2, address: a.address, group: nil, image: nil, kernelArgs: nil)) } == .conflict)
-        #expect(code { () throws(WireError) in try s.add(NodeAddRequest(name: nil, mac: mac2, address: IPv4Address("10.9.0.1"), group: nil, image: nil, kernelArgs: nil)) } == .invalidArgument)
-        #expect(code { () throws(WireError) in try s.add(NodeAddRequest(name: nil, mac: mac2, address: nil, group: "nope", image: nil, kernelArgs: nil)) } == .invalidArgument)
-        #expect(code { () throws(WireError) in try s.add(NodeAddRequest(name: "bad name", mac: mac2, address: nil, group: nil, image: nil, kernelArgs: nil)) } == .invalidArgument)
+        #expect(code { () throws(WireError) in try s.add(NodeAddRequest(name: "node001", mac: mac2)) } == .conflict)
+        #expect(code { () throws(WireError) in try s.add(NodeAddRequest(mac: mac2, address: a.address)) } == .conflict)
+        #expect(code { () throws(WireError) in try s.add(NodeAddRequest(mac: mac2, address: IPv4Address("10.9.0.1"))) } == .invalidArgument)
+        #expect(code { () throws(WireError) in try s.add(NodeAddRequest(mac: mac2, group: "nope")) } == .invalidArgument)
+        #expect(code { () throws(WireError) in try s.add(NodeAddRequest(name: "bad name", mac: mac2)) } == .invalidArgument)
         let renamed = try s.set(NodeSetRequest(node: "node001", name: "web1", group: "gpu"))
         #expect(renamed.name == "web1" && renamed.group == "gpu")
         #expect(code { () throws(WireError) in try s.show("node001") } == .notFound)
         _ = try s.remove("web1")
         #expect(s.nodes.isEmpty)
         // Removal frees the address for the next one.
-        let b = try s.add(NodeAddRequest(name: nil, mac: mac2, address: nil, group: nil, image: nil, kernelArgs: nil))
+        let b = try s.add(NodeAddRequest(mac: mac2))
         #expect(b.name == "node001" && b.address == IPv4Address("10.77.0.110"))
     }
 }

@@ -11,7 +11,8 @@
 #  4. HTTP Range requests; bad input: TFTP path traversal, absolute paths, symlinks out of
 #     the root and writes are refused with TFTP errors; a good file arrives intact with
 #     blksize and windowsize; malformed DHCP datagrams are dropped and counted; the daemon
-#     goes on.
+#     goes on. cm-healthd checks an inventory node; the inventory is imported from CSV,
+#     exported as TOML and imported again; a bad CSV changes nothing.
 #  5. proxyDHCP: dnsmasq hands out addresses (no boot options), cm-pxed only boot information.
 #  6. follow_vipd: DHCP is answered only while cm-vipd reports this master active; silent
 #     without cm-vipd and again when it stops.
@@ -187,7 +188,20 @@ wait_for 10 "cm-healthd checks the inventory node probe1 and finds it up" probe_
 cmctl node rm probe1 >/dev/null
 wait_for 5 "probe1's check goes with it" probe_is ""
 kill -TERM "$PID_healthd"
-pass "HTTP: 206 for a range, 416 past the end, 404 for ..; TFTP: traversal, absolute, symlink escape and write refused ($refused refusals); 3 MB intact; malformed DHCP counted; cm-pxed alive; cm-healthd follows the inventory"
+
+# An existing cluster's inventory comes in as CSV and goes out as TOML and back.
+printf 'name,mac,address,group,kernel_args\nimp1,52:54:00:77:01:01,10.177.0.60,default,quiet\n,52:54:00:77:01:02,,,\n' > "$T/nodes.csv"
+out=$(cmctl node import "$T/nodes.csv") && [ "$out" = "$T/nodes.csv: 2 nodes added, 0 updated" ] || fail "CSV import said: $out"
+[ "$(node_field 52:54:00:77:01:01 address)" = 10.177.0.60 ] && [ "$(node_field 52:54:00:77:01:01 kernelArgs)" = quiet ] || { nodes; fail "imp1 not imported as written"; }
+cmctl node export > "$T/export.toml"
+grep -q '^name = "imp1"$' "$T/export.toml" && grep -q '^address = "10.177.0.60"$' "$T/export.toml" || fail "export lacks imp1"
+total=$(nodes | jq length)
+out=$(cmctl node import "$T/export.toml") && [ "$out" = "$T/export.toml: 0 nodes added, $total updated" ] || fail "re-import of the export said: $out"
+printf 'name,mac\nbad,zz\n' > "$T/bad.csv"
+out=$(cmctl node import "$T/bad.csv" 2>&1) && fail "a bad CSV was imported"
+echo "$out" | grep -q "bad.csv:2:1: mac: \"zz\" is not a MAC address" || fail "bad CSV error was: $out"
+[ "$(nodes | jq length)" = "$total" ] || fail "a failed import changed the inventory"
+pass "HTTP: 206 for a range, 416 past the end, 404 for ..; TFTP: traversal, absolute, symlink escape and write refused ($refused refusals); 3 MB intact; malformed DHCP counted; cm-pxed alive; cm-healthd follows the inventory; CSV import, TOML export and re-import"
 
 log "5. proxyDHCP beside dnsmasq"
 kill -TERM "$PID_pxed"; wait "$PID_pxed" 2>/dev/null || true
