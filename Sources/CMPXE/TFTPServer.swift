@@ -174,27 +174,29 @@ final class TFTPServer: @unchecked Sendable {
 
         mutating func run(oack: [UInt8]?) -> Outcome {
             var receive = [UInt8](repeating: 0, count: 1024)
+            let initialTimeout = timeout
             if let oack {
                 var tries = 0
-                while true {
+                acknowledged: while true {
                     guard oack.withUnsafeBytes({ socket.send($0) }) else { return .failed("send: \(String(cString: strerror(errno)))") }
-                    if let n = socket.receive(into: &receive, timeout: timeout) {
+                    let deadline = ContinuousClock.now + timeout
+                    while ContinuousClock.now < deadline {
+                        guard let n = socket.receive(into: &receive, timeout: deadline - ContinuousClock.now) else { break }
                         switch try? TFTPPacket(parsing: receive[0..<n]) {
-                        case .ack(0): break
+                        case .ack(0): break acknowledged
                         case .error(let code, let message): return .failed("client answered the options with error \(code.rawValue): \(message)")
-                        default: continue
+                        default: continue  // a stray datagram: wait on for the ACK, no sooner resend
                         }
-                        break
                     }
                     tries += 1
                     if tries > retries { return .failed("no ACK of the options after \(retries) retries") }
                     timeout = min(timeout * 2, .seconds(16))
                 }
+                timeout = initialTimeout
             }
             var packet = [UInt8](repeating: 0, count: 4 + blockSize)
             packet[1] = UInt8(TFTPPacket.Opcode.data.rawValue)
             var base = 1, tries = 0
-            let initialTimeout = timeout
             while base <= lastBlock {
                 let end = min(base + window, lastBlock + 1)
                 for i in base..<end {
