@@ -15,6 +15,9 @@ public final class PXEService: Sendable {
         var nodes: [MACAddress: NodeInfo]
         /// Answering DHCP: standalone, or cm-vipd says this master is active.
         var active: Bool
+
+        /// The name a new node gets: the next free one from name_pattern.
+        var nextName: String { PXEService.nextName(config, taken: Set(nodes.values.map(\.name))) }
     }
 
     let inventory: Inventory
@@ -110,6 +113,7 @@ public final class PXEService: Sendable {
             return nil
         }
         let now = Date()
+        let epoch = Int64(now.timeIntervalSince1970)
         let booting = m.isPXEClient || m.isIPXE
         var out: Outgoing?
         var publish: [NodeEvent] = []
@@ -121,10 +125,10 @@ public final class PXEService: Sendable {
                 // Discovery: a PXE client we do not know becomes a node.
                 var node = s.nodes[mac]
                 if node == nil, booting, type == .discover || type == .request {
-                    var fresh = NodeInfo(name: Self.nextName(config, taken: Set(s.nodes.values.map(\.name))), mac: mac,
+                    var fresh = NodeInfo(name: s.nextName, mac: mac,
                                          group: config.pxed.defaultGroup, arch: BootPlan.architecture(m.clientArchitectures),
                                          state: .discovered, firstSeen: now, lastSeen: now)
-                    if let machine = s.machine { fresh.address = machine.address(for: mac, now: Int64(now.timeIntervalSince1970)) }
+                    if let machine = s.machine { fresh.address = machine.address(for: mac, now: epoch) }
                     try inventory.save(fresh)
                     s.nodes[mac] = fresh
                     s.machine?.pool.staticLeases[mac] = fresh.address
@@ -134,7 +138,7 @@ public final class PXEService: Sendable {
                 } else if var known = node, booting {
                     // Addresses for admin-added nodes without one, and the architecture, on first sight.
                     var changed = false
-                    if known.address == nil, let machine = s.machine, let a = machine.address(for: mac, now: Int64(now.timeIntervalSince1970)) {
+                    if known.address == nil, let machine = s.machine, let a = machine.address(for: mac, now: epoch) {
                         known.address = a
                         s.machine?.pool.staticLeases[mac] = a
                         changed = true
@@ -174,7 +178,7 @@ public final class PXEService: Sendable {
                     note = "\(type) from \(mac) relayed by \(m.giaddr), outside \(network): not answered"
                     return
                 }
-                let outcome = machine.handle(m, now: Int64(now.timeIntervalSince1970))
+                let outcome = machine.handle(m, now: epoch)
                 try inventory.store(outcome.changed)
                 s.machine = machine
                 note = outcome.note
@@ -218,47 +222,36 @@ public final class PXEService: Sendable {
     func bootScript(mac: MACAddress, from client: IPv4Address, record: Bool = true) -> String {
         if !record {
             return state.withLock { s in
-                let node = s.nodes[mac] ?? NodeInfo(name: Self.nextName(s.config, taken: Set(s.nodes.values.map(\.name))), mac: mac, group: s.config.pxed.defaultGroup)
-                let image = BootPlan.image(for: node, config: s.config)
-                return BootPlan.script(node: node, image: image, template: template(image, s.config), files: imageFiles(image, config: s.config), config: s.config)
+                let node = s.nodes[mac] ?? NodeInfo(name: s.nextName, mac: mac, group: s.config.pxed.defaultGroup)
+                return render(node, image: BootPlan.image(for: node, config: s.config), config: s.config)
             }
         }
         let now = Date()
-        let (text, event): (String, NodeEvent?) = state.withLock { s in
-            let config = s.config
-            guard var node = s.nodes[mac] else {
-                // Booting without DHCP from us (proxy mode missed, or a static iPXE script):
-                // a node all the same.
-                var fresh = NodeInfo(name: Self.nextName(config, taken: Set(s.nodes.values.map(\.name))), mac: mac,
-                                     group: config.pxed.defaultGroup, state: .discovered, firstSeen: now, lastSeen: now)
-                fresh.address = client
-                s.nodes[mac] = fresh
-                try? inventory.save(fresh)
-                return (script(for: &s, node: &fresh, client: client, now: now), NodeEvent(node: fresh.name, mac: mac, address: client, state: .booting, image: fresh.lastImage, at: now))
-            }
-            let text = script(for: &s, node: &node, client: client, now: now)
-            return (text, NodeEvent(node: node.name, mac: mac, address: node.address, state: .booting, image: node.lastImage, at: now))
+        let (text, event): (String, NodeEvent) = state.withLock { s in
+            // A MAC address booting without DHCP from us (proxy mode missed, or a static
+            // iPXE script) is a node all the same.
+            var node = s.nodes[mac]
+                ?? NodeInfo(name: s.nextName, mac: mac, address: client, group: s.config.pxed.defaultGroup, state: .discovered, firstSeen: now)
+            let image = BootPlan.image(for: node, config: s.config)
+            node.nextImage = nil
+            node.state = .booting
+            node.bootCount += 1
+            node.lastSeen = now
+            node.lastImage = image
+            if s.config.pxed.mode != .dhcp { node.address = client }
+            s.nodes[mac] = node
+            do { try inventory.save(node) } catch { logger.error("storing node \(node.name): \(error)") }
+            return (render(node, image: image, config: s.config),
+                    NodeEvent(node: node.name, mac: mac, address: node.address, state: .booting, image: image, at: now))
         }
-        if let event {
-            logger.notice("node \(event.node) (\(mac)) is booting image \(event.image ?? "-") from \(client)")
-            try? events.publish(topic: Topic.node, type: MessageType.nodeEvent, body: event)
-        }
+        logger.notice("node \(event.node) (\(mac)) is booting image \(event.image ?? "-") from \(client)")
+        try? events.publish(topic: Topic.node, type: MessageType.nodeEvent, body: event)
         return text
     }
 
-    private func script(for s: inout State, node: inout NodeInfo, client: IPv4Address, now: Date) -> String {
-        let image = BootPlan.image(for: node, config: s.config)
-        let files = imageFiles(image, config: s.config)
-        let template = template(image, s.config)
-        node.nextImage = nil
-        node.state = .booting
-        node.bootCount += 1
-        node.lastSeen = now
-        node.lastImage = image
-        if s.config.pxed.mode != .dhcp { node.address = client }
-        s.nodes[node.mac] = node
-        do { try inventory.save(node) } catch { logger.error("storing node \(node.name): \(error)") }
-        return BootPlan.script(node: node, image: image, template: template, files: files, config: s.config)
+    /// The script of `image` for `node`: the image's template filled in, or the default one.
+    private func render(_ node: NodeInfo, image: String, config: PxedConfig) -> String {
+        BootPlan.script(node: node, image: image, template: template(image, config), files: imageFiles(image, config: config), config: config)
     }
 
     /// The image's own iPXE script template, boot.ipxe.in, if it has one.
@@ -304,7 +297,7 @@ public final class PXEService: Sendable {
         let result: Result<NodeInfo, WireError> = state.withLock { s in
             let config = s.config
             if let other = s.nodes[r.mac] { return .failure(WireError(.conflict, "\(r.mac) is already node \(other.name)")) }
-            let name = r.name ?? Self.nextName(config, taken: Set(s.nodes.values.map(\.name)))
+            let name = r.name ?? s.nextName
             guard let problem = validate(name: name, address: r.address, group: r.group, image: r.image, except: nil, in: s) else {
                 var node = NodeInfo(name: name, mac: r.mac, address: r.address, group: r.group ?? config.pxed.defaultGroup, image: r.image,
                                     kernelArgs: r.kernelArgs)

@@ -151,7 +151,7 @@ final class TFTPServer: @unchecked Sendable {
         case .done:
             counters.add("tftp_completed")
             counters.add("tftp_bytes", size)
-            let seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18 + Double((ContinuousClock.now - started).components.seconds)
+            let seconds = (ContinuousClock.now - started).seconds
             logger.info("TFTP: sent \(file) (\(size) bytes, blksize \(n.blockSize), windowsize \(n.windowSize)) to \(client) in \(String(format: "%.2f", seconds)) s")
         case .failed(let why):
             counters.add("tftp_failed")

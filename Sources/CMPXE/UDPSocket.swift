@@ -84,7 +84,7 @@ final class UDPSocket: @unchecked Sendable {
     /// Waits up to `timeout` for a datagram on a connected socket; nil on timeout.
     func receive(into buffer: inout [UInt8], timeout: Duration) -> Int? {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let ms = Int32(clamping: timeout.milliseconds)
         let r = poll(&p, 1, max(ms, 1))
         guard r > 0 else { return nil }
         let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }

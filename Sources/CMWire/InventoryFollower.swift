@@ -2,7 +2,9 @@ import Foundation
 import Logging
 
 /// Following cm-pxed's node inventory from another daemon (cm-healthd checks its nodes):
-/// subscribe to node events, take the list, and take it again after every event. While
+/// subscribe to node events, take the list, and take it again after every event that may
+/// change it (an edit, a node not yet listed, an address that moved): names, addresses and
+/// groups stay current, boot states in the list do not (watch node events for those). While
 /// cm-pxed is away (not installed, restarting), retry every 2 s and keep the last list.
 public enum InventoryFollower {
     /// Runs until cancelled; `update` gets the whole inventory after each (re)connection and
@@ -19,7 +21,14 @@ public enum InventoryFollower {
                         logger.info("following cm-pxed's inventory: \(nodes.count) nodes")
                         reported = false
                         await update(nodes)
-                        while try await conn.nextEvent() != nil {
+                        while let event = try await conn.nextEvent() {
+                            // A boot step of a node just as the list has it (name, address)
+                            // changes nothing a follower uses: no new list for each of the
+                            // three events of every node's boot.
+                            if event.header.type == MessageType.nodeEvent, let e = try? event.body(as: NodeEvent.self),
+                               nodes.contains(where: { $0.mac == e.mac && $0.name == e.node && $0.address == e.address }) {
+                                continue
+                            }
                             nodes = try await conn.request(MessageType.nodeList, Empty(), as: NodeListReply.self).nodes
                             await update(nodes)
                         }

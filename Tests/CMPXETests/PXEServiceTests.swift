@@ -16,7 +16,7 @@ import Testing
     init() throws {
         dir = NSTemporaryDirectory() + "cm-pxe-unit-\(UInt64.random(in: 0...UInt64.max))"
         try FileManager.default.createDirectory(atPath: dir + "/images/debian", withIntermediateDirectories: true)
-        for f in ["vmlinuz", "initrd.img"] { FileManager.default.createFile(atPath: dir + "/images/debian/" + f, contents: Data("x".utf8)) }
+        for f in ["vmlinuz", "initrd.img"] { try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/images/debian/" + f)) }
     }
 
     deinit { try? FileManager.default.removeItem(atPath: dir) }
