@@ -220,7 +220,10 @@ wait_for 3 "client reaches $VIP at $VMAC" client_reaches_vmac
 # Bridge port (ifindex in the LAN namespace) that learned the virtual MAC, and M's port.
 port_of_vmac() { ip -n "$LAN" -o link show dev "$(bridge -n "$LAN" fdb show br br0 | awk -v m="$VMAC" '$1 == m && $0 !~ /permanent/ {print $3; exit}')" | cut -d: -f1; }
 port_of() { ip -n "$(ns_of "$1")" -o link show eth0 | sed -n 's/^[0-9]*: eth0@if\([0-9]*\):.*/\1/p'; }
-[ "$(port_of_vmac)" = "$(port_of m1)" ] || fail "the bridge learned $VMAC on port $(port_of_vmac), not m1's ($(port_of m1))"
+vmac_on_port_of() { [ "$(port_of_vmac)" = "$(port_of "$1")" ]; }
+# Polled: the forwarding entry can be missing for a moment (seen once on a loaded machine:
+# the one-shot check failed, its message then showed the right port).
+wait_for 3 "the bridge learned $VMAC on m1's port" vmac_on_port_of m1
 kill -TERM "$(vipd_pid m1)"; wait "$(vipd_pid m1)" 2>/dev/null || true
 wait_for 3 "m2 takes over on vrrp.51" vmac_has_vip m2
 ! ip -n "$(ns_of m1)" link show vrrp.51 >/dev/null 2>&1 || fail "m1 left vrrp.51 behind after SIGTERM"
@@ -229,7 +232,6 @@ wait_for 3 "m2 takes over on vrrp.51" vmac_has_vip m2
 # The client's entry was never changed: the same MAC now lives behind m2's port.
 ip -n "$(ns_of c1)" neigh show "$VIP" | grep -q "$VMAC" || fail "the client's ARP entry for $VIP changed"
 wait_for 3 "client reaches $VIP through m2" client_reaches_vmac
-vmac_on_port_of() { [ "$(port_of_vmac)" = "$(port_of "$1")" ]; }
 wait_for 3 "the bridge learned $VMAC on m2's port" vmac_on_port_of m2
 # A killed daemon leaves vrrp.51 with the VIP; the next start replaces it.
 vipd_start m1
