@@ -1,4 +1,3 @@
-import NIOCore
 import Synchronization
 
 /// `[lbd] max_connections` over all frontends: at the limit the listeners stop accepting, so
@@ -10,8 +9,6 @@ final class ConnectionLimiter: Sendable {
         var active = 0
         /// Listeners that stopped reading, resumed when a slot frees.
         var waiting: [@Sendable () -> Void] = []
-        /// Every open client connection, for quiescing them on stop.
-        var children: [ObjectIdentifier: Channel] = [:]
         /// Stopping: listeners held back at the limit stay so.
         var stopped = false
     }
@@ -39,26 +36,8 @@ final class ConnectionLimiter: Sendable {
         }
     }
 
-    fileprivate func opened(_ child: Channel) {
-        state.withLock {
-            $0.active += 1
-            $0.children[ObjectIdentifier(child)] = child
-        }
-    }
-
-    fileprivate func closed(_ child: Channel) {
-        let resume = state.withLock { s -> [@Sendable () -> Void] in
-            s.active -= 1
-            s.children[ObjectIdentifier(child)] = nil
-            guard s.active < s.limit else { return [] }
-            defer { s.waiting.removeAll() }
-            return s.waiting
-        }
-        resume.forEach { $0() }
-    }
-
-    /// For connections that are not NIO channels (TCP mode's own loops): counts one when
-    /// below the limit and returns true; otherwise `resume` runs once a slot frees.
+    /// Counts one connection when below the limit and returns true; otherwise `resume` runs
+    /// once a slot frees.
     func tryOpen(orWait resume: @escaping @Sendable () -> Void) -> Bool {
         state.withLock { s in
             if s.stopped { return false }
@@ -80,64 +59,5 @@ final class ConnectionLimiter: Sendable {
             return s.waiting
         }
         resume.forEach { $0() }
-    }
-
-    /// True when below the limit; otherwise `resume` runs once a slot frees.
-    fileprivate func admit(orWait resume: @escaping @Sendable () -> Void) -> Bool {
-        state.withLock { s in
-            if s.stopped { return false }
-            if s.active < s.limit { return true }
-            s.waiting.append(resume)
-            return false
-        }
-    }
-
-    func handler() -> AcceptLimitHandler { AcceptLimitHandler(limiter: self) }
-
-    /// Waits (at most a second) until every accepted connection is active, i.e. through
-    /// NIO's child setup; see `FrontendListener.close`.
-    func waitUntilAcceptedAreSetUp() async {
-        let deadline = ContinuousClock.now + .seconds(1)
-        while ContinuousClock.now < deadline {
-            let pending = state.withLock { $0.children.values.contains { !$0.isActive } }
-            if !pending { return }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-    }
-
-    /// Asks every open connection to finish: HTTP ones close after the response in progress
-    /// (idle ones at once, NIOHTTP1's pipelining handler does this), TCP ones run to their end.
-    func quiesceAll() {
-        let children = state.withLock { Array($0.children.values) }
-        for child in children {
-            child.eventLoop.execute { child.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
-        }
-    }
-}
-
-/// On a listening channel: counts accepted connections and holds back accepting at the limit.
-final class AcceptLimitHandler: ChannelDuplexHandler {
-    typealias InboundIn = Channel
-    typealias InboundOut = Channel
-    typealias OutboundIn = NIOAny
-
-    let limiter: ConnectionLimiter
-
-    init(limiter: ConnectionLimiter) { self.limiter = limiter }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let child = unwrapInboundIn(data)
-        limiter.opened(child)
-        let limiter = self.limiter
-        child.closeFuture.whenComplete { _ in limiter.closed(child) }
-        context.fireChannelRead(data)
-    }
-
-    func read(context: ChannelHandlerContext) {
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        let loop = context.eventLoop
-        if limiter.admit(orWait: { loop.execute { bound.value.read() } }) {
-            context.read()
-        }
     }
 }

@@ -4,15 +4,11 @@ import CMWire
 import Foundation
 import Glibc
 import Logging
-import NIOCore
-import NIOPosix
 import Synchronization
 
 /// cm-lbd's state: the event loops, one listener per frontend, one pool per backend, the
 /// cm-healthd subscription that takes servers out and back, drains, reloads and the stop.
 public actor LBService {
-    let group: MultiThreadedEventLoopGroup
-    let httpPools: HTTPConnectionPools
     let limiter: ConnectionLimiter
     let events: EventHub
     let logger: Logger
@@ -21,8 +17,8 @@ public actor LBService {
     var passedSockets: [IPv4Endpoint: CInt]
     private(set) var config: LbdConfig
     var pools: [String: BackendPool] = [:]
-    var listeners: [String: Listener] = [:]
-    /// TCP mode's event loops (HTTP mode runs on `group`).
+    var listeners: [String: L4Listener] = [:]
+    /// The event loops every frontend's connections run on.
     let engine: L4Engine
     var counters: [String: FrontendCounters] = [:]
     /// What `cmctl lb drain` drained, applied again to pools made by a reload.
@@ -33,9 +29,7 @@ public actor LBService {
     private var stopping = false
 
     public init(config: LbdConfig, passedSockets: [CInt], runtimeDirectory: String, events: EventHub, logger: Logger) throws {
-        let threads = config.lbd.threads > 0 ? config.lbd.threads : System.coreCount
-        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
-        httpPools = HTTPConnectionPools(group: group)
+        let threads = config.lbd.threads > 0 ? config.lbd.threads : ProcessInfo.processInfo.activeProcessorCount
         limiter = ConnectionLimiter(limit: config.lbd.maxConnections)
         engine = try L4Engine(threads: threads, limiter: limiter)
         self.config = config
@@ -51,7 +45,7 @@ public actor LBService {
 
     /// Opens every frontend; throws when one cannot listen.
     public func start() async throws {
-        logger.info("cm-lbd: \(engine.loops.count) threads for TCP frontends, as many for HTTP ones; \(config.frontends.count) frontends")
+        logger.info("cm-lbd: \(engine.loops.count) threads, \(config.frontends.count) frontends")
         try await apply(config, initial: true)
         for endpoint in passedSockets.keys.sorted(by: { $0.description < $1.description }) {
             logger.warning("systemd passed a socket for \(endpoint), but no frontend listens there; check lbd.toml against the cm-lbd-frontend@ sockets")
@@ -81,7 +75,7 @@ public actor LBService {
             }
             newPools[b.name] = pool
         }
-        var started: [String: Listener] = [:]
+        var started: [String: L4Listener] = [:]
         for f in new.frontends {
             let counters = self.counters[f.name] ?? FrontendCounters()
             self.counters[f.name] = counters
@@ -90,31 +84,27 @@ public actor LBService {
             let runtime = FrontendRuntime(config: f, pool: pool, counters: counters, logger: logger) { [events] change in
                 try? events.publish(topic: Topic.lb, type: MessageType.lbServer, body: change)
             }
-            if let existing = listeners[f.name], existing.current.config.listen == f.listen, existing.current.config.mode == f.mode {
-                existing.replace(runtime)
+            // Same address: the socket stays, new connections take the new settings (mode too).
+            if let existing = listeners[f.name], existing.runtime.current.config.listen == f.listen {
+                existing.runtime.replace(runtime)
                 started[f.name] = existing
                 continue
             }
             if let existing = listeners[f.name] { await close(existing) }
             let fd = passedSockets.removeValue(forKey: f.listen)
             do {
-                switch f.mode {
-                case .tcp:
-                    let socket = try fd.map(L4Listener.adopt) ?? L4Listener.bind(f.listen)
-                    let listener = L4Listener(fd: socket, runtime: runtime)
-                    engine.add(listener)
-                    started[f.name] = .tcp(listener)
-                case .http:
-                    started[f.name] = .http(try await FrontendListener.start(runtime, group: group, descriptor: fd, limiter: limiter, pools: httpPools))
-                }
+                let socket = try fd.map(L4Listener.adopt) ?? L4Listener.bind(f.listen)
+                let listener = L4Listener(fd: socket, runtime: runtime)
+                engine.add(listener)
+                started[f.name] = listener
             } catch {
-                for (name, l) in started where listeners[name]?.id != l.id { await close(l) }
+                for (name, l) in started where listeners[name] !== l { await close(l) }
                 throw LBError("frontend \(f.name): cannot listen on \(f.listen): \(error)")
             }
             logger.info("frontend \(f.name): \(f.mode.rawValue) on \(f.listen)\(fd != nil ? " (socket from systemd)" : "") → backend \(f.backend)")
         }
         for (name, l) in listeners where started[name] == nil {
-            logger.info("frontend \(name) removed: no new connections on \(l.current.config.listen); open ones finish")
+            logger.info("frontend \(name) removed: no new connections on \(l.runtime.current.config.listen); open ones finish")
             await close(l)
             counters[name] = nil
         }
@@ -179,26 +169,19 @@ public actor LBService {
         tracking?.cancel()
         limiter.stopAccepting()
         for l in listeners.values { await close(l) }
-        limiter.quiesceAll()
+        engine.quiesce()
         let deadline = ContinuousClock.now + config.lbd.drainTimeout
         while limiter.active > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(50))
         }
         if limiter.active > 0 { logger.notice("closing \(limiter.active) connections still open after \(DurationText.format(config.lbd.drainTimeout))") }
         await engine.shutdown()
-        httpPools.closeAll(on: group)
-        try? await group.shutdownGracefully()
     }
 
     /// Stops accepting on a frontend's socket and closes it; its connections go on.
-    private func close(_ listener: Listener) async {
-        switch listener {
-        case .tcp(let l):
-            await engine.remove(l)
-            Glibc.close(l.fd)
-        case .http(let l):
-            await l.close(limiter: limiter)
-        }
+    private func close(_ listener: L4Listener) async {
+        await engine.remove(listener)
+        Glibc.close(listener.fd)
     }
 
     // MARK: Following cm-healthd
@@ -262,31 +245,4 @@ public actor LBService {
 public struct LBError: Error, CustomStringConvertible {
     public var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// A frontend's listening socket: TCP mode on the L4 loops, HTTP mode on SwiftNIO.
-enum Listener: Sendable {
-    case tcp(L4Listener)
-    case http(FrontendListener)
-
-    var current: FrontendRuntime {
-        switch self {
-        case .tcp(let l): l.runtime.current
-        case .http(let l): l.current
-        }
-    }
-
-    func replace(_ runtime: FrontendRuntime) {
-        switch self {
-        case .tcp(let l): l.runtime.replace(runtime)
-        case .http(let l): l.replace(runtime)
-        }
-    }
-
-    var id: ObjectIdentifier {
-        switch self {
-        case .tcp(let l): ObjectIdentifier(l)
-        case .http(let l): ObjectIdentifier(l)
-        }
-    }
 }

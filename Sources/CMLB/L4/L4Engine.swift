@@ -5,13 +5,15 @@ import Foundation
 import Glibc
 import Synchronization
 
-/// TCP mode's own event loops: one thread per core on epoll(7), edge-triggered, each pair of
-/// sockets owned by one loop, bytes moved with read(2)/write(2) through two fixed buffers per
-/// pair, no allocation per read. Every loop watches every TCP frontend's listening socket with
-/// EPOLLEXCLUSIVE, so the kernel hands each new connection to one idle loop.
+/// cm-lbd's event loops: one thread per core on epoll(7), edge-triggered, each connection
+/// owned by one loop, bytes moved with read(2)/write(2) through buffers that live as long as
+/// the connection, no allocation per read. Every loop watches every frontend's listening
+/// socket with EPOLLEXCLUSIVE, so the kernel hands each new connection to one idle loop.
+/// TCP frontends' connections are `L4Pair`s, HTTP frontends' are `H1Session`s with pooled
+/// server connections (`H1Upstream`) per loop.
 ///
-/// TCP mode needs nothing of a protocol stack, and SwiftNIO's channel pipeline costs more per
-/// read than the kernel does (see the benchmark in the README); HTTP mode stays on SwiftNIO.
+/// SwiftNIO's channel pipeline costs more per read than the kernel does (see PERFORMANCE in
+/// cm-lbd(8)); HTTP mode uses SwiftNIO's HTTP/1 parser directly.
 final class L4Engine: Sendable {
     let loops: [L4Loop]
     /// max_connections, shared with the HTTP frontends.
@@ -42,6 +44,10 @@ final class L4Engine: Sendable {
         limiter.closeOne()
     }
 
+    /// The daemon stops: every HTTP connection closes after the response in progress (idle
+    /// ones at once); TCP ones run to their end.
+    func quiesce() { loops.forEach { $0.send(.quiesce) } }
+
     /// Starts accepting on `listener` in every loop.
     func add(_ listener: L4Listener) { loops.forEach { $0.send(.addListener(listener)) } }
 
@@ -69,7 +75,7 @@ struct L4Error: Error, CustomStringConvertible {
     init(_ what: String, errno e: Int32 = errno) { description = "\(what): \(String(cString: strerror(e)))" }
 }
 
-/// A TCP frontend's listening socket, watched by every loop.
+/// A frontend's listening socket, watched by every loop.
 final class L4Listener: Sendable {
     let fd: Int32
     let runtime: RuntimeRef
@@ -116,6 +122,8 @@ final class L4Loop: @unchecked Sendable {
         case addListener(L4Listener)
         case removeListener(Int32, done: @Sendable () -> Void)
         case resumeAccepting
+        /// The daemon stops: HTTP connections finish their request and close.
+        case quiesce
         case stop(done: @Sendable () -> Void)
     }
 
@@ -127,11 +135,17 @@ final class L4Loop: @unchecked Sendable {
     private let commands = Mutex<[Command]>([])
 
     // Owned by the loop's thread:
-    var pairs: [L4Pair?] = []
+    /// The owner of each socket in the epoll set, by file descriptor.
+    var handlers: [LoopHandler?] = []
     var listeners: [Int32: L4Listener] = [:]
     /// Listeners not watched while the engine is at max_connections.
     var paused: Set<Int32> = []
-    var open: [ObjectIdentifier: L4Pair] = [:]
+    var open: [ObjectIdentifier: LoopConnection] = [:]
+    /// Idle keep-alive connections to servers of HTTP frontends.
+    let upstreams = UpstreamPool()
+    /// Where reads land before they are parsed (HTTP mode).
+    let scratch = UnsafeMutableRawPointer.allocate(byteCount: L4Loop.scratchSize, alignment: 16)
+    static let scratchSize = 32 * 1024
     var stopping = false
     /// Buffers of closed pairs, reused: no malloc and no fresh pages per connection.
     private var spareBuffers: [UnsafeMutableRawPointer] = []
@@ -181,7 +195,7 @@ final class L4Loop: @unchecked Sendable {
                     accept(from: Int32(truncatingIfNeeded: tag & 0xffff_ffff))
                 } else {
                     let fd = Int32(truncatingIfNeeded: tag)
-                    if Int(fd) < pairs.count, let pair = pairs[Int(fd)] { pair.handle(fd: fd, events: e.events) }
+                    if Int(fd) < handlers.count, let handler = handlers[Int(fd)] { handler.handle(fd: fd, events: e.events) }
                 }
             }
             let now = L4Clock.nowMs()
@@ -206,8 +220,13 @@ final class L4Loop: @unchecked Sendable {
             case .resumeAccepting:
                 for fd in paused where listeners[fd] != nil { watch(fd) }
                 paused.removeAll()
+            case .quiesce:
+                let now = L4Clock.nowMs()
+                for c in Array(open.values) { c.quiesce(now: now) }
+                upstreams.closeAll()
             case .stop(let done):
-                for pair in Array(open.values) { pair.close() }
+                for c in Array(open.values) { c.close() }
+                upstreams.closeAll()
                 for fd in listeners.keys where !paused.contains(fd) { epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil) }
                 listeners.removeAll()
                 done()
@@ -238,16 +257,25 @@ final class L4Loop: @unchecked Sendable {
                 engine.released()
                 return
             }
-            let pair = L4Pair(loop: self, clientFD: fd, runtime: listener.runtime.current)
-            register(pair, fd: fd)
-            open[ObjectIdentifier(pair)] = pair
-            pair.start()
+            let runtime = listener.runtime.current
+            switch runtime.config.mode {
+            case .tcp:
+                let pair = L4Pair(loop: self, clientFD: fd, runtime: runtime)
+                register(pair, fd: fd)
+                open[ObjectIdentifier(pair)] = pair
+                pair.start()
+            case .http:
+                let session = H1Session(loop: self, clientFD: fd, runtime: runtime)
+                register(session, fd: fd)
+                open[ObjectIdentifier(session)] = session
+                session.start()
+            }
         }
     }
 
-    func register(_ pair: L4Pair, fd: Int32) {
-        if Int(fd) >= pairs.count { pairs.append(contentsOf: repeatElement(nil, count: Int(fd) + 1024 - pairs.count)) }
-        pairs[Int(fd)] = pair
+    func register(_ handler: LoopHandler, fd: Int32) {
+        if Int(fd) >= handlers.count { handlers.append(contentsOf: repeatElement(nil, count: Int(fd) + 1024 - handlers.count)) }
+        handlers[Int(fd)] = handler
         var event = epoll_event()
         event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
         event.data.u64 = UInt64(UInt32(bitPattern: fd))
@@ -255,7 +283,7 @@ final class L4Loop: @unchecked Sendable {
     }
 
     func unregister(fd: Int32) {
-        if Int(fd) < pairs.count { pairs[Int(fd)] = nil }
+        if Int(fd) < handlers.count { handlers[Int(fd)] = nil }
         // close(2) removes it from the epoll set.
     }
 
@@ -271,13 +299,27 @@ final class L4Loop: @unchecked Sendable {
         }
     }
 
-    func closed(_ pair: L4Pair) {
-        if open.removeValue(forKey: ObjectIdentifier(pair)) != nil { engine.released() }
+    func closed(_ connection: LoopConnection) {
+        if open.removeValue(forKey: ObjectIdentifier(connection)) != nil { engine.released() }
     }
 
     private func sweep(now: UInt64) {
-        for pair in Array(open.values) { pair.checkTimeouts(now: now) }
+        for c in Array(open.values) { c.checkTimeouts(now: now) }
+        upstreams.sweep(now: now)
     }
+}
+
+/// What a loop's epoll set points at: the owner of a socket.
+protocol LoopHandler: AnyObject {
+    func handle(fd: Int32, events: UInt32)
+}
+
+/// A client connection a loop owns: timed out by its sweep, asked to finish or closed when
+/// the daemon stops.
+protocol LoopConnection: LoopHandler {
+    func checkTimeouts(now: UInt64)
+    func quiesce(now: UInt64)
+    func close()
 }
 
 enum L4Clock {

@@ -11,7 +11,7 @@ import Glibc
 /// when both sides have ended, or either fails, both sockets close. Until the server connection
 /// is up nothing is read from the client: a refused or timed-out connect marks the server failed
 /// and the next one is tried, unseen by the client.
-final class L4Pair {
+final class L4Pair: LoopConnection {
     static let listenerBit: UInt64 = 1 << 63
     static let bufferSize = 32 * 1024
 
@@ -253,6 +253,9 @@ final class L4Pair {
             close()
         }
     }
+
+    /// TCP connections run to their end when the daemon stops.
+    func quiesce(now: UInt64) {}
 
     func close() {
         guard !done else { return }
