@@ -13,3 +13,7 @@
 #include <fcntl.h>
 // accept4(2) is declared only under _GNU_SOURCE; glibc has it regardless.
 extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+// sched_setaffinity(2) and sched_getaffinity(2) likewise (the mask is a plain bit array,
+// cpu_set_t's layout).
+extern int sched_setaffinity(int pid, unsigned long cpusetsize, const void *mask);
+extern int sched_getaffinity(int pid, unsigned long cpusetsize, void *mask);

@@ -31,7 +31,7 @@ public actor LBService {
     public init(config: LbdConfig, passedSockets: [CInt], runtimeDirectory: String, events: EventHub, logger: Logger) throws {
         let threads = config.lbd.threads > 0 ? config.lbd.threads : ProcessInfo.processInfo.activeProcessorCount
         limiter = ConnectionLimiter(limit: config.lbd.maxConnections)
-        engine = try L4Engine(threads: threads, limiter: limiter)
+        engine = try L4Engine(threads: threads, pin: config.lbd.pinThreads, limiter: limiter)
         self.config = config
         self.events = events
         self.logger = logger
@@ -45,7 +45,8 @@ public actor LBService {
 
     /// Opens every frontend; throws when one cannot listen.
     public func start() async throws {
-        logger.info("cm-lbd: \(engine.loops.count) threads, \(config.frontends.count) frontends")
+        let cpus = engine.loops.compactMap(\.cpu)
+        logger.info("cm-lbd: \(engine.loops.count) threads\(cpus.isEmpty ? "" : " on CPUs \(cpus.map(String.init).joined(separator: ", "))"), \(config.frontends.count) frontends")
         try await apply(config, initial: true)
         for endpoint in passedSockets.keys.sorted(by: { $0.description < $1.description }) {
             logger.warning("systemd passed a socket for \(endpoint), but no frontend listens there; check lbd.toml against the cm-lbd-frontend@ sockets")
@@ -62,6 +63,9 @@ public actor LBService {
     }
 
     public func reload(_ new: LbdConfig) async throws {
+        if new.lbd.threads != config.lbd.threads || new.lbd.pinThreads != config.lbd.pinThreads {
+            logger.notice("lbd.toml: threads and pin_threads take effect at the next restart; keeping \(engine.loops.count) threads")
+        }
         try await apply(new, initial: false)
     }
 

@@ -45,6 +45,8 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     private var upSent = 0
 
     private var clientReadable = true, clientHangup = false, clientEOF = false
+    /// The client's socket is watched for writability (a response waits in `out`).
+    private var clientWatchedWritable = false
     private var lastClient: UInt64
     private var closed = false
     /// Write what `out` holds, then close.
@@ -449,12 +451,14 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             } else if n < 0, errno == EINTR {
                 continue
             } else if n < 0, errno == EAGAIN {
+                u.watchWritable(true)
                 return
             } else {
                 upstreamFailed(u, reason: "connection closed")
                 return
             }
         }
+        u.watchWritable(false)
         // All written: keep it only while it may be sent again.
         if !idempotent || !replayable || up.count > Self.retryBufferLimit {
             if up.count > Self.retryBufferLimit || !idempotent { replayable = false }
@@ -688,11 +692,19 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             } else if n < 0, errno == EINTR {
                 continue
             } else if n < 0, errno == EAGAIN {
+                if !clientWatchedWritable {
+                    clientWatchedWritable = true
+                    loop.watchWritable(clientFD, true)
+                }
                 return
             } else {
                 close()
                 return
             }
+        }
+        if clientWatchedWritable {
+            clientWatchedWritable = false
+            loop.watchWritable(clientFD, false)
         }
         if closeAfterFlush, lingerUntil == 0 {
             if lingerWanted, !clientEOF {
@@ -796,3 +808,4 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         loop.closed(self)
     }
 }
+

@@ -13,6 +13,8 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
     /// The session whose request this connection carries; nil while idle.
     var session: H1Session?
     var connecting = true
+    /// Watched for writability: while connecting, and while request bytes wait.
+    private var watchedWritable = true
     /// Edge-triggered: the socket may hold unread bytes.
     var readable = false
     var hangup = false
@@ -58,7 +60,7 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
         }
         let upstream = H1Upstream(loop: loop, fd: fd, server: server, now: L4Clock.nowMs())
         loop.register(upstream, fd: fd)
-        if rc == 0 { upstream.connecting = false }
+        if rc == 0 { upstream.connected() }
         return .success(upstream)
     }
 
@@ -71,7 +73,7 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
             var length = socklen_t(4)
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
             if error == 0, events & EPOLLHUP.rawValue != 0 { error = ECONNREFUSED }
-            if error == 0 { connecting = false }
+            if error == 0 { connected() }
             session?.upstreamConnected(self, error: error)
             return
         }
@@ -83,6 +85,19 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
             return
         }
         session.upstreamEvent(self, writable: events & (EPOLLOUT.rawValue | hangupBits) != 0)
+    }
+
+    /// Connected: from now on watched for writability only while a request waits.
+    private func connected() {
+        connecting = false
+        watchWritable(false)
+    }
+
+    /// Watches the socket for writability or stops (see `L4Loop.watchWritable`).
+    func watchWritable(_ on: Bool) {
+        guard on != watchedWritable else { return }
+        watchedWritable = on
+        loop.watchWritable(fd, on)
     }
 
     func close() {

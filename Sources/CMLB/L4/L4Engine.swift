@@ -20,10 +20,12 @@ final class L4Engine: Sendable {
     let limiter: ConnectionLimiter
     private let active = Atomic<Int>(0)
 
-    init(threads: Int, limiter: ConnectionLimiter) throws(L4Error) {
+    /// With `pin`, loop i runs on the i-th CPU the process may use (wrapping around).
+    init(threads: Int, pin: Bool, limiter: ConnectionLimiter) throws(L4Error) {
         self.limiter = limiter
+        let cpus = pin ? CPUAffinity.allowed() : []
         var loops: [L4Loop] = []
-        for i in 0..<threads { loops.append(try L4Loop(index: i)) }
+        for i in 0..<threads { loops.append(try L4Loop(index: i, cpu: cpus.isEmpty ? nil : cpus[i % cpus.count])) }
         self.loops = loops
         for loop in loops { loop.engine = self }
         for loop in loops { loop.start() }
@@ -47,6 +49,24 @@ final class L4Engine: Sendable {
     /// The daemon stops: every HTTP connection closes after the response in progress (idle
     /// ones at once); TCP ones run to their end.
     func quiesce() { loops.forEach { $0.send(.quiesce) } }
+
+    /// The loop a connection accepted by `acceptor` goes to: the acceptor unless another loop
+    /// has at least two fewer connections (EPOLLEXCLUSIVE wakes whichever loop is idle, which
+    /// left one loop with two thirds of the keep-alive connections and twice the latency).
+    /// The choice is counted at once, so a burst of accepts spreads too.
+    func assign(from acceptor: L4Loop) -> L4Loop {
+        var target = acceptor
+        var least = acceptor.load.load(ordering: .relaxed)
+        for loop in loops where loop !== acceptor {
+            let n = loop.load.load(ordering: .relaxed)
+            if n + 1 < least {
+                target = loop
+                least = n
+            }
+        }
+        target.load.add(1, ordering: .relaxed)
+        return target
+    }
 
     /// Starts accepting on `listener` in every loop.
     func add(_ listener: L4Listener) { loops.forEach { $0.send(.addListener(listener)) } }
@@ -122,17 +142,23 @@ final class L4Loop: @unchecked Sendable {
         case addListener(L4Listener)
         case removeListener(Int32, done: @Sendable () -> Void)
         case resumeAccepting
+        /// A connection another loop accepted for this one.
+        case adopt(Int32, FrontendRuntime)
         /// The daemon stops: HTTP connections finish their request and close.
         case quiesce
         case stop(done: @Sendable () -> Void)
     }
 
     let index: Int
+    /// The CPU the thread runs on; nil: wherever the scheduler puts it.
+    let cpu: Int?
     let epfd: Int32
     let wakeFD: Int32
     /// Set once after init, before the thread starts.
     unowned(unsafe) var engine: L4Engine!
     private let commands = Mutex<[Command]>([])
+    /// Connections this loop owns or is about to (see `L4Engine.assign`).
+    let load = Atomic<Int>(0)
 
     // Owned by the loop's thread:
     /// The owner of each socket in the epoll set, by file descriptor.
@@ -152,8 +178,9 @@ final class L4Loop: @unchecked Sendable {
 
     static let wakeTag: UInt64 = UInt64.max
 
-    init(index: Int) throws(L4Error) {
+    init(index: Int, cpu: Int?) throws(L4Error) {
         self.index = index
+        self.cpu = cpu
         epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epfd >= 0 else { throw L4Error("epoll_create1") }
         wakeFD = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
@@ -177,6 +204,7 @@ final class L4Loop: @unchecked Sendable {
     }
 
     private func run() {
+        if let cpu { CPUAffinity.pin(to: cpu) }
         let capacity = 256
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
@@ -220,6 +248,8 @@ final class L4Loop: @unchecked Sendable {
             case .resumeAccepting:
                 for fd in paused where listeners[fd] != nil { watch(fd) }
                 paused.removeAll()
+            case .adopt(let fd, let runtime):
+                start(fd: fd, runtime: runtime)
             case .quiesce:
                 let now = L4Clock.nowMs()
                 for c in Array(open.values) { c.quiesce(now: now) }
@@ -258,28 +288,49 @@ final class L4Loop: @unchecked Sendable {
                 return
             }
             let runtime = listener.runtime.current
-            switch runtime.config.mode {
-            case .tcp:
-                let pair = L4Pair(loop: self, clientFD: fd, runtime: runtime)
-                register(pair, fd: fd)
-                open[ObjectIdentifier(pair)] = pair
-                pair.start()
-            case .http:
-                let session = H1Session(loop: self, clientFD: fd, runtime: runtime)
-                register(session, fd: fd)
-                open[ObjectIdentifier(session)] = session
-                session.start()
+            let target = engine.assign(from: self)
+            if target === self {
+                start(fd: fd, runtime: runtime)
+            } else {
+                target.send(.adopt(fd, runtime))
             }
         }
     }
 
-    func register(_ handler: LoopHandler, fd: Int32) {
+    /// Takes on a client connection: a byte pump for TCP frontends, an HTTP session for HTTP ones.
+    private func start(fd: Int32, runtime: FrontendRuntime) {
+        switch runtime.config.mode {
+        case .tcp:
+            let pair = L4Pair(loop: self, clientFD: fd, runtime: runtime)
+            register(pair, fd: fd)
+            open[ObjectIdentifier(pair)] = pair
+            pair.start()
+        case .http:
+            let session = H1Session(loop: self, clientFD: fd, runtime: runtime)
+            register(session, fd: fd, writable: false)
+            open[ObjectIdentifier(session)] = session
+            session.start()
+        }
+    }
+
+    /// Watches `fd` for `handler`, edge-triggered: readable and hung up, and writable unless
+    /// `writable` is false (then `watchWritable` asks for it when a write would block).
+    func register(_ handler: LoopHandler, fd: Int32, writable: Bool = true) {
         if Int(fd) >= handlers.count { handlers.append(contentsOf: repeatElement(nil, count: Int(fd) + 1024 - handlers.count)) }
         handlers[Int(fd)] = handler
         var event = epoll_event()
-        event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+        event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue | (writable ? EPOLLOUT.rawValue : 0)
         event.data.u64 = UInt64(UInt32(bitPattern: fd))
         epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event)
+    }
+
+    /// Adds or removes writability from what `fd` is watched for. HTTP mode watches it only
+    /// while bytes wait: every ACK would otherwise wake the loop for nothing.
+    func watchWritable(_ fd: Int32, _ writable: Bool) {
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue | (writable ? EPOLLOUT.rawValue : 0)
+        event.data.u64 = UInt64(UInt32(bitPattern: fd))
+        epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event)
     }
 
     func unregister(fd: Int32) {
@@ -300,7 +351,10 @@ final class L4Loop: @unchecked Sendable {
     }
 
     func closed(_ connection: LoopConnection) {
-        if open.removeValue(forKey: ObjectIdentifier(connection)) != nil { engine.released() }
+        if open.removeValue(forKey: ObjectIdentifier(connection)) != nil {
+            load.subtract(1, ordering: .relaxed)
+            engine.released()
+        }
     }
 
     private func sweep(now: UInt64) {
@@ -320,6 +374,29 @@ protocol LoopConnection: LoopHandler {
     func checkTimeouts(now: UInt64)
     func quiesce(now: UInt64)
     func close()
+}
+
+/// sched_setaffinity(2) for the loops' threads.
+enum CPUAffinity {
+    /// 1024 CPUs, glibc's cpu_set_t.
+    typealias Mask = (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                      UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+    static let empty: Mask = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+    /// The CPUs this process may run on, in order.
+    static func allowed() -> [Int] {
+        var mask = empty
+        let rc = withUnsafeMutableBytes(of: &mask) { sched_getaffinity(0, UInt($0.count), $0.baseAddress) }
+        guard rc == 0 else { return [] }
+        return withUnsafeBytes(of: &mask) { bytes in (0..<bytes.count * 8).filter { bytes[$0 / 8] & UInt8(1 << ($0 % 8)) != 0 } }
+    }
+
+    /// Keeps the calling thread on `cpu`.
+    static func pin(to cpu: Int) {
+        var mask = empty
+        withUnsafeMutableBytes(of: &mask) { $0[cpu / 8] |= UInt8(1 << (cpu % 8)) }
+        _ = withUnsafeBytes(of: &mask) { sched_setaffinity(0, UInt($0.count), $0.baseAddress) }
+    }
 }
 
 enum L4Clock {
