@@ -17,7 +17,9 @@ let package = Package(
     ],
     targets: [
         .target(name: "FuzzSupport"),
-        .executableTarget(name: "fuzz_wire", dependencies: ["FuzzSupport", .product(name: "CMWire", package: mainPackage)]),
+        .executableTarget(name: "fuzz_wire", dependencies: [
+            "FuzzSupport", .product(name: "CMWire", package: mainPackage), .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .executableTarget(name: "fuzz_prometheus", dependencies: ["FuzzSupport", .product(name: "CMHealth", package: mainPackage)]),
         .executableTarget(name: "fuzz_vrrp", dependencies: ["FuzzSupport", .product(name: "VRRP", package: mainPackage)]),
         .executableTarget(name: "fuzz_dhcp", dependencies: ["FuzzSupport", .product(name: "PXEProtocols", package: mainPackage)]),
@@ -25,8 +27,7 @@ let package = Package(
         .executableTarget(name: "fuzz_config", dependencies: ["FuzzSupport", .product(name: "CMConfig", package: mainPackage)]),
         .executableTarget(name: "fuzz_lb_http", dependencies: [
             "FuzzSupport", .product(name: "CMLB", package: mainPackage), .product(name: "CMConfig", package: mainPackage),
-            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )

@@ -98,8 +98,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         self.runtime = runtime
         config = runtime.config
         lastClient = L4Clock.nowMs()
-        var one: Int32 = 1
-        setsockopt(clientFD, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
+        // TCP_NODELAY comes from the listening socket (L4Listener).
         let peer = L4Pair.peer(clientFD, local: false)
         clientKey = peer.map(FrontendRuntime.key) ?? 0
         clientIP = peer.map { Array(IPv4Address(rawValue: UInt32(bigEndian: $0.address.sin_addr.s_addr)).description.utf8) } ?? []

@@ -20,15 +20,16 @@ final class L4Engine: Sendable {
     let limiter: ConnectionLimiter
     private let active = Atomic<Int>(0)
 
-    /// With `pin`, loop i runs on the i-th CPU the process may use (wrapping around).
-    init(threads: Int, pin: Bool, limiter: ConnectionLimiter) throws(L4Error) {
+    /// With `pin`, loop i runs on the i-th CPU the process may use (wrapping around). Without
+    /// `start` no thread runs them (tests call `L4Loop.poll`).
+    init(threads: Int, pin: Bool, limiter: ConnectionLimiter, start: Bool = true) throws(L4Error) {
         self.limiter = limiter
         let cpus = pin ? CPUAffinity.allowed() : []
         var loops: [L4Loop] = []
         for i in 0..<threads { loops.append(try L4Loop(index: i, cpu: cpus.isEmpty ? nil : cpus[i % cpus.count])) }
         self.loops = loops
         for loop in loops { loop.engine = self }
-        for loop in loops { loop.start() }
+        if start { loops.forEach { $0.start() } }
     }
 
     var activeConnections: Int { active.load(ordering: .relaxed) }
@@ -112,6 +113,8 @@ final class L4Listener: Sendable {
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, 4)
         setsockopt(fd, Int32(IPPROTO_IP), IP_FREEBIND, &one, 4)
+        // Accepted sockets inherit it: no setsockopt per connection.
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = endpoint.port.bigEndian
@@ -129,6 +132,8 @@ final class L4Listener: Sendable {
 
     /// A socket passed by systemd: non-blocking, listening.
     static func adopt(_ fd: Int32) -> Int32 {
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         listen(fd, 4096)
@@ -191,9 +196,16 @@ final class L4Loop: @unchecked Sendable {
         epoll_ctl(epfd, EPOLL_CTL_ADD, wakeFD, &event)
     }
 
+    deinit {
+        events.deallocate()
+        scratch.deallocate()
+        Glibc.close(epfd)
+        Glibc.close(wakeFD)
+    }
+
     func start() {
         let thread = Thread { [self] in run() }
-        thread.name = "lbd-tcp-\(index)"
+        thread.name = "lbd-loop-\(index)"
         thread.start()
     }
 
@@ -205,33 +217,38 @@ final class L4Loop: @unchecked Sendable {
 
     private func run() {
         if let cpu { CPUAffinity.pin(to: cpu) }
-        let capacity = 256
-        let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
-        defer { events.deallocate() }
-        var lastSweep = L4Clock.nowMs()
-        while true {
-            let n = epoll_wait(epfd, events, Int32(capacity), 100)
-            if n < 0, errno != EINTR { break }
-            for i in 0..<max(0, Int(n)) {
-                let e = events[i]
-                let tag = e.data.u64
-                if tag == Self.wakeTag {
-                    var value: UInt64 = 0
-                    _ = read(wakeFD, &value, 8)
-                    if runCommands() { return }
-                } else if tag & L4Pair.listenerBit != 0 {
-                    accept(from: Int32(truncatingIfNeeded: tag & 0xffff_ffff))
-                } else {
-                    let fd = Int32(truncatingIfNeeded: tag)
-                    if Int(fd) < handlers.count, let handler = handlers[Int(fd)] { handler.handle(fd: fd, events: e.events) }
-                }
-            }
-            let now = L4Clock.nowMs()
-            if now - lastSweep >= 100 {
-                lastSweep = now
-                sweep(now: now)
+        while poll(timeoutMs: 100) {}
+    }
+
+    private let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: 256)
+    private var lastSweep = L4Clock.nowMs()
+
+    /// One turn of the loop: waits up to `timeoutMs` for events, handles them, and sweeps
+    /// timeouts every 100 ms. False when the loop is to end. (Tests turn a loop that was not
+    /// started by hand.)
+    func poll(timeoutMs: Int32) -> Bool {
+        let n = epoll_wait(epfd, events, 256, timeoutMs)
+        if n < 0, errno != EINTR { return false }
+        for i in 0..<max(0, Int(n)) {
+            let e = events[i]
+            let tag = e.data.u64
+            if tag == Self.wakeTag {
+                var value: UInt64 = 0
+                _ = read(wakeFD, &value, 8)
+                if runCommands() { return false }
+            } else if tag & L4Pair.listenerBit != 0 {
+                accept(from: Int32(truncatingIfNeeded: tag & 0xffff_ffff))
+            } else {
+                let fd = Int32(truncatingIfNeeded: tag)
+                if Int(fd) < handlers.count, let handler = handlers[Int(fd)] { handler.handle(fd: fd, events: e.events) }
             }
         }
+        let now = L4Clock.nowMs()
+        if now - lastSweep >= 100 {
+            lastSweep = now
+            sweep(now: now)
+        }
+        return true
     }
 
     /// Returns true when the loop is to end.
@@ -302,7 +319,7 @@ final class L4Loop: @unchecked Sendable {
         switch runtime.config.mode {
         case .tcp:
             let pair = L4Pair(loop: self, clientFD: fd, runtime: runtime)
-            register(pair, fd: fd)
+            register(pair, fd: fd, writable: false)
             open[ObjectIdentifier(pair)] = pair
             pair.start()
         case .http:

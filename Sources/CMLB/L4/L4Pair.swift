@@ -38,6 +38,8 @@ final class L4Pair: LoopConnection {
     var clientHangup = false, serverHangup = false
     /// We shut down writing toward the server / the client.
     var serverShut = false, clientShut = false
+    /// Watched for writability (bytes wait for it, or the connect is in progress).
+    var clientWatchedWritable = false, serverWatchedWritable = true
     var connectStarted: UInt64 = 0
     var lastClient: UInt64, lastServer: UInt64
 
@@ -50,8 +52,7 @@ final class L4Pair: LoopConnection {
         let now = L4Clock.nowMs()
         lastClient = now
         lastServer = now
-        var one: Int32 = 1
-        setsockopt(clientFD, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
+        // TCP_NODELAY comes from the listening socket (L4Listener).
     }
 
     deinit {
@@ -100,6 +101,7 @@ final class L4Pair: LoopConnection {
         }
         serverFD = fd
         connectStarted = L4Clock.nowMs()
+        serverWatchedWritable = true
         loop.register(self, fd: fd)
         if rc == 0 { serverConnected() }
     }
@@ -126,6 +128,7 @@ final class L4Pair: LoopConnection {
 
     private func serverConnected() {
         connected = true
+        watchWritable(serverFD, &serverWatchedWritable, false)
         if let i = serverIndex { runtime.pool.connected(i) }
         lastServer = L4Clock.nowMs()
         if runtime.config.proxyProtocol,
@@ -156,7 +159,8 @@ final class L4Pair: LoopConnection {
                 guard events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 else { return }
                 var error: Int32 = 0
                 var length = socklen_t(4)
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+                // Only an error or hang-up needs the question (a syscall per connection saved).
+                if events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) }
                 if error != 0 || events & EPOLLHUP.rawValue != 0 {
                     connectFailed(errno: error != 0 ? error : ECONNREFUSED)
                 } else {
@@ -175,7 +179,7 @@ final class L4Pair: LoopConnection {
     private func pumpUp() {
         guard !done else { return }
         if !move(from: clientFD, to: serverFD, buffer: up, start: &upStart, end: &upEnd, readable: &clientReadable, hangup: clientHangup,
-                 eof: &clientEOF, shut: &serverShut, last: &lastClient) {
+                 eof: &clientEOF, shut: &serverShut, last: &lastClient, watched: &serverWatchedWritable) {
             close()
             return
         }
@@ -186,7 +190,7 @@ final class L4Pair: LoopConnection {
     private func pumpDown() {
         guard !done else { return }
         if !move(from: serverFD, to: clientFD, buffer: down, start: &downStart, end: &downEnd, readable: &serverReadable, hangup: serverHangup,
-                 eof: &serverEOF, shut: &clientShut, last: &lastServer) {
+                 eof: &serverEOF, shut: &clientShut, last: &lastServer, watched: &clientWatchedWritable) {
             close()
             return
         }
@@ -196,7 +200,7 @@ final class L4Pair: LoopConnection {
     /// Writes what is buffered, reads more while the writer keeps up, passes an end of input on
     /// as a write shutdown. False on an error of either socket.
     private func move(from: Int32, to: Int32, buffer: UnsafeMutableRawPointer, start: inout Int, end: inout Int,
-                      readable: inout Bool, hangup: Bool, eof: inout Bool, shut: inout Bool, last: inout UInt64) -> Bool {
+                      readable: inout Bool, hangup: Bool, eof: inout Bool, shut: inout Bool, last: inout UInt64, watched: inout Bool) -> Bool {
         while true {
             while start < end {
                 let n = write(to, buffer + start, end - start)
@@ -204,6 +208,7 @@ final class L4Pair: LoopConnection {
                     start += n
                 } else if n < 0, errno == EAGAIN || errno == EINTR {
                     if errno == EINTR { continue }
+                    watchWritable(to, &watched, true)
                     return true  // EPOLLOUT of `to` resumes us
                 } else {
                     return false
@@ -211,6 +216,7 @@ final class L4Pair: LoopConnection {
             }
             start = 0
             end = 0
+            watchWritable(to, &watched, false)
             if eof {
                 if !shut {
                     shut = true
@@ -235,6 +241,14 @@ final class L4Pair: LoopConnection {
                 return false
             }
         }
+    }
+
+    /// Watches `fd` for writability only while bytes wait for it: every ACK would otherwise
+    /// wake the loop.
+    private func watchWritable(_ fd: Int32, _ watched: inout Bool, _ on: Bool) {
+        guard watched != on else { return }
+        watched = on
+        loop.watchWritable(fd, on)
     }
 
     private func finishIfDone() {

@@ -1,0 +1,255 @@
+@testable import CMLB
+import CLinux
+import CMConfig
+import CMTypes
+import CNIOLLHTTP
+import Glibc
+import Logging
+import Testing
+
+/// Collects what the parser hands over.
+final class Collector: H1ParserDelegate {
+    var heads: [(method: String, target: String, fields: [(String, String)])] = []
+    var body: [UInt8] = []
+    var ends = 0
+    var pauseAtEnd = false
+
+    func headComplete(_ p: H1Parser) -> Int32 {
+        let text = { (r: Range<Int>) in String(decoding: p.bytes[r], as: UTF8.self) }
+        heads.append((text(p.method), text(p.target), p.fields.map { (text($0.name), text($0.value)) }))
+        return 0
+    }
+
+    func body(_ p: H1Parser, _ bytes: UnsafeRawPointer, _ count: Int) -> Int32 {
+        body += UnsafeRawBufferPointer(start: bytes, count: count)
+        return 0
+    }
+
+    func messageComplete(_ p: H1Parser) -> Int32 {
+        ends += 1
+        return pauseAtEnd ? H1Parser.pause : 0
+    }
+}
+
+@Suite struct H1ParserTests {
+    static let request = Array("POST /up?x=1 HTTP/1.1\r\nHost: a\r\nEmpty:\r\nConnection: keep-alive, X-Hop\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\n\r\n".utf8)
+
+    @Test func headAndBodyAreTheSameWhereverTheBytesAreCut() {
+        for cut in 0...Self.request.count {
+            let c = Collector()
+            let p = H1Parser(request: true, limit: 4096, delegate: c)
+            Self.request.withUnsafeBytes { all in
+                #expect(p.execute(all.baseAddress!, cut) == HPE_OK)
+                #expect(p.execute(all.baseAddress! + cut, all.count - cut) == HPE_OK)
+            }
+            #expect(c.heads.count == 1)
+            #expect(c.heads.first?.method == "POST")
+            #expect(c.heads.first?.target == "/up?x=1")
+            #expect(c.heads.first?.fields.map(\.0) == ["Host", "Empty", "Connection", "Transfer-Encoding"], "cut at \(cut)")
+            #expect(c.heads.first?.fields.map(\.1) == ["a", "", "keep-alive, X-Hop", "chunked"], "cut at \(cut)")
+            #expect(c.body == Array("helloabc".utf8))
+            #expect(c.ends == 1)
+        }
+    }
+
+    @Test func pauseStopsAfterTheMessageAndSaysWhere() {
+        let two = Array("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        let c = Collector()
+        c.pauseAtEnd = true
+        let p = H1Parser(request: true, limit: 4096, delegate: c)
+        two.withUnsafeBytes { all in
+            #expect(p.execute(all.baseAddress!, all.count) == HPE_PAUSED)
+            let taken = p.taken(from: all.baseAddress!)
+            #expect(taken == 28)
+            p.resume()
+            #expect(p.execute(all.baseAddress! + taken, all.count - taken) == HPE_PAUSED)
+        }
+        #expect(c.heads.map(\.target) == ["/a", "/b"])
+    }
+
+    @Test func headersPastTheLimitOverflow() {
+        let big = Array("GET / HTTP/1.1\r\nX-Big: \(String(repeating: "a", count: 300))\r\n\r\n".utf8)
+        let p = H1Parser(request: true, limit: 200, delegate: Collector())
+        big.withUnsafeBytes { #expect(p.execute($0.baseAddress!, $0.count) != HPE_OK) }
+        #expect(p.overflow)
+    }
+
+    @Test func connectionTokensAreTrimmedAndCaseIsIgnored() {
+        let c = Collector()
+        let p = H1Parser(request: true, limit: 4096, delegate: c)
+        let text = Array("GET / HTTP/1.1\r\nConnection:  Keep-Alive ,x-HOP,, \r\nX-Hop: 1\r\n\r\n".utf8)
+        text.withUnsafeBytes { _ = p.execute($0.baseAddress!, $0.count) }
+        let value = p.fields[0].value
+        let tokens = p.tokens(value).map { String(decoding: p.bytes[$0], as: UTF8.self) }
+        #expect(tokens == ["Keep-Alive", "x-HOP"])
+        #expect(p.sameToken(p.tokens(value)[1], p.fields[1].name))
+        #expect(p.name(p.fields[0], is: "connection"))
+    }
+}
+
+/// An HTTP frontend on a loop turned by the test, a backend socket the test answers by hand,
+/// a client socket: what goes to the server and what comes back, byte for byte.
+final class Harness {
+    let engine: L4Engine
+    let loop: L4Loop
+    let backendFD: Int32
+    let backend: IPv4Endpoint
+    let listenFD: Int32
+    let frontend: IPv4Endpoint
+    let pool: BackendPool
+
+    init(maxBodyBytes: Int = 1 << 20) throws {
+        engine = try L4Engine(threads: 1, pin: false, limiter: ConnectionLimiter(limit: 100), start: false)
+        loop = engine.loops[0]
+        backendFD = try L4Listener.bind(IPv4Endpoint(address: IPv4Address(rawValue: 0x7f00_0001), port: 0))
+        backend = LBService.boundEndpoint(backendFD)!
+        listenFD = try L4Listener.bind(IPv4Endpoint(address: IPv4Address(rawValue: 0x7f00_0001), port: 0))
+        frontend = LBService.boundEndpoint(listenFD)!
+        pool = BackendPool(BackendConfig(name: "web", servers: [ServerConfig(address: backend)]))
+        let config = FrontendConfig(name: "web", listen: frontend, mode: .http, backend: "web", maxHeaderBytes: 2048, maxBodyBytes: maxBodyBytes)
+        let runtime = FrontendRuntime(config: config, pool: pool, counters: FrontendCounters(),
+                                      logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), onServerChange: { _ in })
+        engine.add(L4Listener(fd: listenFD, runtime: runtime))
+        _ = loop.poll(timeoutMs: 0)
+    }
+
+    deinit {
+        Glibc.close(backendFD)
+        Glibc.close(listenFD)
+    }
+
+    func connectClient() -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = frontend.port.bigEndian
+        a.sin_addr.s_addr = frontend.address.rawValue.bigEndian
+        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        return fd
+    }
+
+    /// Turns the loop until `done` or about two seconds have passed.
+    func turn(until done: () -> Bool) {
+        for _ in 0..<200 {
+            _ = loop.poll(timeoutMs: 10)
+            if done() { return }
+        }
+    }
+
+    /// A server connection the frontend opened.
+    func acceptServer() -> Int32? {
+        var fd: Int32 = -1
+        turn {
+            fd = accept4(backendFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue))
+            return fd >= 0
+        }
+        return fd >= 0 ? fd : nil
+    }
+
+    /// Reads what `fd` has until `complete` says it is all there.
+    func receive(_ fd: Int32, until complete: (String) -> Bool) -> String {
+        var got: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        turn {
+            let n = read(fd, &buffer, buffer.count)
+            if n > 0 { got += buffer[0..<n] }
+            return complete(String(decoding: got, as: UTF8.self))
+        }
+        return String(decoding: got, as: UTF8.self)
+    }
+
+    func send(_ fd: Int32, _ text: String) {
+        let bytes = Array(text.utf8)
+        #expect(write(fd, bytes, bytes.count) == bytes.count)
+    }
+}
+
+func headEnded(_ s: String) -> Bool { s.contains("\r\n\r\n") }
+
+@Suite(.serialized) struct H1SessionTests {
+    @Test func requestAndResponseAreRewrittenAndTheServerConnectionIsReused() throws {
+        let h = try Harness()
+        let client = h.connectClient()
+        defer { close(client) }
+        h.send(client, "GET /a HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: https\r\nAccept: */*\r\n\r\n")
+        let server = try #require(h.acceptServer())
+        defer { close(server) }
+        let request = h.receive(server, until: headEnded)
+        #expect(request == "GET /a HTTP/1.1\r\nHost: svc\r\nAccept: */*\r\nX-Forwarded-For: 192.0.2.1, 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n")
+
+        h.send(server, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\nX-Backend: b1\r\n\r\n3;ext\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        let response = h.receive(client) { $0.hasSuffix("0\r\n\r\n") }
+        #expect(response == "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Backend: b1\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+
+        // The next request goes over the same server connection.
+        h.send(client, "HEAD /b HTTP/1.1\r\nHost: svc\r\n\r\n")
+        #expect(h.receive(server, until: headEnded).hasPrefix("HEAD /b HTTP/1.1\r\n"))
+        h.send(server, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        #expect(h.receive(client, until: headEnded) == "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        #expect(h.pool.status().servers[0].total == 2)
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrderAndAnOldClientGetsNoChunks() throws {
+        let h = try Harness()
+        let client = h.connectClient()
+        defer { close(client) }
+        h.send(client, "POST /one HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nxyzGET /two HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let server = try #require(h.acceptServer())
+        defer { close(server) }
+        let first = h.receive(server) { $0.hasSuffix("xyz") }
+        // Connection is hop-by-hop; an HTTP/1.0 request without Host gets the frontend's.
+        #expect(first == "POST /one HTTP/1.1\r\nContent-Length: 3\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nHost: \(h.frontend)\r\n\r\nxyz")
+        #expect(!first.contains("GET /two"))  // the second waits for the first's response
+        h.send(server, "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+        // An HTTP/1.0 client cannot take chunks: the body as is, then the connection closes.
+        let one = h.receive(client) { $0.hasSuffix("ok") }
+        #expect(one == "HTTP/1.1 201 Created\r\nConnection: close\r\n\r\nok")
+        var byte: UInt8 = 0
+        h.turn { read(client, &byte, 1) == 0 }
+        #expect(read(client, &byte, 1) == 0)
+    }
+
+    @Test func errorsOfOurOwnSayWhy() throws {
+        let h = try Harness(maxBodyBytes: 10)
+        let client = h.connectClient()
+        defer { close(client) }
+        h.send(client, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n")
+        let tooBig = h.receive(client) { $0.contains("\n") && $0.hasSuffix("at most 10\n") }
+        #expect(tooBig.hasPrefix("HTTP/1.1 413 Payload Too Large\r\n"))
+        #expect(tooBig.contains("Connection: close\r\n"))
+
+        let c2 = h.connectClient()
+        defer { close(c2) }
+        h.send(c2, "GARBAGE\r\n\r\n")
+        #expect(h.receive(c2) { $0.hasSuffix("\n") && $0.contains("\r\n\r\n") }.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+
+        _ = h.pool.setDrained(target: "127.0.0.1", true)
+        let c3 = h.connectClient()
+        defer { close(c3) }
+        h.send(c3, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        // Both answered on the open connection: an error without a request body keeps it.
+        let two = h.receive(c3) { $0.components(separatedBy: "503 Service Unavailable\r\n").count == 3 && $0.hasSuffix("available\n") }
+        #expect(two.components(separatedBy: "cm-lbd: 503 Service Unavailable: no server of backend web is available\n").count == 3)
+    }
+
+    @Test func aServerThatClosesBeforeAnsweringIsReplacedForAGet() throws {
+        let h = try Harness()
+        let client = h.connectClient()
+        defer { close(client) }
+        h.send(client, "GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+        let first = try #require(h.acceptServer())
+        _ = h.receive(first, until: headEnded)
+        h.send(first, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        _ = h.receive(client) { $0.hasSuffix("ok") }
+        // The pooled connection dies; the next GET is sent again on a new one, unseen.
+        close(first)
+        for _ in 0..<5 { _ = h.loop.poll(timeoutMs: 10) }
+        h.send(client, "GET /y HTTP/1.1\r\nHost: h\r\n\r\n")
+        let second = try #require(h.acceptServer())
+        defer { close(second) }
+        #expect(h.receive(second, until: headEnded).hasPrefix("GET /y "))
+        h.send(second, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes")
+        #expect(h.receive(client) { $0.hasSuffix("yes") }.hasSuffix("Content-Length: 3\r\n\r\nyes"))
+    }
+}
