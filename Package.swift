@@ -74,12 +74,12 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
-        // Load balancer: server selection (pure), TCP and HTTP proxying on SwiftNIO.
+        // Load balancer: server selection (pure), TCP and HTTP proxying on its own epoll loops.
+        // HTTP is parsed by SwiftNIO's HTTP/1 parser, the llhttp that NIOHTTP1 vendors: its
+        // CNIOLLHTTP module is not a product of swift-nio, it comes with NIOHTTP1.
         .target(name: "CMLB", dependencies: [
             "CMTypes", "CMWire", "CMConfig", "CLinux",
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ],
         // Release builds leave out the run-time exclusivity checks in the proxy's hot paths: a

@@ -1,5 +1,4 @@
 import Glibc
-import NIOCore
 
 /// The PROXY protocol version 2 header (haproxy's proxy-protocol.txt, section 2.2) for a TCP
 /// connection over IPv4: the server learns the client's address and port.
@@ -19,12 +18,5 @@ enum ProxyProtocol {
         withUnsafeBytes(of: c.sin_port) { h += $0 }
         withUnsafeBytes(of: l.sin_port) { h += $0 }
         return h
-    }
-}
-
-extension TimeAmount {
-    init(_ duration: Duration) {
-        let c = duration.components
-        self = .nanoseconds(c.seconds * 1_000_000_000 + c.attoseconds / 1_000_000_000)
     }
 }
