@@ -171,7 +171,9 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     }
 
     private var mayReadClient: Bool {
-        if closeAfterFlush || parserPaused || clientEOF { return false }
+        // Also not while responses pile up unread (a client pipelining requests that cm-lbd
+        // answers itself without reading the answers).
+        if closeAfterFlush || parserPaused || clientEOF || out.count >= Self.backlogLimit { return false }
         let unsent = up.count - upSent
         return unsent < (upstream == nil ? Self.connectBacklogLimit : Self.backlogLimit)
     }
@@ -645,6 +647,8 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         upSent = 0
         if !responseKeepAlive {
             closeAfterFlush = true
+            // The server answered before the request's end: the client may still be sending.
+            lingerWanted = !requestEnded && !clientEOF
         }
         flushClient()
     }
