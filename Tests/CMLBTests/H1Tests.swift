@@ -252,4 +252,46 @@ func headEnded(_ s: String) -> Bool { s.contains("\r\n\r\n") }
         h.send(second, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes")
         #expect(h.receive(client) { $0.hasSuffix("yes") }.hasSuffix("Content-Length: 3\r\n\r\nyes"))
     }
+
+    @Test func anUpgradeAnsweredWith101BecomesATunnel() throws {
+        let h = try Harness()
+        let client = h.connectClient()
+        defer { close(client) }
+        h.send(client, "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        let server = try #require(h.acceptServer())
+        defer { close(server) }
+        #expect(h.receive(server, until: headEnded)
+            == "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nConnection: upgrade\r\n\r\n")
+        h.send(server, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\nFRAME1")
+        #expect(h.receive(client) { $0.hasSuffix("FRAME1") }
+            == "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x\r\nConnection: upgrade\r\n\r\nFRAME1")
+        // From now on nothing is parsed: what looks like HTTP is just bytes.
+        h.send(client, "garbage GET / HTTP/1.1\r\n\r\n")
+        #expect(h.receive(server) { $0.hasSuffix("\r\n\r\n") } == "garbage GET / HTTP/1.1\r\n\r\n")
+        // Half-close passes through both ways.
+        shutdown(client, Int32(SHUT_WR))
+        var byte: UInt8 = 0
+        h.turn { read(server, &byte, 1) == 0 }
+        #expect(read(server, &byte, 1) == 0)
+        h.send(server, "bye")
+        shutdown(server, Int32(SHUT_WR))
+        #expect(h.receive(client) { $0 == "bye" } == "bye")
+        h.turn { read(client, &byte, 1) == 0 }
+        #expect(read(client, &byte, 1) == 0)
+    }
+
+    @Test func aRefusedUpgradeIsAnsweredAndClosed() throws {
+        let h = try Harness()
+        let client = h.connectClient()
+        defer { close(client) }
+        h.send(client, "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        let server = try #require(h.acceptServer())
+        defer { close(server) }
+        _ = h.receive(server, until: headEnded)
+        h.send(server, "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 2\r\n\r\nno")
+        #expect(h.receive(client) { $0.hasSuffix("no") } == "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno")
+        var byte: UInt8 = 0
+        h.turn { read(client, &byte, 1) == 0 }
+        #expect(read(client, &byte, 1) == 0)
+    }
 }

@@ -14,6 +14,7 @@
 #  6. Bad servers: one that never answers → 504 at server_timeout, one that closes → 502.
 #     Bad input: garbage → 400, oversized headers → 431, oversized body → 413, each closing
 #     only its own connection while other clients go on.
+#  7. WebSocket (python3-websockets client and echo server) through an HTTP frontend.
 . "$(dirname "$0")/lib.sh"
 command -v wrk >/dev/null || fail "wrk is not installed (scripts/test installs it)"
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -105,6 +106,15 @@ name = "rude"
 listen = "$LB:85"
 mode = "http"
 backend = "rude"
+[[frontend]]
+name = "ws"
+listen = "$LB:86"
+mode = "http"
+backend = "ws"
+[[backend]]
+name = "ws"
+[[backend.server]]
+address = "10.199.9.22:8765"
 [[backend]]
 name = "hang"
 [[backend.server]]
@@ -329,3 +339,12 @@ errors=$(wrk_errors "$T/wrk-bad.out")
 [ "$errors" = 0 ] || { cat "$T/wrk-bad.out"; fail "other clients saw $errors errors"; }
 client curl -sf "http://$LB/" >/dev/null || fail "cm-lbd does not answer after the bad input"
 pass "garbage → 400, big headers → 431, big body → 413; $(wrk_requests "$T/wrk-bad.out") requests from other clients meanwhile, 0 errors"
+
+# 7. WebSocket through an HTTP frontend: real peers from python3-websockets, an echo server
+#    on b2 and a client; 100 messages and one of 100 KiB come back intact.
+log "7. WebSocket through http mode"
+start_bg wsecho ip netns exec "$(ns_of b2)" /usr/bin/python3 "$HERE/ws-echo.py" serve 10.199.9.22 8765
+wait_for 5 "the WebSocket echo server on b2" ip netns exec "$(ns_of b2)" bash -c 'exec 3<>/dev/tcp/10.199.9.22/8765'
+ws=$(client timeout 20 /usr/bin/python3 "$HERE/ws-echo.py" client "ws://$LB:86/") || fail "WebSocket through cm-lbd: $ws"
+[ "$ws" = "ok 101 messages" ] || fail "WebSocket through cm-lbd: '$ws'"
+pass "WebSocket upgrade through the http frontend: $ws echoed intact (101 Switching Protocols, then a tunnel)"

@@ -84,7 +84,9 @@ final class H1Parser {
     var keepAlive: Bool { c_nio_llhttp_should_keep_alive(state) != 0 }
     /// A response whose end is the end of the connection.
     var needsEOF: Bool { c_nio_llhttp_message_needs_eof(state) != 0 }
-    /// Treats an Upgrade request as a plain one (cm-lbd removes the Upgrade header).
+    /// The message asks to switch protocols (Upgrade with Connection: upgrade), or is a 101.
+    var upgrade: Bool { state.pointee.upgrade != 0 }
+    /// Treats an Upgrade request as a plain one.
     func ignoreUpgrade() { state.pointee.upgrade = 0 }
 
     // MARK: Header helpers

@@ -91,6 +91,15 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     private var rechunk = false
     /// When the server was last heard from or written to, for server_timeout.
     private var lastServer: UInt64 = 0
+    /// The request asks to switch protocols (WebSocket): Upgrade goes to the server.
+    private var upgradeRequested = false
+    /// The server answered 101: the connection becomes a tunnel once the head is through.
+    private var switching = false
+    /// Bytes flow both ways untouched (after a 101); an end of input on one side becomes a
+    /// write shutdown on the other.
+    private var tunnel = false
+    private var tunnelClientEOF = false, tunnelServerEOF = false
+    private var clientShut = false, serverShut = false
 
     init(loop: L4Loop, clientFD: Int32, runtime: FrontendRuntime) {
         self.loop = loop
@@ -126,6 +135,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         if events & (EPOLLOUT.rawValue | hangupBits) != 0, !out.isEmpty {
             flushClient()
             if let u = upstream, u.readable { readServer(u) }
+            tunnelEnds()
         }
         serviceClient()
     }
@@ -133,6 +143,10 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     /// Reads and parses what the client sent, as far as the request in progress allows, and
     /// goes on with a request that waited while the one before it was answered.
     private func serviceClient() {
+        if tunnel {
+            tunnelFromClient()
+            return
+        }
         while !closed {
             if lingerUntil != 0 {
                 drainLinger()
@@ -196,7 +210,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         parsing = false
         if rc == HPE_OK {
             // All taken.
-        } else if rc == HPE_PAUSED {
+        } else if rc == HPE_PAUSED || rc == HPE_PAUSED_UPGRADE {
             parserPaused = true
             let taken = parser.taken(from: data)
             if taken < count { pending.append(data + taken, count - taken) }
@@ -233,11 +247,12 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         expectBody = requestChunked || (p.hasContentLength && p.contentLength > 0)
         isHead = method == UInt8(HTTP_HEAD.rawValue)
         idempotent = Self.isIdempotent(method)
+        upgradeRequested = p.upgrade && !client10
         if method == UInt8(HTTP_CONNECT.rawValue) {
             respond(501, "Not Implemented", "CONNECT is not proxied by an http-mode frontend; use a tcp-mode one", close: true)
             return -1
         }
-        p.ignoreUpgrade()
+        if !upgradeRequested { p.ignoreUpgrade() }
         if p.hasContentLength, p.contentLength > UInt64(config.maxBodyBytes) {
             respond(413, "Payload Too Large", "request body of \(p.contentLength) bytes; at most \(config.maxBodyBytes)", close: true)
             return -1
@@ -293,7 +308,8 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         var forwardedFor: [Range<Int>] = []
         var hasHost = false
         for f in p.fields {
-            if Self.isHopByHop(p, f) || named.contains(where: { p.sameToken($0, f.name) }) && !Self.isFraming(p, f) { continue }
+            let keep = upgradeRequested && p.name(f, is: "upgrade")
+            if !keep, Self.isHopByHop(p, f) || named.contains(where: { p.sameToken($0, f.name) }) && !Self.isFraming(p, f) { continue }
             if p.name(f, is: "x-forwarded-for") {
                 forwardedFor.append(f.value)
                 continue
@@ -312,6 +328,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         }
         up.append(clientIP)
         up.append("\r\nX-Forwarded-Proto: http\r\n")
+        if upgradeRequested { up.append("Connection: upgrade\r\n") }
         if client10, !hasHost {
             up.append("Host: ")
             up.append(Array(config.listen.description.utf8))
@@ -481,6 +498,10 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     }
 
     private func readServer(_ u: H1Upstream) {
+        if tunnel {
+            tunnelFromServer(u)
+            return
+        }
         while !closed, upstream === u, u.readable, out.count < Self.backlogLimit {
             let n = read(u.fd, loop.scratch, L4Loop.scratchSize)
             if n > 0 {
@@ -503,6 +524,13 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     private func feedResponse(_ u: H1Upstream, _ data: UnsafeMutableRawPointer, _ count: Int) {
         let rc = u.parser.execute(data, count)
         if rc == HPE_OK { return }
+        if switching, rc == HPE_PAUSED || rc == HPE_PAUSED_UPGRADE {
+            // What came after the 101's head is the new protocol's already.
+            let taken = u.parser.taken(from: data)
+            if taken < count { out.append(data + taken, count - taken) }
+            startTunnel(u)
+            return
+        }
         if rc == HPE_PAUSED {
             // The response ended; more bytes after it are out of step.
             if u.parser.taken(from: data) < count { u.reusable = false }
@@ -578,7 +606,14 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         responseStarted = true
         let status = p.status
         if status >= 100, status < 200 {
-            if status == 101 { return -1 }  // no upgrades: the Upgrade header was not sent
+            if status == 101 {
+                // Only to a request that asked, once it is whole; the tunnel starts after this head.
+                guard upgradeRequested, requestEnded else { return -1 }
+                finalResponse = true
+                switching = true
+                writeResponseHead(p, status: status, extra: "Connection: upgrade\r\n", keepUpgrade: true)
+                return 0
+            }
             if !client10 { writeResponseHead(p, status: status, extra: "") }
             return 0
         }
@@ -587,13 +622,14 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         let untilClose = !skipBody && !p.chunked && !p.hasContentLength
         rechunk = p.chunked && !client10 && !skipBody
         let dechunkForOld = p.chunked && client10
-        responseKeepAlive = clientKeepAlive && requestEnded && !quiescing && !clientEOF && !untilClose && !dechunkForOld
+        // A refused upgrade closes too: the client may already send in the new protocol.
+        responseKeepAlive = clientKeepAlive && requestEnded && !quiescing && !clientEOF && !untilClose && !dechunkForOld && !upgradeRequested
         let extra: StaticString = !responseKeepAlive ? "Connection: close\r\n" : client10 ? "Connection: keep-alive\r\n" : ""
         writeResponseHead(p, status: status, extra: extra, dropTransferEncoding: dechunkForOld)
         return isHead ? 1 : 0
     }
 
-    private func writeResponseHead(_ p: H1Parser, status: Int, extra: StaticString, dropTransferEncoding: Bool = false) {
+    private func writeResponseHead(_ p: H1Parser, status: Int, extra: StaticString, dropTransferEncoding: Bool = false, keepUpgrade: Bool = false) {
         let bytes = p.bytes
         out.append("HTTP/1.1 ")
         out.appendDecimal(status)
@@ -602,7 +638,8 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         out.append("\r\n")
         let named = connectionTokens(p)
         for f in p.fields {
-            if Self.isHopByHop(p, f) || named.contains(where: { p.sameToken($0, f.name) }) && !Self.isFraming(p, f) { continue }
+            let keep = keepUpgrade && p.name(f, is: "upgrade")
+            if !keep, Self.isHopByHop(p, f) || named.contains(where: { p.sameToken($0, f.name) }) && !Self.isFraming(p, f) { continue }
             if dropTransferEncoding, p.name(f, is: "transfer-encoding") { continue }
             out.append(bytes, f.name)
             out.append(": ")
@@ -651,6 +688,87 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             lingerWanted = !requestEnded && !clientEOF
         }
         flushClient()
+    }
+
+    // MARK: Tunnel (after 101 Switching Protocols)
+
+    private func startTunnel(_ u: H1Upstream) {
+        tunnel = true
+        switching = false
+        inRequest = false
+        replayable = false
+        u.reusable = false
+        up.removeAll()
+        upSent = 0
+        if clientEOF {
+            clientEOF = false
+            tunnelClientEOF = true
+        }
+        // Bytes the client sent after its upgrade request are the new protocol's.
+        if !pending.isEmpty {
+            up.append(pending.front, pending.count)
+            pending.removeAll()
+        }
+        pumpUp()
+        flushClient()
+    }
+
+    private func tunnelFromClient() {
+        guard let u = upstream else { return }
+        while !closed, clientReadable, !tunnelClientEOF, up.count - upSent < Self.backlogLimit {
+            let n = read(clientFD, loop.scratch, L4Loop.scratchSize)
+            if n > 0 {
+                lastClient = L4Clock.nowMs()
+                if n < L4Loop.scratchSize, !clientHangup { clientReadable = false }
+                up.append(loop.scratch, n)
+            } else if n == 0 {
+                clientReadable = false
+                tunnelClientEOF = true
+            } else if errno == EAGAIN {
+                clientReadable = false
+            } else if errno != EINTR {
+                close()
+                return
+            }
+        }
+        if upstream === u { pumpUp() }
+        tunnelEnds()
+    }
+
+    private func tunnelFromServer(_ u: H1Upstream) {
+        while !closed, upstream === u, u.readable, !tunnelServerEOF, out.count < Self.backlogLimit {
+            let n = read(u.fd, loop.scratch, L4Loop.scratchSize)
+            if n > 0 {
+                lastServer = L4Clock.nowMs()
+                if n < L4Loop.scratchSize, !u.hangup { u.readable = false }
+                out.append(loop.scratch, n)
+            } else if n == 0 {
+                u.readable = false
+                tunnelServerEOF = true
+            } else if errno == EAGAIN {
+                u.readable = false
+            } else if errno != EINTR {
+                close()
+                return
+            }
+        }
+        flushClient()
+        tunnelEnds()
+    }
+
+    /// Passes an end of input on as a write shutdown once what came before it is through;
+    /// closes when both sides have ended.
+    private func tunnelEnds() {
+        guard tunnel, !closed else { return }
+        if tunnelServerEOF, out.isEmpty, !clientShut {
+            clientShut = true
+            shutdown(clientFD, Int32(SHUT_WR))
+        }
+        if tunnelClientEOF, up.count == upSent, !serverShut, let u = upstream {
+            serverShut = true
+            shutdown(u.fd, Int32(SHUT_WR))
+        }
+        if tunnelClientEOF, tunnelServerEOF, out.isEmpty, up.count == upSent { close() }
     }
 
     // MARK: Responses of our own
@@ -736,6 +854,10 @@ final class H1Session: LoopConnection, H1ParserDelegate {
 
     func checkTimeouts(now: UInt64) {
         guard !closed else { return }
+        if tunnel {
+            if now - max(lastClient, lastServer) >= L4Clock.ms(config.clientTimeout) { close() }
+            return
+        }
         if lingerUntil != 0 {
             if now >= lingerUntil { close() }
             return
@@ -783,7 +905,8 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     /// to send it (it was accepted: its request may be on the way), answered with
     /// Connection: close.
     func quiesce(now: UInt64) {
-        guard !closed, !quiescing else { return }
+        // A tunnel runs on until its end or drain_timeout.
+        guard !closed, !quiescing, !tunnel else { return }
         quiescing = true
         if inRequest {
             clientKeepAlive = false
