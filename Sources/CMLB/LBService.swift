@@ -47,6 +47,9 @@ public actor LBService {
     public func start() async throws {
         let cpus = engine.loops.compactMap(\.cpu)
         logger.info("cm-lbd: \(engine.loops.count) threads\(cpus.isEmpty ? "" : " on CPUs \(cpus.map(String.init).joined(separator: ", "))"), \(config.frontends.count) frontends")
+        if let failed = engine.loops.first(where: { $0.pinError != 0 }) {
+            logger.warning("pin_threads: cannot keep threads to their CPUs: \(String(cString: strerror(failed.pinError))); they run unpinned (set pin_threads = false to say so)")
+        }
         try await apply(config, initial: true)
         for endpoint in passedSockets.keys.sorted(by: { $0.description < $1.description }) {
             logger.warning("systemd passed a socket for \(endpoint), but no frontend listens there; check lbd.toml against the cm-lbd-frontend@ sockets")

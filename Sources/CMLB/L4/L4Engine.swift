@@ -29,7 +29,11 @@ final class L4Engine: Sendable {
         for i in 0..<threads { loops.append(try L4Loop(index: i, cpu: cpus.isEmpty ? nil : cpus[i % cpus.count])) }
         self.loops = loops
         for loop in loops { loop.engine = self }
-        if start { loops.forEach { $0.start() } }
+        if start {
+            loops.forEach { $0.start() }
+            // Each thread pins itself first; wait, so that the daemon can say how that went.
+            loops.forEach { $0.running.wait() }
+        }
     }
 
     var activeConnections: Int { active.load(ordering: .relaxed) }
@@ -157,6 +161,10 @@ final class L4Loop: @unchecked Sendable {
     let index: Int
     /// The CPU the thread runs on; nil: wherever the scheduler puts it.
     let cpu: Int?
+    /// Why pinning to `cpu` failed (an errno), 0 when it did not.
+    private(set) var pinError: Int32 = 0
+    /// Signalled when the thread runs (pinned or not).
+    let running = DispatchSemaphore(value: 0)
     let epfd: Int32
     let wakeFD: Int32
     /// Set once after init, before the thread starts.
@@ -216,7 +224,8 @@ final class L4Loop: @unchecked Sendable {
     }
 
     private func run() {
-        if let cpu { CPUAffinity.pin(to: cpu) }
+        if let cpu { pinError = CPUAffinity.pin(to: cpu) }
+        running.signal()
         while poll(timeoutMs: 100) {}
     }
 
@@ -408,11 +417,12 @@ enum CPUAffinity {
         return withUnsafeBytes(of: &mask) { bytes in (0..<bytes.count * 8).filter { bytes[$0 / 8] & UInt8(1 << ($0 % 8)) != 0 } }
     }
 
-    /// Keeps the calling thread on `cpu`.
-    static func pin(to cpu: Int) {
+    /// Keeps the calling thread on `cpu`; 0, or the errno of the failure.
+    static func pin(to cpu: Int) -> Int32 {
         var mask = empty
         withUnsafeMutableBytes(of: &mask) { $0[cpu / 8] |= UInt8(1 << (cpu % 8)) }
-        _ = withUnsafeBytes(of: &mask) { sched_setaffinity(0, UInt($0.count), $0.baseAddress) }
+        let rc = withUnsafeBytes(of: &mask) { sched_setaffinity(0, UInt($0.count), $0.baseAddress) }
+        return rc == 0 ? 0 : errno
     }
 }
 
