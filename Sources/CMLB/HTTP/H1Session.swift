@@ -45,7 +45,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     private var upSent = 0
 
     private var clientReadable = true, clientHangup = false, clientEOF = false
-    /// The client's socket is watched for writability (a response waits in `out`).
+    /// The client's socket is watched for writability: from the first write that would block on.
     private var clientWatchedWritable = false
     private var lastClient: UInt64
     private var closed = false
@@ -469,14 +469,12 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             } else if n < 0, errno == EINTR {
                 continue
             } else if n < 0, errno == EAGAIN {
-                u.watchWritable(true)
                 return
             } else {
                 upstreamFailed(u, reason: "connection closed")
                 return
             }
         }
-        u.watchWritable(false)
         // All written: keep it only while it may be sent again.
         if !idempotent || !replayable || up.count > Self.retryBufferLimit {
             if up.count > Self.retryBufferLimit || !idempotent { replayable = false }
@@ -815,17 +813,13 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             } else if n < 0, errno == EAGAIN {
                 if !clientWatchedWritable {
                     clientWatchedWritable = true
-                    loop.watchWritable(clientFD, true)
+                    loop.watchWritable(clientFD)
                 }
                 return
             } else {
                 close()
                 return
             }
-        }
-        if clientWatchedWritable {
-            clientWatchedWritable = false
-            loop.watchWritable(clientFD, false)
         }
         if closeAfterFlush, lingerUntil == 0 {
             if lingerWanted, !clientEOF {

@@ -13,8 +13,6 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
     /// The session whose request this connection carries; nil while idle.
     var session: H1Session?
     var connecting = true
-    /// Watched for writability: while connecting, and while request bytes wait.
-    private var watchedWritable = true
     /// Edge-triggered: the socket may hold unread bytes.
     var readable = false
     var hangup = false
@@ -60,7 +58,7 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
         }
         let upstream = H1Upstream(loop: loop, fd: fd, server: server, now: L4Clock.nowMs())
         loop.register(upstream, fd: fd)
-        if rc == 0 { upstream.connected() }
+        if rc == 0 { upstream.connecting = false }
         return .success(upstream)
     }
 
@@ -73,7 +71,7 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
             var length = socklen_t(4)
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
             if error == 0, events & EPOLLHUP.rawValue != 0 { error = ECONNREFUSED }
-            if error == 0 { connected() }
+            if error == 0 { connecting = false }
             session?.upstreamConnected(self, error: error)
             return
         }
@@ -85,19 +83,6 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
             return
         }
         session.upstreamEvent(self, writable: events & (EPOLLOUT.rawValue | hangupBits) != 0)
-    }
-
-    /// Connected: from now on watched for writability only while a request waits.
-    private func connected() {
-        connecting = false
-        watchWritable(false)
-    }
-
-    /// Watches the socket for writability or stops (see `L4Loop.watchWritable`).
-    func watchWritable(_ on: Bool) {
-        guard on != watchedWritable else { return }
-        watchedWritable = on
-        loop.watchWritable(fd, on)
     }
 
     func close() {

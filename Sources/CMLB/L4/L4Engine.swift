@@ -340,7 +340,8 @@ final class L4Loop: @unchecked Sendable {
     }
 
     /// Watches `fd` for `handler`, edge-triggered: readable and hung up, and writable unless
-    /// `writable` is false (then `watchWritable` asks for it when a write would block).
+    /// `writable` is false (then `watchWritable` asks for it when a write first would block:
+    /// a client that reads its answers at once never costs the epoll_ctl).
     func register(_ handler: LoopHandler, fd: Int32, writable: Bool = true) {
         if Int(fd) >= handlers.count { handlers.append(contentsOf: repeatElement(nil, count: Int(fd) + 1024 - handlers.count)) }
         handlers[Int(fd)] = handler
@@ -350,11 +351,10 @@ final class L4Loop: @unchecked Sendable {
         epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event)
     }
 
-    /// Adds or removes writability from what `fd` is watched for. HTTP mode watches it only
-    /// while bytes wait: every ACK would otherwise wake the loop for nothing.
-    func watchWritable(_ fd: Int32, _ writable: Bool) {
+    /// Adds writability to what `fd` is watched for.
+    func watchWritable(_ fd: Int32) {
         var event = epoll_event()
-        event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue | (writable ? EPOLLOUT.rawValue : 0)
+        event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue | EPOLLOUT.rawValue
         event.data.u64 = UInt64(UInt32(bitPattern: fd))
         epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event)
     }

@@ -38,7 +38,8 @@ final class L4Pair: LoopConnection {
     var clientHangup = false, serverHangup = false
     /// We shut down writing toward the server / the client.
     var serverShut = false, clientShut = false
-    /// Watched for writability (bytes wait for it, or the connect is in progress).
+    /// The client socket is watched for writability from the first write that would block on;
+    /// a server socket always is (the connect needs it).
     var clientWatchedWritable = false, serverWatchedWritable = true
     var connectStarted: UInt64 = 0
     var lastClient: UInt64, lastServer: UInt64
@@ -101,7 +102,6 @@ final class L4Pair: LoopConnection {
         }
         serverFD = fd
         connectStarted = L4Clock.nowMs()
-        serverWatchedWritable = true
         loop.register(self, fd: fd)
         if rc == 0 { serverConnected() }
     }
@@ -128,7 +128,6 @@ final class L4Pair: LoopConnection {
 
     private func serverConnected() {
         connected = true
-        watchWritable(serverFD, &serverWatchedWritable, false)
         if let i = serverIndex { runtime.pool.connected(i) }
         lastServer = L4Clock.nowMs()
         if runtime.config.proxyProtocol,
@@ -208,7 +207,10 @@ final class L4Pair: LoopConnection {
                     start += n
                 } else if n < 0, errno == EAGAIN || errno == EINTR {
                     if errno == EINTR { continue }
-                    watchWritable(to, &watched, true)
+                    if !watched {
+                        watched = true
+                        loop.watchWritable(to)
+                    }
                     return true  // EPOLLOUT of `to` resumes us
                 } else {
                     return false
@@ -216,7 +218,6 @@ final class L4Pair: LoopConnection {
             }
             start = 0
             end = 0
-            watchWritable(to, &watched, false)
             if eof {
                 if !shut {
                     shut = true
@@ -241,14 +242,6 @@ final class L4Pair: LoopConnection {
                 return false
             }
         }
-    }
-
-    /// Watches `fd` for writability only while bytes wait for it: every ACK would otherwise
-    /// wake the loop.
-    private func watchWritable(_ fd: Int32, _ watched: inout Bool, _ on: Bool) {
-        guard watched != on else { return }
-        watched = on
-        loop.watchWritable(fd, on)
     }
 
     private func finishIfDone() {
