@@ -71,6 +71,18 @@ struct ByteQueue {
         append(byte: digit < 10 ? 48 + digit : 87 + digit)
     }
 
+    /// Body bytes, as they are or as one chunk of a chunked body.
+    mutating func appendBody(_ bytes: UnsafeRawPointer, _ count: Int, chunked: Bool) {
+        if chunked {
+            appendHex(count)
+            append("\r\n")
+            append(bytes, count)
+            append("\r\n")
+        } else {
+            append(bytes, count)
+        }
+    }
+
     /// The first `n` bytes were written.
     mutating func consume(_ n: Int) {
         start += n

@@ -276,14 +276,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             }
             return -1
         }
-        if requestChunked {
-            up.appendHex(count)
-            up.append("\r\n")
-            up.append(bytes, count)
-            up.append("\r\n")
-        } else {
-            up.append(bytes, count)
-        }
+        up.appendBody(bytes, count, chunked: requestChunked)
         return 0
     }
 
@@ -649,14 +642,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     }
 
     func responseBody(_ bytes: UnsafeRawPointer, _ count: Int) -> Int32 {
-        if rechunk {
-            out.appendHex(count)
-            out.append("\r\n")
-            out.append(bytes, count)
-            out.append("\r\n")
-        } else {
-            out.append(bytes, count)
-        }
+        out.appendBody(bytes, count, chunked: rechunk)
         return 0
     }
 

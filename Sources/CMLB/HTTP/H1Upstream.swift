@@ -40,25 +40,11 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
     /// Starts a non-blocking connect; the session hears of its end through `handle`. Returns
     /// the errno of a connect that failed at once.
     static func connect(to server: IPv4Endpoint, loop: L4Loop) -> Result<H1Upstream, L4Error> {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return .failure(L4Error("socket")) }
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = server.port.bigEndian
-        address.sin_addr.s_addr = server.address.rawValue.bigEndian
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if rc != 0, errno != EINPROGRESS {
-            let e = errno
-            Glibc.close(fd)
-            return .failure(L4Error("connect", errno: e))
-        }
+        let (fd, done, e) = L4Socket.connect(to: server)
+        guard fd >= 0 else { return .failure(L4Error("connect", errno: e)) }
         let upstream = H1Upstream(loop: loop, fd: fd, server: server, now: L4Clock.nowMs())
         loop.register(upstream, fd: fd)
-        if rc == 0 { upstream.connecting = false }
+        if done { upstream.connecting = false }
         return .success(upstream)
     }
 

@@ -119,10 +119,7 @@ final class L4Listener: Sendable {
         setsockopt(fd, Int32(IPPROTO_IP), IP_FREEBIND, &one, 4)
         // Accepted sockets inherit it: no setsockopt per connection.
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = endpoint.port.bigEndian
-        address.sin_addr.s_addr = endpoint.address.rawValue.bigEndian
+        var address = L4Socket.address(endpoint)
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -386,6 +383,36 @@ final class L4Loop: @unchecked Sendable {
     private func sweep(now: UInt64) {
         for c in Array(open.values) { c.checkTimeouts(now: now) }
         upstreams.sweep(now: now)
+    }
+}
+
+/// Outgoing connections of both modes.
+enum L4Socket {
+    static func address(_ endpoint: IPv4Endpoint) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = endpoint.port.bigEndian
+        address.sin_addr.s_addr = endpoint.address.rawValue.bigEndian
+        return address
+    }
+
+    /// A non-blocking TCP_NODELAY socket connecting to `server`: `done` when the connect
+    /// completed at once; fd -1 and the errno when it failed at once.
+    static func connect(to server: IPv4Endpoint) -> (fd: Int32, done: Bool, errno: Int32) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return (-1, false, errno) }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
+        var address = Self.address(server)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if rc != 0, errno != EINPROGRESS {
+            let e = errno
+            Glibc.close(fd)
+            return (-1, false, e)
+        }
+        return (fd, rc == 0, 0)
     }
 }
 

@@ -80,30 +80,15 @@ final class L4Pair: LoopConnection {
         tried.append(index)
         serverIndex = index
         self.server = server
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let (fd, done, e) = L4Socket.connect(to: server.address)
         guard fd >= 0 else {
-            connectFailed(errno: errno)
-            return
-        }
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = server.address.port.bigEndian
-        address.sin_addr.s_addr = server.address.address.rawValue.bigEndian
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if rc != 0, errno != EINPROGRESS {
-            let e = errno
-            Glibc.close(fd)
             connectFailed(errno: e)
             return
         }
         serverFD = fd
         connectStarted = L4Clock.nowMs()
         loop.register(self, fd: fd)
-        if rc == 0 { serverConnected() }
+        if done { serverConnected() }
     }
 
     private func connectFailed(errno e: Int32) {
