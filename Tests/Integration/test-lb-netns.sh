@@ -41,6 +41,7 @@ http {
     add_header X-Backend b$1 always;
     location / { return 200 "b$1 \$http_x_forwarded_for\n"; }
     location = /big { root $T/www; limit_rate 1m; }
+    location = /fast/big { alias $T/www/big; }
   }
   server { listen 10.199.9.2$1:8081 proxy_protocol; location / { return 200 "pp \$proxy_protocol_addr:\$proxy_protocol_port\n"; } }
 }
@@ -205,10 +206,15 @@ while True:
 print(data.count(b"HTTP/1.1 200 OK"))
 ' "$LB")
 [ "$piped" = 2 ] || fail "two pipelined requests got $piped responses"
+# A 4 MiB download at full speed arrives byte for byte in both modes.
+for port in 80 81; do
+  got=$(client curl -sf "http://$LB:$port/fast/big" | sha256sum | cut -d' ' -f1)
+  [ "$got" = "$BIG_SUM" ] || fail "4 MiB through port $port arrived changed ($got)"
+done
 # A chunked request body goes through HTTP mode.
 chunked=$(printf 'hello' | client curl -sf -H 'Transfer-Encoding: chunked' --data-binary @- "http://$LB/" | awk '{print $1}')
 case "$chunked" in b[123]) ;; *) fail "a chunked POST got '$chunked'";; esac
-pass "six requests → two per backend in HTTP and TCP mode; X-Forwarded-For: $xff; PROXY v2 header read by nginx: $pp; half-close answered by $half; idle connection closed after ${idle}s; 2 pipelined requests answered; chunked POST answered by $chunked"
+pass "six requests → two per backend in HTTP and TCP mode; X-Forwarded-For: $xff; PROXY v2 header read by nginx: $pp; half-close answered by $half; idle connection closed after ${idle}s; 2 pipelined requests answered; chunked POST answered by $chunked; 4 MiB intact through both modes"
 
 # wrk_errors OUT: socket errors + non-2xx in a wrk report.
 wrk_errors() { awk '/Socket errors/ {gsub(/,/, ""); n = $4 + $6 + $8 + $10} /Non-2xx/ {n += $5} END {print n + 0}' "$1"; }

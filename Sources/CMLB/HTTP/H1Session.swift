@@ -493,7 +493,13 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             tunnelFromServer(u)
             return
         }
-        while !closed, upstream === u, u.readable, out.count < Self.backlogLimit {
+        while !closed, upstream === u, u.readable {
+            if out.count >= Self.backlogLimit {
+                // Send on what is there; the client's EPOLLOUT resumes us if it cannot take it.
+                flushClient()
+                if closed || out.count >= Self.backlogLimit { break }
+                continue
+            }
             let n = read(u.fd, loop.scratch, L4Loop.scratchSize)
             if n > 0 {
                 lastServer = L4Clock.nowMs()
@@ -699,7 +705,12 @@ final class H1Session: LoopConnection, H1ParserDelegate {
 
     private func tunnelFromClient() {
         guard let u = upstream else { return }
-        while !closed, clientReadable, !tunnelClientEOF, up.count - upSent < Self.backlogLimit {
+        while !closed, upstream === u, clientReadable, !tunnelClientEOF {
+            if up.count - upSent >= Self.backlogLimit {
+                pumpUp()
+                if closed || upstream !== u || up.count - upSent >= Self.backlogLimit { break }
+                continue
+            }
             let n = read(clientFD, loop.scratch, L4Loop.scratchSize)
             if n > 0 {
                 lastClient = L4Clock.nowMs()
@@ -720,7 +731,12 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     }
 
     private func tunnelFromServer(_ u: H1Upstream) {
-        while !closed, upstream === u, u.readable, !tunnelServerEOF, out.count < Self.backlogLimit {
+        while !closed, upstream === u, u.readable, !tunnelServerEOF {
+            if out.count >= Self.backlogLimit {
+                flushClient()
+                if closed || out.count >= Self.backlogLimit { break }
+                continue
+            }
             let n = read(u.fd, loop.scratch, L4Loop.scratchSize)
             if n > 0 {
                 lastServer = L4Clock.nowMs()
