@@ -31,7 +31,7 @@ public func fuzzLBHTTP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     setsockopt(client, SOL_SOCKET, SO_SNDBUF, &big, 4)
     _ = engine.admit(loop)
     _ = engine.assign(from: loop)
-    let session = H1Session(loop: loop, clientFD: server, runtime: runtime)
+    let session = H1Session(loop: loop, clientFD: server, peer: SocketAddressV4(address: sockaddr_in()), runtime: runtime)
     loop.register(session, fd: server, writable: false)
     loop.open[ObjectIdentifier(session)] = session
     // In two pieces, so that a request split across reads is covered too; then the client's end.

@@ -101,16 +101,21 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     private var tunnelClientEOF = false, tunnelServerEOF = false
     private var clientShut = false, serverShut = false
 
-    init(loop: L4Loop, clientFD: Int32, runtime: FrontendRuntime) {
+    /// `peer`: the client's address as accept(2) gave it (sin_family 0 when unknown).
+    init(loop: L4Loop, clientFD: Int32, peer: SocketAddressV4, runtime: FrontendRuntime) {
         self.loop = loop
         self.clientFD = clientFD
         self.runtime = runtime
         config = runtime.config
         lastClient = L4Clock.nowMs()
         // TCP_NODELAY comes from the listening socket (L4Listener).
-        let peer = L4Pair.peer(clientFD, local: false)
-        clientKey = peer.map(FrontendRuntime.key) ?? 0
-        clientIP = peer.map { Array(IPv4Address(rawValue: UInt32(bigEndian: $0.address.sin_addr.s_addr)).description.utf8) } ?? []
+        if peer.address.sin_family == sa_family_t(AF_INET) {
+            clientKey = FrontendRuntime.key(peer)
+            clientIP = Array(IPv4Address(rawValue: UInt32(bigEndian: peer.address.sin_addr.s_addr)).description.utf8)
+        } else {
+            clientKey = 0
+            clientIP = []
+        }
         parser = H1Parser(request: true, limit: config.maxHeaderBytes, delegate: self)
     }
 

@@ -149,7 +149,7 @@ final class L4Loop: @unchecked Sendable {
         case removeListener(Int32, done: @Sendable () -> Void)
         case resumeAccepting
         /// A connection another loop accepted for this one.
-        case adopt(Int32, FrontendRuntime)
+        case adopt(Int32, SocketAddressV4, FrontendRuntime)
         /// The daemon stops: HTTP connections finish their request and close.
         case quiesce
         case stop(done: @Sendable () -> Void)
@@ -271,8 +271,8 @@ final class L4Loop: @unchecked Sendable {
             case .resumeAccepting:
                 for fd in paused where listeners[fd] != nil { watch(fd) }
                 paused.removeAll()
-            case .adopt(let fd, let runtime):
-                start(fd: fd, runtime: runtime)
+            case .adopt(let fd, let peer, let runtime):
+                start(fd: fd, peer: peer, runtime: runtime)
             case .quiesce:
                 let now = L4Clock.nowMs()
                 for c in Array(open.values) { c.quiesce(now: now) }
@@ -305,7 +305,14 @@ final class L4Loop: @unchecked Sendable {
                 paused.insert(listenFD)
                 return
             }
-            let fd = accept4(listenFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+            // The client's address comes with the accept (no getpeername per connection).
+            var peer = SocketAddressV4(address: sockaddr_in())
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let fd = withUnsafeMutablePointer(to: &peer.address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    accept4(listenFD, $0, &length, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+                }
+            }
             if fd < 0 {
                 engine.released()
                 return
@@ -313,23 +320,23 @@ final class L4Loop: @unchecked Sendable {
             let runtime = listener.runtime.current
             let target = engine.assign(from: self)
             if target === self {
-                start(fd: fd, runtime: runtime)
+                start(fd: fd, peer: peer, runtime: runtime)
             } else {
-                target.send(.adopt(fd, runtime))
+                target.send(.adopt(fd, peer, runtime))
             }
         }
     }
 
     /// Takes on a client connection: a byte pump for TCP frontends, an HTTP session for HTTP ones.
-    private func start(fd: Int32, runtime: FrontendRuntime) {
+    private func start(fd: Int32, peer: SocketAddressV4, runtime: FrontendRuntime) {
         switch runtime.config.mode {
         case .tcp:
-            let pair = L4Pair(loop: self, clientFD: fd, runtime: runtime)
+            let pair = L4Pair(loop: self, clientFD: fd, peer: peer, runtime: runtime)
             register(pair, fd: fd, writable: false)
             open[ObjectIdentifier(pair)] = pair
             pair.start()
         case .http:
-            let session = H1Session(loop: self, clientFD: fd, runtime: runtime)
+            let session = H1Session(loop: self, clientFD: fd, peer: peer, runtime: runtime)
             register(session, fd: fd, writable: false)
             open[ObjectIdentifier(session)] = session
             session.start()

@@ -44,9 +44,13 @@ final class L4Pair: LoopConnection {
     var connectStarted: UInt64 = 0
     var lastClient: UInt64, lastServer: UInt64
 
-    init(loop: L4Loop, clientFD: Int32, runtime: FrontendRuntime) {
+    /// The client's address, as accept(2) gave it.
+    let peer: SocketAddressV4
+
+    init(loop: L4Loop, clientFD: Int32, peer: SocketAddressV4, runtime: FrontendRuntime) {
         self.loop = loop
         self.clientFD = clientFD
+        self.peer = peer
         self.runtime = runtime
         up = loop.takeBuffer()
         down = loop.takeBuffer()
@@ -116,7 +120,7 @@ final class L4Pair: LoopConnection {
         if let i = serverIndex { runtime.pool.connected(i) }
         lastServer = L4Clock.nowMs()
         if runtime.config.proxyProtocol,
-           let header = ProxyProtocol.v2Header(client: Self.peer(clientFD, local: false), local: Self.peer(clientFD, local: true)) {
+           let header = ProxyProtocol.v2Header(client: peer, local: Self.peer(clientFD, local: true)) {
             header.withUnsafeBytes { up.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             upEnd = header.count
         }
@@ -280,8 +284,8 @@ final class L4Pair: LoopConnection {
 
     private func clientKey() -> UInt64 {
         // Only consistent hashing looks at the client's address.
-        guard runtime.pool.algorithm == .source, let a = Self.peer(clientFD, local: false) else { return 0 }
-        return FrontendRuntime.key(a)
+        guard runtime.pool.algorithm == .source, peer.address.sin_family == sa_family_t(AF_INET) else { return 0 }
+        return FrontendRuntime.key(peer)
     }
 
     static func peer(_ fd: Int32, local: Bool) -> SocketAddressV4? {
