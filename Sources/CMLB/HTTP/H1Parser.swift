@@ -19,9 +19,9 @@ struct H1Field {
 
 /// SwiftNIO's HTTP/1 parser (llhttp, as NIOHTTP1 vendors and wraps it in the CNIOLLHTTP
 /// module) driven directly: the proxy forwards bytes, so it takes the parser's callbacks
-/// instead of NIOHTTP1's `HTTPRequestHead` values and channel pipeline (see cm-lbd(8),
-/// PERFORMANCE). The head is collected as byte ranges of one reused buffer; the delegate
-/// gets the head, the body and the end of each message.
+/// instead of NIOHTTP1's `HTTPRequestHead` values and channel pipeline (the README's
+/// benchmark section says why). The head is collected as byte ranges of one reused buffer;
+/// the delegate gets the head, the body and the end of each message.
 final class H1Parser {
     static let pause = Int32(HPE_PAUSED.rawValue)
 
@@ -49,7 +49,7 @@ final class H1Parser {
 
     deinit { state.deallocate() }
 
-    /// Parses `count` bytes; on a pause, `stoppedAt` says how many were taken.
+    /// Parses `count` bytes; after a pause or an error, `taken(from:)` says how many it took.
     func execute(_ data: UnsafeRawPointer, _ count: Int) -> llhttp_errno_t {
         c_nio_llhttp_execute_swift(state, data, count)
     }

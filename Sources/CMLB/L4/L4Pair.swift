@@ -34,7 +34,8 @@ final class L4Pair: LoopConnection {
     /// Edge-triggered: the socket may hold more than we read so far.
     var clientReadable = true, serverReadable = false
     var clientEOF = false, serverEOF = false
-    /// The peer closed or reset (EPOLLRDHUP/HUP): read on to the end even after a short read.
+    /// The peer closed or reset (EPOLLRDHUP/HUP): its FIN is in, so what is queued is all
+    /// there will be, and a short read is the end of input.
     var clientHangup = false, serverHangup = false
     /// We shut down writing toward the server / the client.
     var serverShut = false, clientShut = false
