@@ -543,7 +543,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         if responseStarted {
             close()
         } else {
-            dropUpstream(u, failed: true)
+            dropUpstream(u)
             respond(502, "Bad Gateway", "server \(server?.label ?? "?") sent an invalid response: \(u.parser.errorReason)", close: !mayKeepAlive)
         }
     }
@@ -559,7 +559,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         if u.parser.finish() == HPE_PAUSED {
             responseDone(u)
         } else {
-            dropUpstream(u, failed: false)
+            dropUpstream(u)
             close()
         }
     }
@@ -571,7 +571,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             return
         }
         if responseStarted {
-            dropUpstream(u, failed: false)
+            dropUpstream(u)
             close()
             return
         }
@@ -593,7 +593,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     }
 
     /// Lets go of the server connection of the request (closing it) and of its pool count.
-    private func dropUpstream(_ u: H1Upstream, failed: Bool) {
+    private func dropUpstream(_ u: H1Upstream) {
         if upstream === u { upstream = nil }
         u.close()
         if let i = serverIndex {
@@ -782,7 +782,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     private func respond(_ status: Int, _ reason: StaticString, _ message: String, close: Bool) {
         guard !closed else { return }
         runtime.counters.error()
-        if let u = upstream { dropUpstream(u, failed: false) }
+        if let u = upstream { dropUpstream(u) }
         if let i = serverIndex {
             serverIndex = nil
             runtime.pool.release(i)
@@ -890,7 +890,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
                     close()
                 } else {
                     let label = server?.label ?? "?"
-                    dropUpstream(u, failed: false)
+                    dropUpstream(u)
                     respond(504, "Gateway Timeout", "server \(label) sent nothing for \(DurationText.format(config.serverTimeout))", close: !mayKeepAlive)
                     serviceClient()
                 }
