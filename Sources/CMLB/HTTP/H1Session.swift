@@ -493,12 +493,9 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         serviceClient()
     }
 
+    /// Reads what the server sent: parsed as a response, or passed on as it is in a tunnel.
     private func readServer(_ u: H1Upstream) {
-        if tunnel {
-            tunnelFromServer(u)
-            return
-        }
-        while !closed, upstream === u, u.readable {
+        while !closed, upstream === u, u.readable, !tunnelServerEOF {
             if out.count >= Self.backlogLimit {
                 // Send on what is there; the client's EPOLLOUT resumes us if it cannot take it.
                 flushClient()
@@ -510,17 +507,30 @@ final class H1Session: LoopConnection, H1ParserDelegate {
                 lastServer = L4Clock.nowMs()
                 u.lastActive = lastServer
                 if n < L4Loop.scratchSize, !u.hangup { u.readable = false }
-                feedResponse(u, loop.scratch, n)
+                if tunnel {
+                    out.append(loop.scratch, n)
+                } else {
+                    feedResponse(u, loop.scratch, n)
+                }
             } else if n == 0 {
                 u.readable = false
-                serverEnded(u)
+                if tunnel {
+                    tunnelServerEOF = true
+                } else {
+                    serverEnded(u)
+                }
             } else if errno == EAGAIN {
                 u.readable = false
             } else if errno != EINTR {
+                if tunnel {
+                    close()
+                    return
+                }
                 upstreamFailed(u, reason: String(cString: strerror(errno)).lowercased())
             }
         }
         flushClient()
+        tunnelEnds()
     }
 
     private func feedResponse(_ u: H1Upstream, _ data: UnsafeMutableRawPointer, _ count: Int) {
@@ -732,32 +742,6 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             }
         }
         if upstream === u { pumpUp() }
-        tunnelEnds()
-    }
-
-    private func tunnelFromServer(_ u: H1Upstream) {
-        while !closed, upstream === u, u.readable, !tunnelServerEOF {
-            if out.count >= Self.backlogLimit {
-                flushClient()
-                if closed || out.count >= Self.backlogLimit { break }
-                continue
-            }
-            let n = read(u.fd, loop.scratch, L4Loop.scratchSize)
-            if n > 0 {
-                lastServer = L4Clock.nowMs()
-                if n < L4Loop.scratchSize, !u.hangup { u.readable = false }
-                out.append(loop.scratch, n)
-            } else if n == 0 {
-                u.readable = false
-                tunnelServerEOF = true
-            } else if errno == EAGAIN {
-                u.readable = false
-            } else if errno != EINTR {
-                close()
-                return
-            }
-        }
-        flushClient()
         tunnelEnds()
     }
 
