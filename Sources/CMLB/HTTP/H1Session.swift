@@ -17,6 +17,8 @@ import Glibc
 /// that cannot be connected to, or whose connection fails before the first response byte of a
 /// request that can be sent again (idempotent, body kept), is replaced by the next one, unseen
 /// by the client. Errors of cm-lbd's own are complete responses with a reason in the body.
+/// A request to switch protocols (WebSocket) that the server answers with 101 turns the
+/// connection into a tunnel: bytes both ways, untouched, until both sides end.
 final class H1Session: LoopConnection, H1ParserDelegate {
     /// Body kept for resending an idempotent request to another server; larger bodies are
     /// streamed once and not retried.
