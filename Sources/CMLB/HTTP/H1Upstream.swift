@@ -37,8 +37,8 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
         parser = H1Parser(request: false, limit: 64 * 1024, delegate: self)
     }
 
-    /// Starts a non-blocking connect; the session hears of its end through `handle`. Returns
-    /// the errno of a connect that failed at once.
+    /// Starts a non-blocking connect; the session hears of its end through `handle`. Fails
+    /// when the connect failed at once.
     static func connect(to server: IPv4Endpoint, loop: L4Loop) -> Result<H1Upstream, L4Error> {
         let (fd, done, e) = L4Socket.connect(to: server)
         guard fd >= 0 else { return .failure(L4Error("connect", errno: e)) }
@@ -52,11 +52,7 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
         if closed { return }
         let hangupBits = EPOLLERR.rawValue | EPOLLHUP.rawValue
         if connecting {
-            guard events & (EPOLLOUT.rawValue | hangupBits) != 0 else { return }
-            var error: Int32 = 0
-            var length = socklen_t(4)
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
-            if error == 0, events & EPOLLHUP.rawValue != 0 { error = ECONNREFUSED }
+            guard let error = L4Socket.connectResult(fd, events: events) else { return }
             if error == 0 { connecting = false }
             session?.upstreamConnected(self, error: error)
             return

@@ -421,6 +421,19 @@ enum L4Socket {
         }
         return (fd, rc == 0, 0)
     }
+
+    /// How a non-blocking connect ended, from the socket's epoll events: nil while it goes on,
+    /// 0 when connected, else the errno. Only an error or hang-up needs SO_ERROR asked (a
+    /// clean connect costs no getsockopt).
+    static func connectResult(_ fd: Int32, events: UInt32) -> Int32? {
+        let bad = EPOLLERR.rawValue | EPOLLHUP.rawValue
+        guard events & (EPOLLOUT.rawValue | bad) != 0 else { return nil }
+        guard events & bad != 0 else { return 0 }
+        var error: Int32 = 0
+        var length = socklen_t(4)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+        return error != 0 ? error : ECONNREFUSED
+    }
 }
 
 /// What a loop's epoll set points at: the owner of a socket.

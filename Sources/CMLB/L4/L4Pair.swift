@@ -145,13 +145,9 @@ final class L4Pair: LoopConnection {
             pumpUp()
         } else if fd == serverFD {
             if !connected {
-                guard events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 else { return }
-                var error: Int32 = 0
-                var length = socklen_t(4)
-                // Only an error or hang-up needs the question (a syscall per connection saved).
-                if events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) }
-                if error != 0 || events & EPOLLHUP.rawValue != 0 {
-                    connectFailed(errno: error != 0 ? error : ECONNREFUSED)
+                guard let error = L4Socket.connectResult(fd, events: events) else { return }
+                if error != 0 {
+                    connectFailed(errno: error)
                 } else {
                     serverConnected()
                 }
