@@ -17,3 +17,13 @@ extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int fl
 // cpu_set_t's layout).
 extern int sched_setaffinity(int pid, unsigned long cpusetsize, const void *mask);
 extern int sched_getaffinity(int pid, unsigned long cpusetsize, void *mask);
+#include <sys/syscall.h>
+#include <unistd.h>
+// recv(2) and send(2) without glibc's cancellation-point wrappers (the daemons never cancel
+// threads): the proxy loops' hot path.
+static inline long cm_recv(int fd, void *buf, unsigned long len) {
+    return syscall(SYS_recvfrom, fd, buf, len, MSG_DONTWAIT, (void *)0, (void *)0);
+}
+static inline long cm_send(int fd, const void *buf, unsigned long len) {
+    return syscall(SYS_sendto, fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL, (void *)0, 0);
+}

@@ -109,7 +109,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         self.clientFD = clientFD
         self.runtime = runtime
         config = runtime.config
-        lastClient = L4Clock.nowMs()
+        lastClient = loop.now
         // TCP_NODELAY comes from the listening socket (L4Listener).
         if peer.address.sin_family == sa_family_t(AF_INET) {
             clientKey = FrontendRuntime.key(peer)
@@ -172,9 +172,9 @@ final class H1Session: LoopConnection, H1ParserDelegate {
                 }
             }
             guard clientReadable, mayReadClient else { break }
-            let n = read(clientFD, loop.scratch, L4Loop.scratchSize)
+            let n = cm_recv(clientFD, loop.scratch, UInt(L4Loop.scratchSize))
             if n > 0 {
-                lastClient = L4Clock.nowMs()
+                lastClient = loop.now
                 if n < L4Loop.scratchSize, !clientHangup { clientReadable = false }
                 feed(loop.scratch, n)
             } else if n == 0 {
@@ -408,7 +408,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         u.session = self
         u.requests += 1
         upSent = 0
-        lastServer = L4Clock.nowMs()
+        lastServer = loop.now
         if !parsing { pumpUp() }
     }
 
@@ -422,7 +422,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             connectFailed(reason: String(cString: strerror(error)).lowercased())
         } else {
             if let i = serverIndex { runtime.pool.connected(i) }
-            lastServer = L4Clock.nowMs()
+            lastServer = loop.now
             pumpUp()
         }
         serviceClient()
@@ -461,11 +461,11 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     private func pumpUp() {
         guard let u = upstream, !u.connecting, !closed else { return }
         while upSent < up.count {
-            let n = write(u.fd, up.front + upSent, up.count - upSent)
+            let n = cm_send(u.fd, up.front + upSent, UInt(up.count - upSent))
             if n > 0 {
                 upSent += n
                 sentAny = true
-                lastServer = L4Clock.nowMs()
+                lastServer = loop.now
             } else if n < 0, errno == EINTR {
                 continue
             } else if n < 0, errno == EAGAIN {
@@ -504,9 +504,9 @@ final class H1Session: LoopConnection, H1ParserDelegate {
                 if closed || out.count >= Self.backlogLimit { break }
                 continue
             }
-            let n = read(u.fd, loop.scratch, L4Loop.scratchSize)
+            let n = cm_recv(u.fd, loop.scratch, UInt(L4Loop.scratchSize))
             if n > 0 {
-                lastServer = L4Clock.nowMs()
+                lastServer = loop.now
                 u.lastActive = lastServer
                 if n < L4Loop.scratchSize, !u.hangup { u.readable = false }
                 if tunnel {
@@ -728,9 +728,9 @@ final class H1Session: LoopConnection, H1ParserDelegate {
                 if closed || upstream !== u || up.count - upSent >= Self.backlogLimit { break }
                 continue
             }
-            let n = read(clientFD, loop.scratch, L4Loop.scratchSize)
+            let n = cm_recv(clientFD, loop.scratch, UInt(L4Loop.scratchSize))
             if n > 0 {
-                lastClient = L4Clock.nowMs()
+                lastClient = loop.now
                 if n < L4Loop.scratchSize, !clientHangup { clientReadable = false }
                 up.append(loop.scratch, n)
             } else if n == 0 {
@@ -797,10 +797,10 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     private func flushClient() {
         guard !closed else { return }
         while !out.isEmpty {
-            let n = write(clientFD, out.front, out.count)
+            let n = cm_send(clientFD, out.front, UInt(out.count))
             if n > 0 {
                 out.consume(n)
-                lastClient = L4Clock.nowMs()
+                lastClient = loop.now
             } else if n < 0, errno == EINTR {
                 continue
             } else if n < 0, errno == EAGAIN {
@@ -818,7 +818,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             if lingerWanted, !clientEOF {
                 // The client may still be sending: let it, and drop it, for a while.
                 shutdown(clientFD, Int32(SHUT_WR))
-                lingerUntil = L4Clock.nowMs() + Self.lingerMs
+                lingerUntil = loop.now + Self.lingerMs
                 drainLinger()
             } else {
                 close()
@@ -831,7 +831,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     /// Reads and drops until the client closes or the linger time is over.
     private func drainLinger() {
         while !closed {
-            let n = read(clientFD, loop.scratch, L4Loop.scratchSize)
+            let n = cm_recv(clientFD, loop.scratch, UInt(L4Loop.scratchSize))
             if n > 0 { continue }
             if n < 0, errno == EAGAIN { return }
             if n < 0, errno == EINTR { continue }

@@ -42,7 +42,7 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
     static func connect(to server: IPv4Endpoint, loop: L4Loop) -> Result<H1Upstream, L4Error> {
         let (fd, done, e) = L4Socket.connect(to: server)
         guard fd >= 0 else { return .failure(L4Error("connect", errno: e)) }
-        let upstream = H1Upstream(loop: loop, fd: fd, server: server, now: L4Clock.nowMs())
+        let upstream = H1Upstream(loop: loop, fd: fd, server: server, now: loop.now)
         loop.register(upstream, fd: fd)
         if done { upstream.connecting = false }
         return .success(upstream)

@@ -227,6 +227,9 @@ final class L4Loop: @unchecked Sendable {
     }
 
     private let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: 256)
+    /// The time of this turn of the loop (ms, monotonic), read once after epoll_wait: what the
+    /// connections stamp their activity with.
+    private(set) var now = L4Clock.nowMs()
     private var lastSweep = L4Clock.nowMs()
 
     /// One turn of the loop: waits up to `timeoutMs` for events, handles them, and sweeps
@@ -235,6 +238,7 @@ final class L4Loop: @unchecked Sendable {
     func poll(timeoutMs: Int32) -> Bool {
         let n = epoll_wait(epfd, events, 256, timeoutMs)
         if n < 0, errno != EINTR { return false }
+        now = L4Clock.nowMs()
         for i in 0..<max(0, Int(n)) {
             let e = events[i]
             let tag = e.data.u64
@@ -249,7 +253,6 @@ final class L4Loop: @unchecked Sendable {
                 if Int(fd) < handlers.count, let handler = handlers[Int(fd)] { handler.handle(fd: fd, events: e.events) }
             }
         }
-        let now = L4Clock.nowMs()
         if now - lastSweep >= 100 {
             lastSweep = now
             sweep(now: now)
@@ -274,7 +277,6 @@ final class L4Loop: @unchecked Sendable {
             case .adopt(let fd, let peer, let runtime):
                 start(fd: fd, peer: peer, runtime: runtime)
             case .quiesce:
-                let now = L4Clock.nowMs()
                 for c in Array(open.values) { c.quiesce(now: now) }
                 upstreams.closeAll()
             case .stop(let done):

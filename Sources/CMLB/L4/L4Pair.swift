@@ -55,7 +55,7 @@ final class L4Pair: LoopConnection {
         self.runtime = runtime
         up = loop.takeBuffer()
         down = loop.takeBuffer()
-        let now = L4Clock.nowMs()
+        let now = loop.now
         lastClient = now
         lastServer = now
         // TCP_NODELAY comes from the listening socket (L4Listener).
@@ -91,7 +91,7 @@ final class L4Pair: LoopConnection {
             return
         }
         serverFD = fd
-        connectStarted = L4Clock.nowMs()
+        connectStarted = loop.now
         loop.register(self, fd: fd)
         if done { serverConnected() }
     }
@@ -119,7 +119,7 @@ final class L4Pair: LoopConnection {
     private func serverConnected() {
         connected = true
         if let i = serverIndex { runtime.pool.connected(i) }
-        lastServer = L4Clock.nowMs()
+        lastServer = loop.now
         if runtime.config.proxyProtocol,
            let header = ProxyProtocol.v2Header(client: peer, local: Self.peer(clientFD, local: true)) {
             header.withUnsafeBytes { up.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
@@ -191,7 +191,7 @@ final class L4Pair: LoopConnection {
                       otherDone: Bool) -> Bool {
         while true {
             while start < end {
-                let n = write(to, buffer + start, end - start)
+                let n = cm_send(to, buffer + start, UInt(end - start))
                 if n > 0 {
                     start += n
                 } else if n < 0, errno == EAGAIN || errno == EINTR {
@@ -217,10 +217,10 @@ final class L4Pair: LoopConnection {
                 return true
             }
             guard readable else { return true }
-            let n = read(from, buffer, Self.bufferSize)
+            let n = cm_recv(from, buffer, UInt(Self.bufferSize))
             if n > 0 {
                 end = n
-                last = L4Clock.nowMs()
+                last = loop.now
                 // A short read emptied the socket; its next data raises a new edge. After the
                 // peer's FIN (RDHUP) nothing more can come: that is the end of input, without
                 // a read(2) that returns 0.
