@@ -1,4 +1,5 @@
-// Linux kernel headers that Glibc's Swift module leaves out: netlink and packet sockets.
+// Linux headers and calls that Glibc's Swift module leaves out: netlink and packet sockets,
+// accept4, CPU affinity, and the load balancer's socket calls.
 #include <sys/socket.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -11,16 +12,17 @@
 #include <sys/epoll.h>
 #include <netinet/tcp.h>
 #include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 // accept4(2) is declared only under _GNU_SOURCE; glibc has it regardless.
 extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 // sched_setaffinity(2) and sched_getaffinity(2) likewise (the mask is a plain bit array,
 // cpu_set_t's layout).
 extern int sched_setaffinity(int pid, unsigned long cpusetsize, const void *mask);
 extern int sched_getaffinity(int pid, unsigned long cpusetsize, void *mask);
-#include <sys/syscall.h>
-#include <unistd.h>
-// recv(2) and send(2) without glibc's cancellation-point wrappers (the daemons never cancel
-// threads): the proxy loops' hot path.
+// cm-lbd's hot path: recvfrom(2) and sendto(2) through syscall(2), without glibc's
+// cancellation-point wrappers (the daemons never cancel threads) and the VFS layer read(2) and
+// write(2) go through; non-blocking per call, and no SIGPIPE from a peer that went away.
 static inline long cm_recv(int fd, void *buf, unsigned long len) {
     return syscall(SYS_recvfrom, fd, buf, len, MSG_DONTWAIT, (void *)0, (void *)0);
 }

@@ -278,7 +278,13 @@ wait_for 10 "cm-lbd serves again" all_up
 pass "restart under load: $(( $(wrk_requests "$T/wrk-restart.out") + $(wrk_requests "$T/wrk-restart-tcp.out") )) requests, 0 errors, 0 refused (old process drained in ${took}s)"
 
 log "5. reload"
-lbd_pid=$(ip netns pids "$(ns_of lb)" | while read -r p; do tr '\0' ' ' < "/proc/$p/cmdline" | grep -q "^$BIN/cm-lbd" && echo "$p"; done | head -1)
+# The cm-lbd that fdholder.py started again in section 4. (Not a pipeline ending in head: under
+# pipefail its status was that of the last pid looked at, and the script stopped without a word
+# when that was not cm-lbd.)
+lbd_pid=""
+for p in $(ip netns pids "$(ns_of lb)"); do
+  if tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | grep -q "^$BIN/cm-lbd"; then lbd_pid=$p; break; fi
+done
 [ -n "$lbd_pid" ] || fail "cannot find cm-lbd's pid"
 cp "$T/etc/lbd.toml" "$T/lbd.good"
 printf '[[backend]]\nname = "web"\nalgorithm = "fastest"\n' >> "$T/etc/lbd.toml"
