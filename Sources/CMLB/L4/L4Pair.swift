@@ -121,7 +121,7 @@ final class L4Pair: LoopConnection {
         if let i = serverIndex { runtime.pool.connected(i) }
         lastServer = loop.now
         if runtime.config.proxyProtocol,
-           let header = ProxyProtocol.v2Header(client: peer, local: Self.peer(clientFD, local: true)) {
+           let header = ProxyProtocol.v2Header(client: peer, local: Self.localAddress(clientFD)) {
             header.withUnsafeBytes { up.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             upEnd = header.count
         }
@@ -285,11 +285,13 @@ final class L4Pair: LoopConnection {
         return FrontendRuntime.key(peer)
     }
 
-    static func peer(_ fd: Int32, local: Bool) -> SocketAddressV4? {
+    /// The address the client connected to (for the PROXY header); the client's own comes with
+    /// accept(2).
+    static func localAddress(_ fd: Int32) -> SocketAddressV4? {
         var address = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let rc = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { local ? getsockname(fd, $0, &length) : getpeername(fd, $0, &length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         guard rc == 0, address.sin_family == sa_family_t(AF_INET) else { return nil }
         return SocketAddressV4(address: address)
