@@ -20,15 +20,10 @@ final class L4Engine: Sendable {
     let limiter: ConnectionLimiter
     private let active = Atomic<Int>(0)
 
-    /// New connections go to the loop on the CPU that took their packets (`choose`).
-    let byIncomingCPU: Bool
-
-    /// With `pin`, loop i runs on the i-th CPU the process may use (wrapping around); with
-    /// `incomingCPU` too, connections follow their CPU (`choose`). Without `start` no thread
-    /// runs them (tests call `L4Loop.poll`).
-    init(threads: Int, pin: Bool, incomingCPU: Bool = false, limiter: ConnectionLimiter, start: Bool = true) throws(L4Error) {
+    /// With `pin`, loop i runs on the i-th CPU the process may use (wrapping around). Without
+    /// `start` no thread runs them (tests call `L4Loop.poll`).
+    init(threads: Int, pin: Bool, limiter: ConnectionLimiter, start: Bool = true) throws(L4Error) {
         self.limiter = limiter
-        byIncomingCPU = pin && incomingCPU
         let cpus = pin ? CPUAffinity.allowed() : []
         var loops: [L4Loop] = []
         for i in 0..<threads { loops.append(try L4Loop(index: i, cpu: cpus.isEmpty ? nil : cpus[i % cpus.count])) }
@@ -60,45 +55,23 @@ final class L4Engine: Sendable {
     /// ones at once); TCP ones run to their end.
     func quiesce() { loops.forEach { $0.send(.quiesce) } }
 
-    /// The loop a connection accepted by `acceptor` goes to (see `choose`), counted at once so
-    /// that a burst of accepts spreads too. `incomingCPU`: the connection's SO_INCOMING_CPU,
-    /// -1 when not asked.
-    func assign(from acceptor: L4Loop, incomingCPU: Int32) -> L4Loop {
-        let loads = loops.map { $0.load.load(ordering: .relaxed) }
-        let i = Self.choose(acceptor: acceptor.index, loads: loads, cpus: loops.map(\.cpu), incomingCPU: incomingCPU)
-        loops[i].load.add(1, ordering: .relaxed)
-        return loops[i]
-    }
-
-    /// Which loop takes a new connection, by index.
-    ///
-    /// With `incomingCPU` known (`incoming_cpu`, pinned loops): the loop on the CPU that took the
-    /// connection's packets. On loopback that is the CPU the client runs on, on a NIC the one its
-    /// receive queue interrupts; either way the wake-ups between the client, the loop and the
-    /// server stay on one CPU, in its caches and without an inter-processor interrupt (bench-lb:
-    /// 1.3 times the keep-alive rate). Not when that loop already has more than `skew` connections
-    /// above the least loaded one: traffic that all arrives on one CPU must not leave the other
-    /// loops idle.
-    ///
-    /// Otherwise: the acceptor, unless another loop has at least two fewer connections
-    /// (EPOLLEXCLUSIVE wakes whichever loop is idle, which left one loop with two thirds of the
-    /// keep-alive connections and twice the latency).
-    static func choose(acceptor: Int, loads: [Int], cpus: [Int?], incomingCPU: Int32) -> Int {
+    /// The loop a connection accepted by `acceptor` goes to: the acceptor unless another loop
+    /// has at least two fewer connections (EPOLLEXCLUSIVE wakes whichever loop is idle, which
+    /// left one loop with two thirds of the keep-alive connections and twice the latency).
+    /// The choice is counted at once, so a burst of accepts spreads too.
+    func assign(from acceptor: L4Loop) -> L4Loop {
         var target = acceptor
-        var fewest = loads[acceptor]
-        var local: Int?
-        for (i, n) in loads.enumerated() {
-            fewest = min(fewest, n)
-            if n + 1 < loads[target] { target = i }
-            if incomingCPU >= 0, cpus[i] == Int(incomingCPU), local.map({ n < loads[$0] }) ?? true { local = i }
+        var least = acceptor.load.load(ordering: .relaxed)
+        for loop in loops where loop !== acceptor {
+            let n = loop.load.load(ordering: .relaxed)
+            if n + 1 < least {
+                target = loop
+                least = n
+            }
         }
-        if let local, loads[local] <= fewest + skew(fewest) { return local }
+        target.load.add(1, ordering: .relaxed)
         return target
     }
-
-    /// How many more connections than the least loaded loop the loop on a connection's own CPU
-    /// may have and still take it: a quarter more, at least 8.
-    static func skew(_ fewest: Int) -> Int { max(8, fewest / 4) }
 
     /// Starts accepting on `listener` in every loop.
     func add(_ listener: L4Listener) { loops.forEach { $0.send(.addListener(listener)) } }
@@ -354,12 +327,7 @@ final class L4Loop: @unchecked Sendable {
                 return
             }
             let runtime = listener.runtime.current
-            var cpu: Int32 = -1
-            if engine.byIncomingCPU {
-                var length = socklen_t(MemoryLayout<Int32>.size)
-                if getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &length) != 0 { cpu = -1 }
-            }
-            let target = engine.assign(from: self, incomingCPU: cpu)
+            let target = engine.assign(from: self)
             if target === self {
                 start(fd: fd, peer: peer, runtime: runtime)
             } else {
