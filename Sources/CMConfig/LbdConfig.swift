@@ -103,6 +103,9 @@ public struct LbdConfig: Sendable, Equatable {
         public var threads = 0
         /// Each event-loop thread on its own CPU of those the process may use.
         public var pinThreads = true
+        /// With pinned threads: a new connection goes to the thread on the CPU that took its
+        /// packets (SO_INCOMING_CPU), within a bound on how uneven the threads may get.
+        public var incomingCPU = true
         /// Client connections across all frontends; more wait in the listen queue.
         public var maxConnections = 10000
         /// On stop: how long open connections may take to finish before they are closed.
@@ -131,6 +134,7 @@ public struct LbdConfig: Sendable, Equatable {
         let d = root.table("lbd")
         config.lbd.threads = d.int("threads", range: 0...64, default: 0)
         config.lbd.pinThreads = d.bool("pin_threads", default: true)
+        config.lbd.incomingCPU = d.bool("incoming_cpu", default: true)
         config.lbd.maxConnections = d.int("max_connections", range: 1...1_000_000, default: 10000)
         config.lbd.drainTimeout = d.duration("drain_timeout", range: .zero ... .seconds(3600), default: .seconds(10))
         d.finish()

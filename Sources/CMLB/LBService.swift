@@ -31,7 +31,7 @@ public actor LBService {
     public init(config: LbdConfig, passedSockets: [CInt], runtimeDirectory: String, events: EventHub, logger: Logger) throws {
         let threads = config.lbd.threads > 0 ? config.lbd.threads : ProcessInfo.processInfo.activeProcessorCount
         limiter = ConnectionLimiter(limit: config.lbd.maxConnections)
-        engine = try L4Engine(threads: threads, pin: config.lbd.pinThreads, limiter: limiter)
+        engine = try L4Engine(threads: threads, pin: config.lbd.pinThreads, incomingCPU: config.lbd.incomingCPU, limiter: limiter)
         self.config = config
         self.events = events
         self.logger = logger
@@ -66,8 +66,8 @@ public actor LBService {
     }
 
     public func reload(_ new: LbdConfig) async throws {
-        if new.lbd.threads != config.lbd.threads || new.lbd.pinThreads != config.lbd.pinThreads {
-            logger.notice("lbd.toml: threads and pin_threads take effect at the next restart; keeping \(engine.loops.count) threads")
+        if new.lbd.threads != config.lbd.threads || new.lbd.pinThreads != config.lbd.pinThreads || new.lbd.incomingCPU != config.lbd.incomingCPU {
+            logger.notice("lbd.toml: threads, pin_threads and incoming_cpu take effect at the next restart; keeping \(engine.loops.count) threads")
         }
         try await apply(new, initial: false)
     }

@@ -27,9 +27,9 @@ let minimalLbd = """
 @Suite struct LbdConfigTests {
     @Test func exampleLoadsWithTheDefaultsItsCommentsState() throws {
         let c = try LbdConfig.load(configDir: repoRoot + "/etc/clustermaker")
-        #expect(c.lbd.threads == 0 && c.lbd.maxConnections == 10000 && c.lbd.pinThreads)
-        let unpinned = try LbdConfig.parse(ConfigSource(path: "lbd.toml", text: minimalLbd + "[lbd]\npin_threads = false\n"))
-        #expect(!unpinned.lbd.pinThreads)
+        #expect(c.lbd.threads == 0 && c.lbd.maxConnections == 10000 && c.lbd.pinThreads && c.lbd.incomingCPU)
+        let unpinned = try LbdConfig.parse(ConfigSource(path: "lbd.toml", text: minimalLbd + "[lbd]\npin_threads = false\nincoming_cpu = false\n"))
+        #expect(!unpinned.lbd.pinThreads && !unpinned.lbd.incomingCPU)
         #expect(c.frontends.map(\.name) == ["web", "ssh-nodes"])
         let web = try #require(c.frontends.first)
         #expect(web.mode == .http && web.listen == IPv4Endpoint("10.77.0.100:80"))

@@ -16,7 +16,7 @@ final class L4Pair: LoopConnection {
     static let bufferSize = 32 * 1024
 
     /// The loop owns the pair (its `open` set) and outlives it.
-    unowned(unsafe) let loop: L4Loop
+    unowned(unsafe) var loop: L4Loop
     let runtime: FrontendRuntime
     let clientFD: Int32
     var serverFD: Int32 = -1
@@ -59,11 +59,6 @@ final class L4Pair: LoopConnection {
         lastClient = now
         lastServer = now
         // TCP_NODELAY comes from the listening socket (L4Listener).
-    }
-
-    deinit {
-        loop.returnBuffer(up)
-        loop.returnBuffer(down)
     }
 
     func start() {
@@ -257,12 +252,39 @@ final class L4Pair: LoopConnection {
         }
     }
 
+    /// Nothing in flight and both sides open: the pair may change loops.
+    var canMove: Bool { connected && !done && upStart == upEnd && downStart == downEnd && !clientEOF && !serverEOF }
+
+    /// Leaves the loop's epoll set (before it is handed to another loop).
+    func leave() {
+        epoll_ctl(loop.epfd, EPOLL_CTL_DEL, clientFD, nil)
+        epoll_ctl(loop.epfd, EPOLL_CTL_DEL, serverFD, nil)
+        loop.unregister(fd: clientFD)
+        loop.unregister(fd: serverFD)
+    }
+
+    /// Joins `newLoop`: EPOLL_CTL_ADD reports what is ready now, and both sides are read once in
+    /// case an edge passed in between.
+    func arrive(on newLoop: L4Loop) {
+        loop = newLoop
+        newLoop.register(self, fd: clientFD, writable: clientWatchedWritable)
+        newLoop.register(self, fd: serverFD, writable: serverWatchedWritable)
+        clientReadable = true
+        serverReadable = true
+        pumpUp()
+        pumpDown()
+    }
+
     /// TCP connections run to their end when the daemon stops.
     func quiesce(now: UInt64) {}
 
     func close() {
         guard !done else { return }
         done = true
+        // Here, on the owning loop's thread, not in deinit: a pair handed to another loop may be
+        // released last by the loop it left, and the spare buffers belong to one thread.
+        loop.returnBuffer(up)
+        loop.returnBuffer(down)
         loop.unregister(fd: clientFD)
         Glibc.close(clientFD)
         if serverFD >= 0 {
@@ -302,3 +324,7 @@ final class L4Pair: LoopConnection {
 struct SocketAddressV4 {
     var address: sockaddr_in
 }
+
+/// A pair is used by one loop's thread at a time; it changes threads only through a loop's
+/// command queue (a mutex), see `L4Loop.moveToTheirCPUs`.
+extension L4Pair: @unchecked Sendable {}
