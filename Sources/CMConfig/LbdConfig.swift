@@ -104,7 +104,8 @@ public struct LbdConfig: Sendable, Equatable {
         /// Each event-loop thread on its own CPU of those the process may use.
         public var pinThreads = true
         /// With pinned threads: a new connection goes to the thread on the CPU that took its
-        /// packets (SO_INCOMING_CPU), within a bound on how uneven the threads may get.
+        /// packets (SO_INCOMING_CPU), and an idle TCP connection follows when they move, within a
+        /// bound on how uneven the threads may get.
         public var incomingCPU = true
         /// Client connections across all frontends; more wait in the listen queue.
         public var maxConnections = 10000

@@ -76,9 +76,9 @@ final class L4Engine: Sendable {
     /// connection's packets. On loopback that is the CPU the client runs on, on a NIC the one its
     /// receive queue interrupts; either way the wake-ups between the client, the loop and the
     /// server stay on one CPU, in its caches and without an inter-processor interrupt (bench-lb,
-    /// TCP keep-alive: 1.25 instead of 1.10 times HAProxy's rate). Not when that loop already has more than `skew` connections
-    /// above the least loaded one: traffic that all arrives on one CPU must not leave the other
-    /// loops idle.
+    /// TCP keep-alive: 1.25 instead of 1.10 times HAProxy's rate, with `moveToTheirCPUs`). Not
+    /// when that loop already has more than `skew` connections above the least loaded one:
+    /// traffic that all arrives on one CPU must not leave the other loops idle.
     ///
     /// Otherwise: the acceptor, unless another loop has at least two fewer connections
     /// (EPOLLEXCLUSIVE wakes whichever loop is idle, which left one loop with two thirds of the

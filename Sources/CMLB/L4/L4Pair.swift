@@ -15,7 +15,8 @@ final class L4Pair: LoopConnection {
     static let listenerBit: UInt64 = 1 << 63
     static let bufferSize = 32 * 1024
 
-    /// The loop owns the pair (its `open` set) and outlives it.
+    /// The loop that owns the pair (its `open` set) and outlives it; another one after a move
+    /// (`L4Loop.hand`).
     unowned(unsafe) var loop: L4Loop
     let runtime: FrontendRuntime
     let clientFD: Int32
