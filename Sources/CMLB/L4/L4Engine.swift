@@ -84,16 +84,19 @@ final class L4Engine: Sendable {
     /// (EPOLLEXCLUSIVE wakes whichever loop is idle, which left one loop with two thirds of the
     /// keep-alive connections and twice the latency).
     static func choose(acceptor: Int, loads: [Int], cpus: [Int?], incomingCPU: Int32) -> Int {
+        if let local = local(to: incomingCPU, loads: loads, cpus: cpus) { return local }
         var target = acceptor
-        var fewest = loads[acceptor]
-        var local: Int?
-        for (i, n) in loads.enumerated() {
-            fewest = min(fewest, n)
-            if n + 1 < loads[target] { target = i }
-            if incomingCPU >= 0, cpus[i] == Int(incomingCPU), local.map({ n < loads[$0] }) ?? true { local = i }
-        }
-        if let local, loads[local] <= fewest + skew(fewest) { return local }
+        for (i, n) in loads.enumerated() where n + 1 < loads[target] { target = i }
         return target
+    }
+
+    /// The least loaded loop pinned to `cpu`, by index; nil when `cpu` is -1, no loop runs
+    /// there, or that loop has more than `skew` connections above the least loaded one.
+    static func local(to cpu: Int32, loads: [Int], cpus: [Int?]) -> Int? {
+        guard cpu >= 0, let fewest = loads.min() else { return nil }
+        let here = loads.indices.filter { cpus[$0] == Int(cpu) }.min { loads[$0] < loads[$1] }
+        guard let here, loads[here] <= fewest + skew(fewest) else { return nil }
+        return here
     }
 
     /// How many more connections than the least loaded loop the loop on a connection's own CPU
@@ -359,11 +362,7 @@ final class L4Loop: @unchecked Sendable {
                 return
             }
             let runtime = listener.runtime.current
-            var cpu: Int32 = -1
-            if engine.byIncomingCPU {
-                var length = socklen_t(MemoryLayout<Int32>.size)
-                if getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &length) != 0 { cpu = -1 }
-            }
+            let cpu = engine.byIncomingCPU ? L4Socket.incomingCPU(fd) : -1
             let target = engine.assign(from: self, incomingCPU: cpu)
             if target === self {
                 start(fd: fd, peer: peer, runtime: runtime)
@@ -453,14 +452,11 @@ final class L4Loop: @unchecked Sendable {
         moveCursor = start + 256
         for k in 0..<min(all.count, 256) {
             guard let pair = all[(start + k) % all.count] as? L4Pair, pair.canMove else { continue }
-            var incoming: Int32 = -1
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            guard getsockopt(pair.clientFD, SOL_SOCKET, SO_INCOMING_CPU, &incoming, &length) == 0, incoming >= 0, Int(incoming) != cpu else { continue }
+            let incoming = L4Socket.incomingCPU(pair.clientFD)
+            guard incoming >= 0, Int(incoming) != cpu else { continue }
             let loops = engine.loops
             let loads = loops.map { $0.load.load(ordering: .relaxed) }
-            guard let t = loops.indices.filter({ loops[$0].cpu == Int(incoming) }).min(by: { loads[$0] < loads[$1] }) else { continue }
-            let fewest = loads.min()!
-            guard loads[t] + 1 <= fewest + L4Engine.skew(fewest) else { continue }
+            guard let t = L4Engine.local(to: incoming, loads: loads, cpus: loops.map(\.cpu)) else { continue }
             hand(pair, to: loops[t])
         }
     }
@@ -488,6 +484,13 @@ enum L4Socket {
 
     /// A non-blocking TCP_NODELAY socket connecting to `server`: `done` when the connect
     /// completed at once; fd -1 and the errno when it failed at once.
+    /// The CPU that took `fd`'s latest packets (SO_INCOMING_CPU), -1 when the kernel does not say.
+    static func incomingCPU(_ fd: Int32) -> Int32 {
+        var cpu: Int32 = -1
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &length) == 0 ? cpu : -1
+    }
+
     static func connect(to server: IPv4Endpoint) -> (fd: Int32, done: Bool, errno: Int32) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return (-1, false, errno) }
