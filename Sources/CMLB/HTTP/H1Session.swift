@@ -797,7 +797,8 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     private func flushClient() {
         guard !closed else { return }
         while !out.isEmpty {
-            let n = cm_send(clientFD, out.front, UInt(out.count))
+            // The last bytes before a close or shutdown: the FIN goes out with them.
+            let n = closeAfterFlush ? cm_send_last(clientFD, out.front, UInt(out.count)) : cm_send(clientFD, out.front, UInt(out.count))
             if n > 0 {
                 out.consume(n)
                 lastClient = loop.now

@@ -8,9 +8,10 @@ import Glibc
 /// Each direction has a fixed buffer. Reading stops while a buffer holds bytes the other side
 /// has not taken (backpressure), and resumes when that side is writable again; an end of input
 /// on one side becomes a write shutdown on the other once its buffer is flushed (half-close);
-/// when both sides have ended, or either fails, both sockets close. Until the server connection
-/// is up nothing is read from the client: a refused or timed-out connect marks the server failed
-/// and the next one is tried, unseen by the client.
+/// when both sides have ended, or either fails, both sockets close. What the client sent before
+/// it was accepted is read at once (one buffer at most) and goes to the server as soon as its
+/// connection is up; nothing more is read until then: a refused or timed-out connect marks the
+/// server failed and the next one is tried, unseen by the client.
 final class L4Pair: LoopConnection {
     static let listenerBit: UInt64 = 1 << 63
     static let bufferSize = 32 * 1024
@@ -65,7 +66,31 @@ final class L4Pair: LoopConnection {
     func start() {
         runtime.counters.opened()
         runtime.counters.request()
+        if runtime.config.proxyProtocol,
+           let header = ProxyProtocol.v2Header(client: peer, local: Self.localAddress(clientFD)) {
+            header.withUnsafeBytes { up.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            upEnd = header.count
+        }
+        readAhead()
         connectNext()
+    }
+
+    /// Takes what the client sent already (a client that speaks first, as in HTTP, mostly has
+    /// by the time it is accepted), so that it is in hand when the server's connection is made.
+    private func readAhead() {
+        let room = Self.bufferSize - upEnd
+        let n = cm_recv(clientFD, up + upEnd, UInt(room))
+        if n > 0 {
+            upEnd += n
+            lastClient = loop.now
+            if n < room { clientReadable = false }
+        } else if n == 0 {
+            clientEOF = true
+            clientReadable = false
+        } else if errno == EAGAIN {
+            clientReadable = false
+        }
+        // Any other error shows again in the first read once the server is connected.
     }
 
     // MARK: Connecting
@@ -81,7 +106,7 @@ final class L4Pair: LoopConnection {
         tried.append(index)
         serverIndex = index
         self.server = server
-        let (fd, done, e) = L4Socket.connect(to: server.address)
+        let (fd, done, e) = L4Socket.connect(to: server.address, dataReady: upEnd > 0)
         guard fd >= 0 else {
             connectFailed(errno: e)
             return
@@ -116,11 +141,6 @@ final class L4Pair: LoopConnection {
         connected = true
         if let i = serverIndex { runtime.pool.connected(i) }
         lastServer = loop.now
-        if runtime.config.proxyProtocol,
-           let header = ProxyProtocol.v2Header(client: peer, local: Self.localAddress(clientFD)) {
-            header.withUnsafeBytes { up.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            upEnd = header.count
-        }
         pumpUp()
         pumpDown()
     }
@@ -144,13 +164,17 @@ final class L4Pair: LoopConnection {
                 guard let error = L4Socket.connectResult(fd, events: events) else { return }
                 if error != 0 {
                     connectFailed(errno: error)
-                } else {
-                    serverConnected()
+                    return
                 }
-                return
             }
+            // A server that speaks first may have done so by the time its connect is seen done:
+            // that edge comes once.
             if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0 || hangup { serverReadable = true }
             if events & EPOLLRDHUP.rawValue != 0 || hangup { serverHangup = true }
+            if !connected {
+                serverConnected()
+                return
+            }
             if events & EPOLLOUT.rawValue != 0 || hangup { pumpUp() }
             pumpDown()
         }
@@ -187,7 +211,9 @@ final class L4Pair: LoopConnection {
                       otherDone: Bool) -> Bool {
         while true {
             while start < end {
-                let n = cm_send(to, buffer + start, UInt(end - start))
+                // The end of input is already in: the shutdown or close right after this sends
+                // the FIN in the same packet.
+                let n = eof ? cm_send_last(to, buffer + start, UInt(end - start)) : cm_send(to, buffer + start, UInt(end - start))
                 if n > 0 {
                     start += n
                 } else if n < 0, errno == EAGAIN || errno == EINTR {
@@ -246,11 +272,12 @@ final class L4Pair: LoopConnection {
             if serverFD >= 0, now - connectStarted >= L4Clock.ms(runtime.config.connectTimeout) { connectFailed(errno: ETIMEDOUT) }
             return
         }
-        if now - lastClient >= L4Clock.ms(runtime.config.clientTimeout), now - lastServer >= L4Clock.ms(runtime.config.clientTimeout) {
-            close()
-        } else if now - lastServer >= L4Clock.ms(runtime.config.serverTimeout), now - lastClient >= L4Clock.ms(runtime.config.serverTimeout) {
-            close()
-        }
+        // A pair that moved from another loop may carry that loop's later time of day: each
+        // loop reads the clock once per turn, and a loop takes every queued command in one turn.
+        let last = max(lastClient, lastServer)
+        let idle = now > last ? now - last : 0
+        // Both sides quiet for the shorter of the two timeouts.
+        if idle >= min(L4Clock.ms(runtime.config.clientTimeout), L4Clock.ms(runtime.config.serverTimeout)) { close() }
     }
 
     /// Nothing in flight and both sides open: the pair may change loops.
