@@ -482,8 +482,6 @@ enum L4Socket {
         return address
     }
 
-    /// A non-blocking TCP_NODELAY socket connecting to `server`: `done` when the connect
-    /// completed at once; fd -1 and the errno when it failed at once.
     /// The CPU that took `fd`'s latest packets (SO_INCOMING_CPU), -1 when the kernel does not say.
     static func incomingCPU(_ fd: Int32) -> Int32 {
         var cpu: Int32 = -1
@@ -491,12 +489,15 @@ enum L4Socket {
         return getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &length) == 0 ? cpu : -1
     }
 
-    /// Starts a non-blocking connect to `server`. `dataReady`: bytes for the server are in hand
-    /// and go out as soon as the connection is up; the kernel then leaves out the bare ACK that
-    /// ends the handshake and the first data carries it (TCP_QUICKACK off before connect(2), as
-    /// HAProxy's `option tcp-smart-connect`): one segment less, and the server finds the
-    /// connection and its first bytes together. Without data in hand that ACK could wait up to
-    /// 200 ms, which a server that speaks first would notice, so only then.
+    /// A non-blocking TCP_NODELAY socket connecting to `server`: `done` when the connect
+    /// completed at once; fd -1 and the errno when it failed at once.
+    ///
+    /// `dataReady`: bytes for the server are in hand and go out as soon as the connection is up.
+    /// The kernel then leaves out the bare ACK that ends the handshake and the first data carries
+    /// it (TCP_QUICKACK off before connect(2), as HAProxy's `option tcp-smart-connect`): one
+    /// segment less, and the server finds the connection and its first bytes together. Without
+    /// data in hand that ACK could wait up to 200 ms, which a server that speaks first would
+    /// notice, so only then.
     static func connect(to server: IPv4Endpoint, dataReady: Bool) -> (fd: Int32, done: Bool, errno: Int32) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return (-1, false, errno) }
