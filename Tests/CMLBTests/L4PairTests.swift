@@ -47,6 +47,20 @@ import Testing
         return (listenFD, endpoint, runtime)
     }
 
+    func engine(threads: Int) throws -> L4Engine {
+        try L4Engine(threads: threads, pin: false, limiter: ConnectionLimiter(limit: 100), start: false)
+    }
+
+    /// The balancer's connection to the backend listening on `backendFD`, once there is one.
+    func acceptServer(_ backendFD: Int32, turning loops: [L4Loop]) -> Int32 {
+        var server: Int32 = -1
+        turn(loops) {
+            server = accept4(backendFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue))
+            return server >= 0
+        }
+        return server
+    }
+
     /// A blocking client connection to `endpoint`, non-blocking once connected.
     func connectClient(to endpoint: IPv4Endpoint) -> Int32 {
         let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -60,7 +74,7 @@ import Testing
     }
 
     @Test func whatTheClientSentBeforeItWasAcceptedReachesTheServerThatAnswersAfterOneRefused() throws {
-        let engine = try L4Engine(threads: 1, pin: false, limiter: ConnectionLimiter(limit: 100), start: false)
+        let engine = try engine(threads: 1)  // held: its loops refer to it unowned
         let loop = engine.loops[0]
         // A port nobody listens on: bound, then closed.
         let refusedFD = try L4Listener.bind(IPv4Endpoint(address: Self.localhost, port: 0))
@@ -76,11 +90,7 @@ import Testing
         defer { close(client) }
         write(client, "hello")
         shutdown(client, Int32(SHUT_WR))
-        var server: Int32 = -1
-        turn([loop]) {
-            server = accept4(backendFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue))
-            return server >= 0
-        }
+        let server = acceptServer(backendFD, turning: [loop])
         #expect(server >= 0)
         defer { close(server) }
         #expect(runtime.counters.retries.load(ordering: .relaxed) == 1)
@@ -101,7 +111,7 @@ import Testing
     @Test func aServerThatSpeaksFirstGetsItsConnectionAtOnce() throws {
         // The bare ACK that ends the handshake is held back only when there is data to carry it;
         // held back here, the server would see nothing for up to 200 ms.
-        let engine = try L4Engine(threads: 1, pin: false, limiter: ConnectionLimiter(limit: 100), start: false)
+        let engine = try engine(threads: 1)  // held: its loops refer to it unowned
         let loop = engine.loops[0]
         let backendFD = try L4Listener.bind(IPv4Endpoint(address: Self.localhost, port: 0))
         defer { close(backendFD) }
@@ -110,11 +120,7 @@ import Testing
         let client = connectClient(to: endpoint)
         defer { close(client) }
         let started = ContinuousClock.now
-        var server: Int32 = -1
-        turn([loop]) {
-            server = accept4(backendFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue))
-            return server >= 0
-        }
+        let server = acceptServer(backendFD, turning: [loop])
         #expect(server >= 0)
         #expect(ContinuousClock.now - started < .milliseconds(150))
         defer { close(server) }
@@ -123,7 +129,7 @@ import Testing
     }
 
     @Test func aMovedPairCarriesBothWaysIncludingWhatArrivedWhileItMoved() throws {
-        let engine = try L4Engine(threads: 2, pin: false, limiter: ConnectionLimiter(limit: 100), start: false)
+        let engine = try engine(threads: 2)
         let (a, b) = (engine.loops[0], engine.loops[1])
         let backendFD = try L4Listener.bind(IPv4Endpoint(address: Self.localhost, port: 0))
         defer { close(backendFD) }
