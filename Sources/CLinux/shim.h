@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <netinet/tcp.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 // accept4(2) is declared only under _GNU_SOURCE; glibc has it regardless.
@@ -26,12 +27,9 @@ extern int sched_getaffinity(int pid, unsigned long cpusetsize, void *mask);
 static inline long cm_recv(int fd, void *buf, unsigned long len) {
     return syscall(SYS_recvfrom, fd, buf, len, MSG_DONTWAIT, (void *)0, (void *)0);
 }
-static inline long cm_send(int fd, const void *buf, unsigned long len) {
-    return syscall(SYS_sendto, fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL, (void *)0, 0);
-}
-// The same for the last bytes before a shutdown(2) or close(2): MSG_MORE holds back the last
+// `last`: the last bytes before a shutdown(2) or close(2). MSG_MORE then holds back the last
 // partial segment, and the FIN that follows goes out in it (tcp_send_fin marks the unsent tail),
 // one packet instead of two.
-static inline long cm_send_last(int fd, const void *buf, unsigned long len) {
-    return syscall(SYS_sendto, fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE, (void *)0, 0);
+static inline long cm_send(int fd, const void *buf, unsigned long len, bool last) {
+    return syscall(SYS_sendto, fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL | (last ? MSG_MORE : 0), (void *)0, 0);
 }

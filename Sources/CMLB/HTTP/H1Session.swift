@@ -461,7 +461,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     private func pumpUp() {
         guard let u = upstream, !u.connecting, !closed else { return }
         while upSent < up.count {
-            let n = cm_send(u.fd, up.front + upSent, UInt(up.count - upSent))
+            let n = cm_send(u.fd, up.front + upSent, UInt(up.count - upSent), false)
             if n > 0 {
                 upSent += n
                 sentAny = true
@@ -798,7 +798,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         guard !closed else { return }
         while !out.isEmpty {
             // The last bytes before a close or shutdown: the FIN goes out with them.
-            let n = closeAfterFlush ? cm_send_last(clientFD, out.front, UInt(out.count)) : cm_send(clientFD, out.front, UInt(out.count))
+            let n = cm_send(clientFD, out.front, UInt(out.count), closeAfterFlush)
             if n > 0 {
                 out.consume(n)
                 lastClient = loop.now

@@ -213,7 +213,7 @@ final class L4Pair: LoopConnection {
             while start < end {
                 // The end of input is already in: the shutdown or close right after this sends
                 // the FIN in the same packet.
-                let n = eof ? cm_send_last(to, buffer + start, UInt(end - start)) : cm_send(to, buffer + start, UInt(end - start))
+                let n = cm_send(to, buffer + start, UInt(end - start), eof)
                 if n > 0 {
                     start += n
                 } else if n < 0, errno == EAGAIN || errno == EINTR {
