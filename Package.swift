@@ -36,7 +36,7 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
-        .target(name: "CMTypes", swiftSettings: swiftSettings),
+        .target(name: "CMTypes", dependencies: ["CLinux"], swiftSettings: swiftSettings),
         .target(name: "CMWire", dependencies: [
             "CMTypes",
             .product(name: "NIOCore", package: "swift-nio"),

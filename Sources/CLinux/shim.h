@@ -1,5 +1,5 @@
 // Linux headers and calls that Glibc's Swift module leaves out: netlink and packet sockets,
-// accept4, CPU affinity, and the load balancer's socket calls.
+// accept4, CPU affinity, thread names, and the load balancer's socket calls.
 #include <sys/socket.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -15,8 +15,11 @@
 #include <stdbool.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <pthread.h>
 // accept4(2) is declared only under _GNU_SOURCE; glibc has it regardless.
 extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+// pthread_setname_np(3) likewise.
+extern int pthread_setname_np(pthread_t thread, const char *name);
 // sched_setaffinity(2) and sched_getaffinity(2) likewise (the mask is a plain bit array,
 // cpu_set_t's layout).
 extern int sched_setaffinity(int pid, unsigned long cpusetsize, const void *mask);

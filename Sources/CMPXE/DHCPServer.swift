@@ -27,9 +27,7 @@ final class DHCPServer: Sendable {
 
     func start() {
         for (socket, port) in sockets {
-            let t = Thread { [self] in serve(socket, port: port) }
-            t.name = "dhcp \(port)"
-            t.start()
+            startThread(named: "dhcp \(port)") { [self] in serve(socket, port: port) }
         }
     }
 

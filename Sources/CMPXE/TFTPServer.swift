@@ -41,9 +41,7 @@ final class TFTPServer: @unchecked Sendable {
     var port: UInt16 { socket.localPort }
 
     func start() {
-        let t = Thread { [self] in serve() }
-        t.name = "tftp"
-        t.start()
+        startThread(named: "tftp") { [self] in serve() }
     }
 
     func stop() { stopping.set() }
@@ -71,12 +69,10 @@ final class TFTPServer: @unchecked Sendable {
                     continue
                 }
                 active.add("transfers")
-                let t = Thread { [self] in
+                startThread(named: "tftp \(client)") { [self] in
                     defer { active.add("transfers", -1) }
                     transfer(file: file, mode: mode, options: options, to: client)
                 }
-                t.name = "tftp \(client)"
-                t.start()
             case .writeRequest(let file, _, _):
                 counters.add("tftp_refused")
                 logger.warning("TFTP: write request for \"\(file)\" from \(client) refused: the server is read-only")

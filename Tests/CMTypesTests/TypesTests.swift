@@ -1,4 +1,7 @@
 import CMTypes
+import Dispatch
+import Foundation
+import Synchronization
 import Testing
 
 @Suite struct AddressTests {
@@ -62,5 +65,20 @@ import Testing
         #expect(DurationText.format(.milliseconds(90_500)) == "1m30s500ms")
         #expect(DurationText.format(.zero) == "0s")
         #expect(DurationText.format(.seconds(86_400 * 30)) == "30d")
+    }
+}
+
+@Suite struct ThreadTests {
+    /// The name reaches the kernel (cut to its 15 bytes), as `ps -L` and top read it.
+    @Test(arguments: [("lbd-loop-0", "lbd-loop-0"), ("tftp 10.77.0.5:41234", "tftp 10.77.0.5:")])
+    func kernelKnowsTheName(name: String, expected: String) throws {
+        let seen = Mutex<String?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        startThread(named: name) {
+            seen.withLock { $0 = try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8) }
+            done.signal()
+        }
+        #expect(done.wait(timeout: .now() + 5) == .success)
+        #expect(seen.withLock { $0 } == expected + "\n")
     }
 }

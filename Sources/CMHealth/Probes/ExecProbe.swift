@@ -40,9 +40,7 @@ public final class ExecProber: Sendable {
         }
         core = Core(wakeRead: fds[0], wakeWrite: fds[1], maxRunning: max(1, maxRunning), environment: environment)
         let core = core
-        let thread = Thread { core.run() }
-        thread.name = "cm-exec"
-        thread.start()
+        startThread(named: "cm-exec") { core.run() }
     }
 
     deinit { core.shutdown() }

@@ -89,9 +89,7 @@ public final class HTTPEngine: Sendable {
         _ = cm_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(1, maxConnections))
         core = Core(multi: MultiHandle(pointer: multi), maxInFlight: max(1, maxInFlight), userAgent: userAgent)
         let core = core
-        let thread = Thread { core.run() }
-        thread.name = "cm-http"
-        thread.start()
+        startThread(named: "cm-http") { core.run() }
     }
 
     deinit { core.shutdown() }

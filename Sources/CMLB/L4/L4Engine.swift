@@ -244,9 +244,7 @@ final class L4Loop: @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "lbd-loop-\(index)"
-        thread.start()
+        startThread(named: "lbd-loop-\(index)") { [self] in run() }
     }
 
     func send(_ command: Command) {

@@ -77,14 +77,12 @@ public final class VRRPInstanceRunner: Sendable {
 
     /// Starts the instance's thread.
     public func start() {
-        let thread = Thread { [self] in
+        startThread(named: "vrrp-\(config.name)") { [self] in
             var loop = Loop(runner: self)
             loop.run()
             finished.withLock { $0 = true }
             done.signal()
         }
-        thread.name = "vrrp-\(config.name)"
-        thread.start()
     }
 
     /// Stops gracefully (a master sends priority 0 and removes its addresses) and waits, at most `timeout`.
