@@ -93,6 +93,7 @@ public actor LBService {
             }
             // Same address: the socket stays, new connections take the new settings (mode too).
             if let existing = listeners[f.name], existing.runtime.current.config.listen == f.listen {
+                L4Listener.deferAccept(existing.fd, f.mode == .http)
                 existing.runtime.replace(runtime)
                 started[f.name] = existing
                 continue
@@ -101,6 +102,7 @@ public actor LBService {
             let fd = passedSockets.removeValue(forKey: f.listen)
             do {
                 let socket = try fd.map(L4Listener.adopt) ?? L4Listener.bind(f.listen)
+                L4Listener.deferAccept(socket, f.mode == .http)
                 let listener = L4Listener(fd: socket, runtime: runtime)
                 engine.add(listener)
                 started[f.name] = listener

@@ -292,6 +292,80 @@ func headEnded(_ s: String) -> Bool { s.contains("\r\n\r\n") }
         #expect(read(client, &byte, 1) == 0)
     }
 
+    /// A complete request whose client asked to close waits for its answer with only the
+    /// server's socket in the loop's epoll set; an answer the client does not read at once
+    /// puts the client's socket in for writability, and all of it arrives, then the end.
+    @Test func aRequestThatEndsItsConnectionWaitsOutsideTheEpollSet() throws {
+        let h = try Harness()
+        let watched = { h.loop.handlers.lazy.compactMap { $0 }.count }
+        let client = h.connectClient()
+        defer { close(client) }
+        h.send(client, "GET /big HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let server = try #require(h.acceptServer())
+        defer { close(server) }
+        #expect(h.receive(server, until: headEnded).hasPrefix("GET /big HTTP/1.1\r\n"))
+        #expect(watched() == 1)  // the server connection only
+
+        let size = 4 << 20  // more than the sockets between cm-lbd and the client hold
+        let head = Array("HTTP/1.1 200 OK\r\nContent-Length: \(size)\r\n\r\n".utf8)
+        let response = head + [UInt8](repeating: 0x61, count: size)
+        var sent = 0
+        h.turn(seconds: 10) {
+            let n = response[sent...].withUnsafeBytes { write(server, $0.baseAddress, $0.count) }
+            if n > 0 { sent += n }
+            return watched() == 2
+        }
+        #expect(watched() == 2)  // a write to the client would block: now it is watched
+
+        var got = 0, ended = false
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        h.turn(seconds: 20) {
+            if sent < response.count {
+                let n = response[sent...].withUnsafeBytes { write(server, $0.baseAddress, $0.count) }
+                if n > 0 { sent += n }
+            }
+            let n = read(client, &buffer, buffer.count)
+            if n > 0 { got += n }
+            if n == 0 { ended = true }
+            return ended
+        }
+        #expect(got == response.count - head.count + "HTTP/1.1 200 OK\r\nContent-Length: \(size)\r\nConnection: close\r\n\r\n".utf8.count)
+        #expect(ended)
+
+        // A keep-alive client waits for its next request in the set.
+        let c2 = h.connectClient()
+        defer { close(c2) }
+        h.send(c2, "GET /small HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(h.receive(server, until: headEnded).hasPrefix("GET /small HTTP/1.1\r\n"))
+        #expect(watched() == 2)
+    }
+
+    /// An HTTP frontend's socket hands a connection over once its first bytes are in; a TCP
+    /// frontend's at once (its server may speak first).
+    @Test(arguments: [true, false]) func anHTTPListenerAcceptsWhenTheRequestIsIn(http: Bool) throws {
+        let listener = try L4Listener.bind(IPv4Endpoint(address: IPv4Address(rawValue: 0x7f00_0001), port: 0))
+        defer { close(listener) }
+        L4Listener.deferAccept(listener, http)
+        let endpoint = try #require(LBService.boundEndpoint(listener))
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(client) }
+        var a = L4Socket.address(endpoint)
+        let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(rc == 0)
+        usleep(50_000)
+        let early = accept4(listener, nil, nil, Int32(SOCK_NONBLOCK.rawValue))
+        #expect((early >= 0) == !http)
+        if early >= 0 { close(early) }
+        guard http else { return }
+        #expect(write(client, "GET / HTTP/1.1\r\n\r\n", 18) == 18)
+        usleep(50_000)
+        let fd = accept4(listener, nil, nil, Int32(SOCK_NONBLOCK.rawValue))
+        #expect(fd >= 0)
+        var buffer = [UInt8](repeating: 0, count: 64)
+        #expect(read(fd, &buffer, 64) == 18)  // the request came with the connection
+        close(fd)
+    }
+
     @Test func bigBodiesStreamBothWaysIntact() throws {
         let h = try Harness(maxBodyBytes: 8 << 20)
         let client = h.connectClient()

@@ -47,7 +47,10 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     private var upSent = 0
 
     private var clientReadable = true, clientHangup = false, clientEOF = false
-    /// The client's socket is watched for writability: from the first write that would block on.
+    /// The client's socket is in the loop's epoll set: from the first time the session waits
+    /// for the client (`watchClientIfWaiting`).
+    private var clientWatched = false
+    /// ... and for writability too: from the first write that would block on.
     private var clientWatchedWritable = false
     private var lastClient: UInt64
     private var closed = false
@@ -128,14 +131,30 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     }
 
     func start() {
+        defer { watchClientIfWaiting() }
         runtime.counters.opened()
         serviceClient()
+    }
+
+    /// Puts the client's socket in the loop's epoll set (edge-triggered: the add reports what
+    /// is ready by then) once the session waits for the client: for a request, its body, the
+    /// room to write, a tunnel's bytes or a lingering close. Not while a complete request whose
+    /// client asked to close waits for its response: that is the whole life of most such
+    /// connections (their request is there when they are accepted), and they end without the
+    /// epoll_ctl and the epoll bookkeeping in close(2). A client that goes away meanwhile is
+    /// seen when its response is written. Called at the end of every entry from the loop.
+    private func watchClientIfWaiting() {
+        guard !closed, !clientWatched else { return }
+        if inRequest, requestEnded, !clientKeepAlive, !tunnel, lingerUntil == 0, out.isEmpty { return }
+        clientWatched = true
+        loop.register(self, fd: clientFD, writable: clientWatchedWritable)
     }
 
     // MARK: Client events
 
     func handle(fd: Int32, events: UInt32) {
         guard !closed else { return }
+        defer { watchClientIfWaiting() }
         let hangupBits = EPOLLERR.rawValue | EPOLLHUP.rawValue
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | hangupBits) != 0 { clientReadable = true }
         if events & (EPOLLRDHUP.rawValue | hangupBits) != 0 { clientHangup = true }
@@ -414,6 +433,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
 
     /// The connect of the leased connection ended: `error` 0 for success.
     func upstreamConnected(_ u: H1Upstream, error: Int32) {
+        defer { watchClientIfWaiting() }
         guard u === upstream else {
             u.close()
             return
@@ -486,6 +506,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     // MARK: Server events
 
     func upstreamEvent(_ u: H1Upstream, writable: Bool) {
+        defer { watchClientIfWaiting() }
         guard u === upstream, !closed else {
             u.close()
             return
@@ -807,7 +828,8 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             } else if n < 0, errno == EAGAIN {
                 if !clientWatchedWritable {
                     clientWatchedWritable = true
-                    loop.watchWritable(clientFD)
+                    // Not in the set yet: watchClientIfWaiting adds it, writability included.
+                    if clientWatched { loop.watchWritable(clientFD) }
                 }
                 return
             } else {
@@ -842,6 +864,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
 
     func checkTimeouts(now: UInt64) {
         guard !closed else { return }
+        defer { watchClientIfWaiting() }
         if tunnel {
             if now - max(lastClient, lastServer) >= L4Clock.ms(config.clientTimeout) { close() }
             return
@@ -895,6 +918,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     func quiesce(now: UInt64) {
         // A tunnel runs on until its end or drain_timeout.
         guard !closed, !quiescing, !tunnel else { return }
+        defer { watchClientIfWaiting() }
         quiescing = true
         if inRequest {
             clientKeepAlive = false

@@ -161,6 +161,16 @@ final class L4Listener: Sendable {
         return fd
     }
 
+    /// An HTTP frontend's socket hands over a connection once the client's first bytes are in
+    /// (TCP_DEFER_ACCEPT, nginx's `deferred`, HAProxy's `defer-accept`): the request is read
+    /// with the accept and most sessions never wait for their client. A client that connects
+    /// and sends nothing is handed over at the first SYN-ACK retransmission, about a second
+    /// later. Off for TCP frontends: a server that speaks first would never be connected to.
+    static func deferAccept(_ fd: Int32, _ on: Bool) {
+        var seconds: Int32 = on ? 1 : 0
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT, &seconds, 4)
+    }
+
     /// A socket passed by systemd: non-blocking, listening.
     static func adopt(_ fd: Int32) -> Int32 {
         var one: Int32 = 1
@@ -379,8 +389,8 @@ final class L4Loop: @unchecked Sendable {
             open[ObjectIdentifier(pair)] = pair
             pair.start()
         case .http:
+            // The session puts its socket in the epoll set when it first waits for the client.
             let session = H1Session(loop: self, clientFD: fd, peer: peer, runtime: runtime)
-            register(session, fd: fd, writable: false)
             open[ObjectIdentifier(session)] = session
             session.start()
         }
