@@ -118,13 +118,7 @@ final class Harness {
         Glibc.close(listenFD)
     }
 
-    func connectClient() -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var a = L4Socket.address(frontend)
-        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        return fd
-    }
+    func connectClient() -> Int32 { CMLBTests.connectClient(to: frontend) }
 
     /// Turns the loop until `done` or about `seconds` have passed.
     func turn(seconds: Int = 2, until done: () -> Bool) {
@@ -347,11 +341,8 @@ func headEnded(_ s: String) -> Bool { s.contains("\r\n\r\n") }
         defer { close(listener) }
         L4Listener.deferAccept(listener, http)
         let endpoint = try #require(LBService.boundEndpoint(listener))
-        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let client = connectClient(to: endpoint)
         defer { close(client) }
-        var a = L4Socket.address(endpoint)
-        let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        #expect(rc == 0)
         usleep(50_000)
         let early = accept4(listener, nil, nil, Int32(SOCK_NONBLOCK.rawValue))
         #expect((early >= 0) == !http)

@@ -61,18 +61,6 @@ import Testing
         return server
     }
 
-    /// A blocking client connection to `endpoint`, non-blocking once connected.
-    func connectClient(to endpoint: IPv4Endpoint) -> Int32 {
-        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = L4Socket.address(endpoint)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(connected == 0)
-        _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
-        return client
-    }
-
     @Test func whatTheClientSentBeforeItWasAcceptedReachesTheServerThatAnswersAfterOneRefused() throws {
         let engine = try engine(threads: 1)  // held: its loops refer to it unowned
         let loop = engine.loops[0]
@@ -181,4 +169,17 @@ import Testing
         turn([b]) { b.open.isEmpty }
         #expect(b.open.isEmpty && b.load.load(ordering: .relaxed) == 0)
     }
+}
+
+/// A blocking client connection to `endpoint`, non-blocking once connected (the CMLB tests'
+/// clients).
+func connectClient(to endpoint: IPv4Endpoint) -> Int32 {
+    let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = L4Socket.address(endpoint)
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    #expect(connected == 0)
+    _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+    return client
 }
