@@ -142,7 +142,8 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     /// client asked to close waits for its response: that is the whole life of most such
     /// connections (their request is there when they are accepted), and they end without the
     /// epoll_ctl and the epoll bookkeeping in close(2). A client that goes away meanwhile is
-    /// seen when its response is written. Called at the end of every entry from the loop.
+    /// seen when its response is written. Called at the end of every entry from the loop but
+    /// `handle`, which the loop calls only once the socket is in the set.
     private func watchClientIfWaiting() {
         guard !closed, !clientWatched else { return }
         if inRequest, requestEnded, !clientKeepAlive, !tunnel, lingerUntil == 0, out.isEmpty { return }
@@ -154,7 +155,6 @@ final class H1Session: LoopConnection, H1ParserDelegate {
 
     func handle(fd: Int32, events: UInt32) {
         guard !closed else { return }
-        defer { watchClientIfWaiting() }
         let hangupBits = EPOLLERR.rawValue | EPOLLHUP.rawValue
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | hangupBits) != 0 { clientReadable = true }
         if events & (EPOLLRDHUP.rawValue | hangupBits) != 0 { clientHangup = true }
