@@ -32,6 +32,9 @@ cleanup() {
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
+# Under set -e a command that fails outside a condition (a curl in a "$(…)" with pipefail, say)
+# ends the test: say which one and where, instead of stopping without a word.
+trap 'log "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: exit status $?: $BASH_COMMAND"; dump_logs' ERR
 
 # wait_for SECONDS DESCRIPTION COMMAND...: polls every 100 ms until COMMAND succeeds. COMMAND is
 # run again each time: wrap a "$(...)" comparison in a function, or it is evaluated only once.
