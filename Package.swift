@@ -125,7 +125,7 @@ let package = Package(
         .testTarget(name: "CMWireTests", dependencies: ["CMWire", "CMTypes", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "CMStoreTests", dependencies: ["CMStore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
-        .testTarget(name: "CMLBTests", dependencies: ["CMLB", "CMConfig", "CMTypes", "CLinux"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMLBTests", dependencies: ["CMLB", "CMConfig", "CMTypes", "CLinux", "CMWire", "CMHealth"], swiftSettings: swiftSettings),
         .testTarget(name: "CMPXETests", dependencies: ["CMPXE", "CMConfig", "CMWire", "CMTypes", "PXEProtocols"], swiftSettings: swiftSettings),
         .testTarget(name: "PXEProtocolsTests", dependencies: ["PXEProtocols", "CMTypes"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "CMTypes"], swiftSettings: swiftSettings),

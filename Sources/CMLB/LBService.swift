@@ -148,6 +148,11 @@ public actor LBService {
         return LbStatusReply(frontends: frontends, backends: config.backends.compactMap { pools[$0.name]?.status() })
     }
 
+    public func metrics() -> LbMetricsReply {
+        let loops = engine.loops.map { LBMetrics.Loop(index: $0.index, cpu: $0.cpu, connections: $0.load.load(ordering: .relaxed)) }
+        return LbMetricsReply(text: LBMetrics.render(status(), loops: loops))
+    }
+
     public func drain(_ request: LbDrainRequest) throws -> LbDrainReply {
         var matched: [String] = []
         for b in config.backends {

@@ -3,6 +3,8 @@ import Foundation
 
 extension MessageType {
     public static let lbStatus = "lb.status"
+    /// The counters of `lb.status` and the loops' loads, in Prometheus' text format.
+    public static let lbMetrics = "lb.metrics"
     /// Drain or undrain the servers of a node (or one server address).
     public static let lbDrain = "lb.drain"
     /// Event: a server left or rejoined a pool.
@@ -14,7 +16,7 @@ extension Topic {
 }
 
 /// Why a server takes new connections or not, in the order `cmctl lb status` explains it.
-public enum LbServerState: String, Codable, Sendable {
+public enum LbServerState: String, Codable, Sendable, CaseIterable {
     /// Takes new connections.
     case up
     /// Its cm-healthd check is down.
@@ -100,6 +102,12 @@ public struct LbStatusReply: Codable, Sendable, Equatable {
         self.frontends = frontends
         self.backends = backends
     }
+}
+
+public struct LbMetricsReply: Codable, Sendable, Equatable {
+    /// Prometheus text exposition format 0.0.4.
+    public var text: String
+    public init(text: String) { self.text = text }
 }
 
 public struct LbDrainRequest: Codable, Sendable, Equatable {

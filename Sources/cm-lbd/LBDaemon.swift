@@ -27,6 +27,7 @@ struct LBDaemon: Daemon {
     func routes(into router: inout WireRouter) {
         let service = self.service
         router.on(MessageType.lbStatus, Empty.self) { _, _ in await service.status() }
+        router.on(MessageType.lbMetrics, Empty.self) { _, _ in await service.metrics() }
         router.on(MessageType.lbDrain, LbDrainRequest.self) { request, _ in try await service.drain(request) }
     }
 

@@ -5,7 +5,7 @@ import Foundation
 struct Lb: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load balancing (cm-lbd): frontends, backend pools, draining.",
-        subcommands: [Status.self, Drain.self, Undrain.self, Watch.self],
+        subcommands: [Status.self, Metrics.self, Drain.self, Undrain.self, Watch.self],
         defaultSubcommand: Status.self)
 
     struct Status: AsyncParsableCommand {
@@ -36,6 +36,24 @@ struct Lb: AsyncParsableCommand {
                     }
                 }
                 print(servers.render())
+            }
+        }
+    }
+
+    struct Metrics: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print cm-lbd's counters in Prometheus' text format.",
+            discussion: "Frontends' connections, requests, errors and retries; each server's state, weight, connections and failed connects; each event loop's connections. Counters count since cm-lbd started. For Prometheus without cm-webd, write them where prometheus-node-exporter's textfile collector reads (see cm-lbd(8), METRICS).")
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let reply = try await global.call(.lbd) { conn in
+                    try await conn.request(MessageType.lbMetrics, Empty(), as: LbMetricsReply.self)
+                }
+                if global.json { return try printJSON(reply) }
+                print(reply.text, terminator: "")
             }
         }
     }

@@ -15,6 +15,8 @@
 #     Bad input: garbage → 400, oversized headers → 431, oversized body → 413, each closing
 #     only its own connection while other clients go on.
 #  7. WebSocket (python3-websockets client and echo server) through an HTTP frontend.
+#  8. Metrics: `cmctl lb metrics` read by prometheus-node-exporter's textfile collector, with
+#     the counts `cmctl lb status` shows, section 6's 504 and 502 among the errors.
 . "$(dirname "$0")/lib.sh"
 command -v wrk >/dev/null || fail "wrk is not installed (scripts/test installs it)"
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -360,3 +362,33 @@ wait_for 5 "the WebSocket echo server on b2" ip netns exec "$(ns_of b2)" bash -c
 ws=$(client timeout 20 /usr/bin/python3 "$HERE/ws-echo.py" client "ws://$LB:86/") || fail "WebSocket through cm-lbd: $ws"
 [ "$ws" = "ok 101 messages" ] || fail "WebSocket through cm-lbd: '$ws'"
 pass "WebSocket upgrade through the http frontend: $ws echoed intact (101 Switching Protocols, then a tunnel)"
+
+log "8. metrics through prometheus-node-exporter's textfile collector"
+mkdir -p "$T/textfile"
+# (node-exporter prints large values as 1.234567e+06: compared as numbers.)
+# As cm-lbd(8) says: written aside and renamed, so that the exporter never reads half a file.
+cmctl lb metrics > "$T/textfile/cm-lbd.prom.tmp" || fail "cmctl lb metrics failed"
+mv "$T/textfile/cm-lbd.prom.tmp" "$T/textfile/cm-lbd.prom"
+lb_status | jq -r '.frontends[] | "\(.name) \(.mode) \(.backend) \(.requests) \(.errors)"' > "$T/status-counts.txt"
+start_bg exporter ip netns exec "$(ns_of lb)" prometheus-node-exporter --web.listen-address=127.0.0.1:9109 \
+  --collector.disable-defaults --collector.textfile --collector.textfile.directory="$T/textfile"
+scrape() { ip netns exec "$(ns_of lb)" curl -sf http://127.0.0.1:9109/metrics > "$T/scraped.txt"; }
+wait_for 10 "prometheus-node-exporter serves" scrape
+grep -qx 'node_textfile_scrape_error 0' "$T/scraped.txt" || { grep -i textfile "$T/scraped.txt" "$T/exporter.log"; fail "node-exporter could not read cmctl lb metrics"; }
+# scraped NAME FRONTEND MODE BACKEND: the sample's value as node-exporter serves it.
+scraped() {
+  awk -v k="$1{backend=\"$4\",frontend=\"$2\",mode=\"$3\"}" '$1 == k {printf "%d", $2}' "$T/scraped.txt"
+}
+while read -r name mode backend requests errors; do
+  [ "$(scraped cm_lbd_frontend_requests_total "$name" "$mode" "$backend")" = "$requests" ] \
+    || fail "frontend $name: node-exporter serves requests_total '$(scraped cm_lbd_frontend_requests_total "$name" "$mode" "$backend")', cmctl lb status says $requests"
+  [ "$(scraped cm_lbd_frontend_errors_total "$name" "$mode" "$backend")" = "$errors" ] \
+    || fail "frontend $name: node-exporter serves errors_total '$(scraped cm_lbd_frontend_errors_total "$name" "$mode" "$backend")', cmctl lb status says $errors"
+done < "$T/status-counts.txt"
+web=$(scraped cm_lbd_frontend_requests_total web http web)
+# Section 6's 504 and 502 came from cm-lbd itself (counters start again with the restart of section 4).
+slow=$(scraped cm_lbd_frontend_errors_total slow http hang); rude=$(scraped cm_lbd_frontend_errors_total rude http rude)
+[ "${slow:-0}" -ge 1 ] && [ "${rude:-0}" -ge 1 ] || fail "section 6's 504 and 502 are not counted as errors (slow '$slow', rude '$rude')"
+up=$(grep -c '^cm_lbd_server_up{backend="web",.*} 1$' "$T/scraped.txt" || true)
+[ "$up" = 2 ] || fail "$up servers of web shown up, not 2 (b3 left in section 5)"
+pass "cmctl lb metrics read by prometheus-node-exporter without an error, its counts those of cmctl lb status ($(wc -l < "$T/status-counts.txt") frontends; web $web requests, the 504 and 502 of section 6 counted), $up servers of web up"
