@@ -57,25 +57,17 @@ public struct PrometheusText: Sendable {
     }
 
     /// In label values a backslash, a double quote and a line feed are escaped.
-    static func escapeLabel(_ value: String) -> String {
-        var out = ""
-        for c in value.unicodeScalars {
-            switch c {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out
-    }
+    static func escapeLabel(_ value: String) -> String { escape(value, quote: true) }
 
     /// In help texts a backslash and a line feed are.
-    static func escapeHelp(_ text: String) -> String {
+    static func escapeHelp(_ text: String) -> String { escape(text, quote: false) }
+
+    private static func escape(_ text: String, quote: Bool) -> String {
         var out = ""
         for c in text.unicodeScalars {
             switch c {
             case "\\": out += "\\\\"
+            case "\"" where quote: out += "\\\""
             case "\n": out += "\\n"
             default: out.unicodeScalars.append(c)
             }
