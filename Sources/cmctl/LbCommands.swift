@@ -43,7 +43,7 @@ struct Lb: AsyncParsableCommand {
     struct Metrics: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print cm-lbd's counters in Prometheus' text format.",
-            discussion: "Frontends' connections, requests, errors and retries; each server's state, weight, connections and failed connects; each event loop's connections. Counters count since cm-lbd started. For Prometheus without cm-webd, write them where prometheus-node-exporter's textfile collector reads (see cm-lbd(8), METRICS).")
+            discussion: "Frontends' connections, requests, errors and retries; each server's state, weight, connections and failed connects; each event loop's connections. Counters count since cm-lbd started. For Prometheus without cm-webd, write them where prometheus-node-exporter's textfile collector reads (see cm-lbd(8), section Metrics).")
 
         @OptionGroup var global: GlobalOptions
 
