@@ -20,6 +20,9 @@ public struct PxedConfig: Sendable, Equatable {
         /// The address nodes fetch boot files from (next-server, URLs): the virtual IP when
         /// masters share one; default `serverAddress`.
         public var bootAddress: IPv4Address?
+        /// Where booting nodes are, for recording boot script fetches in proxy mode and with
+        /// DHCP off; nil: the network of `serverAddress`'s interface (full DHCP: its network).
+        public var bootNetwork: IPv4Network?
         public var httpPort = 8067
         /// 0: no TFTP server.
         public var tftpPort = 69
@@ -97,6 +100,7 @@ public struct PxedConfig: Sendable, Equatable {
         }
         config.pxed.serverAddress = p.ipv4("server_address", required: true) ?? IPv4Address(rawValue: 0)
         config.pxed.bootAddress = p.ipv4("boot_address")
+        config.pxed.bootNetwork = p.ipv4Network("boot_network")
         config.pxed.httpPort = p.int("http_port", range: 1...65535, default: 8067)
         config.pxed.tftpPort = p.int("tftp_port", range: 0...65535, default: 69)
         config.pxed.tftpMaxBlockSize = p.int("tftp_max_block_size", range: 512...65464, default: 1468)

@@ -22,6 +22,10 @@ public final class Inventory: Sendable {
                         address TEXT PRIMARY KEY, mac TEXT NOT NULL, state TEXT NOT NULL, expires INTEGER NOT NULL, host_name TEXT);
                     """)
             },
+            Store.Migration("v2-seen-address") { db in
+                // Proxy mode's observed address, apart from the unique fixed one (issue 23).
+                try db.execute(sql: "ALTER TABLE nodes ADD COLUMN seen_address TEXT")
+            },
         ])
     }
 
@@ -31,18 +35,52 @@ public final class Inventory: Sendable {
         try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM nodes ORDER BY name").compactMap(Self.node) }
     }
 
-    /// Inserts or replaces the node named `node.name`; `previousName` renames.
-    public func save(_ node: NodeInfo, previousName: String? = nil) throws {
-        try pool.write { db in
-            if let previousName, previousName != node.name {
-                try db.execute(sql: "DELETE FROM nodes WHERE name = ?", arguments: [previousName])
+    /// Stores `node`, found by its MAC address (its identity; a new MAC inserts a row).
+    /// Never deletes or overwrites another node: a name or fixed address that another row
+    /// holds fails with `InventoryConflict` and changes nothing. (`INSERT OR REPLACE` would
+    /// have deleted that other row, silently.)
+    public func save(_ node: NodeInfo) throws { try save([node]) }
+
+    /// Stores all of `nodes` in one transaction: all of them or, on a conflict, none.
+    public func save(_ nodes: [NodeInfo]) throws {
+        var current: NodeInfo?
+        do {
+            try pool.write { db in
+                for node in nodes {
+                    current = node
+                    let values: StatementArguments = [
+                        node.name, node.address?.description, node.group, node.image, node.kernelArgs, node.nextImage, node.arch,
+                        node.state.rawValue, node.firstSeen?.timeIntervalSince1970, node.lastSeen?.timeIntervalSince1970, node.bootCount,
+                        node.lastImage, node.seenAddress?.description, node.mac.description,
+                    ]
+                    try db.execute(sql: Self.update, arguments: values)
+                    if db.changesCount == 0 { try db.execute(sql: Self.insert, arguments: values) }
+                }
             }
-            try db.execute(sql: """
-                INSERT OR REPLACE INTO nodes (name, mac, address, grp, image, kernel_args, next_image, arch, state,
-                    first_seen, last_seen, boot_count, last_image) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-                """, arguments: [node.name, node.mac.description, node.address?.description, node.group, node.image, node.kernelArgs,
-                                 node.nextImage, node.arch, node.state.rawValue, node.firstSeen?.timeIntervalSince1970,
-                                 node.lastSeen?.timeIntervalSince1970, node.bootCount, node.lastImage])
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            guard let current else { throw error }
+            throw try conflict(for: current, error)
+        }
+    }
+
+    /// Every column but mac, in the order of `save`'s values; mac comes last in both statements.
+    static let columns = ["name", "address", "grp", "image", "kernel_args", "next_image", "arch", "state", "first_seen", "last_seen",
+                          "boot_count", "last_image", "seen_address"]
+    static let update = "UPDATE nodes SET \(columns.map { "\($0) = ?" }.joined(separator: ", ")) WHERE mac = ?"
+    static let insert = "INSERT INTO nodes (\(columns.joined(separator: ", ")), mac) VALUES (\(Array(repeating: "?", count: columns.count + 1).joined(separator: ",")))"
+
+    /// Which other node holds what `node` wanted.
+    private func conflict(for node: NodeInfo, _ error: DatabaseError) throws -> InventoryConflict {
+        try pool.read { db in
+            let mac = node.mac.description
+            if let other = try String.fetchOne(db, sql: "SELECT name FROM nodes WHERE name = ? AND mac != ?", arguments: [node.name, mac]) {
+                return InventoryConflict(node: node.name, mac: node.mac, what: "the name \(node.name)", holder: other)
+            }
+            if let a = node.address,
+               let other = try String.fetchOne(db, sql: "SELECT name FROM nodes WHERE address = ? AND mac != ?", arguments: [a.description, mac]) {
+                return InventoryConflict(node: node.name, mac: node.mac, what: "the address \(a)", holder: other)
+            }
+            return InventoryConflict(node: node.name, mac: node.mac, what: error.message ?? "a unique value", holder: nil)
         }
     }
 
@@ -52,12 +90,13 @@ public final class Inventory: Sendable {
 
     static func node(_ row: Row) -> NodeInfo? {
         guard let mac = MACAddress(row["mac"] as String), let state = NodeBootState(rawValue: row["state"]) else { return nil }
-        let address: String? = row["address"]
+        let address: String? = row["address"], seen: String? = row["seen_address"]
         let first: Double? = row["first_seen"], last: Double? = row["last_seen"]
         return NodeInfo(name: row["name"], mac: mac, address: address.flatMap(IPv4Address.init), group: row["grp"], image: row["image"],
                         kernelArgs: row["kernel_args"], nextImage: row["next_image"], arch: row["arch"], state: state,
                         firstSeen: first.map(Date.init(timeIntervalSince1970:)), lastSeen: last.map(Date.init(timeIntervalSince1970:)),
-                        bootCount: row["boot_count"], lastImage: row["last_image"])
+                        bootCount: row["boot_count"], lastImage: row["last_image"],
+                        seenAddress: seen.flatMap(IPv4Address.init))
     }
 
     // MARK: Leases
@@ -80,5 +119,17 @@ public final class Inventory: Sendable {
                                arguments: [l.address.description, l.mac.description, l.state.rawValue, l.expires, l.hostName])
             }
         }
+    }
+}
+
+/// A save that would have taken a name or fixed address another node holds.
+public struct InventoryConflict: Error, CustomStringConvertible {
+    public var node: String
+    public var mac: MACAddress
+    public var what: String
+    /// The node that holds it, when the database says.
+    public var holder: String?
+    public var description: String {
+        "node \(node) (\(mac)) not stored: \(what) belongs to \(holder.map { "node \($0)" } ?? "another node")"
     }
 }

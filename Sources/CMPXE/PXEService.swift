@@ -15,6 +15,8 @@ public final class PXEService: Sendable {
         var nodes: [MACAddress: NodeInfo]
         /// Answering DHCP: standalone, or cm-vipd says this master is active.
         var active: Bool
+        /// Where booting nodes are: script fetches from elsewhere are not recorded.
+        var bootNetwork: IPv4Network?
 
         /// The name a new node gets: the next free one from name_pattern.
         var nextName: String { PXEService.nextName(config, taken: Set(nodes.values.map(\.name))) }
@@ -35,7 +37,7 @@ public final class PXEService: Sendable {
         var nodes: [MACAddress: NodeInfo] = [:]
         for n in try inventory.nodes() { nodes[n.mac] = n }
         let leases = try inventory.leases()
-        state = Mutex(State(config: config, machine: nil, nodes: nodes, active: !config.pxed.followVipd))
+        state = Mutex(State(config: config, machine: nil, nodes: nodes, active: !config.pxed.followVipd, bootNetwork: Self.bootNetwork(config)))
         state.withLock { $0.machine = Self.machine(config, nodes: $0.nodes, leases: leases) }
     }
 
@@ -51,10 +53,19 @@ public final class PXEService: Sendable {
 
     public var config: PxedConfig { state.withLock { $0.config } }
 
+    /// boot_network; else full DHCP's network; else the network of the interface address
+    /// that is server_address.
+    static func bootNetwork(_ config: PxedConfig) -> IPv4Network? {
+        if let n = config.pxed.bootNetwork { return n }
+        if config.pxed.mode == .dhcp, let d = config.dhcp { return d.network }
+        return InterfaceAddresses.network(of: config.pxed.serverAddress)
+    }
+
     public func apply(_ config: PxedConfig) {
         state.withLock { s in
             let leases = s.machine.map { Array($0.leases.values) } ?? ((try? inventory.leases()) ?? [])
             s.config = config
+            s.bootNetwork = Self.bootNetwork(config)
             s.machine = Self.machine(config, nodes: s.nodes, leases: leases)
             if !config.pxed.followVipd { s.active = true }
         }
@@ -217,36 +228,69 @@ public final class PXEService: Sendable {
 
     // MARK: HTTP boot
 
-    /// The node's iPXE script; records that it is booting (and takes its one-shot image).
-    /// `record: false` (HEAD) only shows what it would get.
+    /// The node's iPXE script; records that it is booting (and takes its one-shot image) when
+    /// the request is one a booting node would make. `record: false` (HEAD) only shows what it
+    /// would get.
+    ///
+    /// Anybody who reaches the port can ask for any MAC address's script, so a request is
+    /// recorded only when it comes from where that node is: in full DHCP mode, the address
+    /// DHCP handed to that MAC address; otherwise (proxy mode, DHCP off) an address in the
+    /// boot network, which is recorded as where the node was seen (`seenAddress`), never as
+    /// its fixed address. A standby master records nothing. Whatever is not recorded is still
+    /// answered with the script the node would get.
     func bootScript(mac: MACAddress, from client: IPv4Address, record: Bool = true) -> String {
-        if !record {
-            return state.withLock { s in
-                let node = s.nodes[mac] ?? NodeInfo(name: s.nextName, mac: mac, group: s.config.pxed.defaultGroup)
-                return render(node, image: BootPlan.image(for: node, config: s.config), config: s.config)
-            }
-        }
         let now = Date()
-        let (text, event): (String, NodeEvent) = state.withLock { s in
-            // A MAC address booting without DHCP from us (proxy mode missed, or a static
-            // iPXE script) is a node all the same.
-            var node = s.nodes[mac]
-                ?? NodeInfo(name: s.nextName, mac: mac, address: client, group: s.config.pxed.defaultGroup, state: .discovered, firstSeen: now)
+        let (text, event, note): (String, NodeEvent?, String?) = state.withLock { s in
+            let known = s.nodes[mac]
+            var node = known ?? NodeInfo(name: s.nextName, mac: mac, group: s.config.pxed.defaultGroup, state: .discovered, firstSeen: now)
             let image = BootPlan.image(for: node, config: s.config)
+            guard record else { return (render(node, image: image, config: s.config), nil, nil) }
+            if let refusal = recordingRefusal(mac: mac, known: known, client: client, in: s, now: now) {
+                return (render(node, image: image, config: s.config), nil, refusal)
+            }
             node.nextImage = nil
             node.state = .booting
             node.bootCount += 1
             node.lastSeen = now
             node.lastImage = image
-            if s.config.pxed.mode != .dhcp { node.address = client }
-            s.nodes[mac] = node
-            do { try inventory.save(node) } catch { logger.error("storing node \(node.name): \(error)") }
+            // Full DHCP: a node first seen here keeps the address DHCP gave it, as on DISCOVER.
+            if s.config.pxed.mode != .dhcp { node.seenAddress = client } else if known == nil { node.address = client }
+            // Another node seen at this address before has left it (the other DHCP server
+            // gave it to this one): its observation goes, nothing else of it.
+            var moved = s.nodes.values.filter { $0.mac != mac && $0.seenAddress == node.seenAddress && node.seenAddress != nil }
+            for i in moved.indices { moved[i].seenAddress = nil }
+            do { try inventory.save(moved + [node]) } catch {
+                return (render(node, image: image, config: s.config), nil, "\(error)")
+            }
+            for n in moved + [node] { Self.commit(n, to: &s) }
             return (render(node, image: image, config: s.config),
-                    NodeEvent(node: node.name, mac: mac, address: node.address, state: .booting, image: image, at: now))
+                    NodeEvent(node: node.name, mac: mac, address: node.reachableAddress, state: .booting, image: image, at: now), nil)
         }
-        logger.notice("node \(event.node) (\(mac)) is booting image \(event.image ?? "-") from \(client)")
-        try? events.publish(topic: Topic.node, type: MessageType.nodeEvent, body: event)
+        if let note {
+            counters.add("http_not_recorded")
+            logger.info("boot script for \(mac) sent to \(client), boot not recorded: \(note)")
+        }
+        if let event {
+            logger.notice("node \(event.node) (\(mac)) is booting image \(event.image ?? "-") from \(client)")
+            try? events.publish(topic: Topic.node, type: MessageType.nodeEvent, body: event)
+        }
         return text
+    }
+
+    /// Why a script fetch by `client` for `mac` must not be recorded, or nil when it may.
+    private func recordingRefusal(mac: MACAddress, known: NodeInfo?, client: IPv4Address, in s: State, now: Date) -> String? {
+        guard s.active else { return "this master is standby" }
+        if s.config.pxed.mode == .dhcp {
+            if let known, known.address == client { return nil }
+            let epoch = Int64(now.timeIntervalSince1970)
+            if let lease = s.machine?.leases[client], lease.mac == mac, lease.state == .offered || lease.state == .bound, lease.expires > epoch {
+                return known == nil && s.nodes.values.contains(where: { $0.address == client })
+                    ? "\(client) is another node's fixed address" : nil
+            }
+            return "\(client) is not the address DHCP gave \(mac)"
+        }
+        guard let network = s.bootNetwork else { return "the boot network is not known (no interface has \(s.config.pxed.serverAddress))" }
+        return network.contains(client) ? nil : "\(client) is outside the boot network \(network)"
     }
 
     /// The script of `image` for `node`: the image's template filled in, or the default one.
@@ -266,12 +310,15 @@ public final class PXEService: Sendable {
         guard file == BootPlan.finalStage(files: imageFiles(image, config: config)) else { return }
         let now = Date()
         let event: NodeEvent? = state.withLock { s in
-            guard var node = s.nodes[mac] else { return nil }
+            guard s.active, var node = s.nodes[mac], node.state == .booting else { return nil }
             node.state = .booted
             node.lastSeen = now
+            do { try inventory.save(node) } catch {
+                logger.error("storing node \(node.name): \(error)")
+                return nil
+            }
             s.nodes[mac] = node
-            try? inventory.save(node)
-            return NodeEvent(node: node.name, mac: mac, address: node.address, state: .booted, image: image, at: now)
+            return NodeEvent(node: node.name, mac: mac, address: node.reachableAddress, state: .booted, image: image, at: now)
         }
         if let event {
             logger.notice("node \(event.node) (\(mac)) booted: fetched \(image)/\(file)")
@@ -294,51 +341,95 @@ public final class PXEService: Sendable {
     }
 
     public func add(_ r: NodeAddRequest) throws(WireError) -> NodeInfo {
-        let result: Result<NodeInfo, WireError> = state.withLock { s in
-            let config = s.config
-            if let other = s.nodes[r.mac] { return .failure(WireError(.conflict, "\(r.mac) is already node \(other.name)")) }
-            let name = r.name ?? s.nextName
-            guard let problem = validate(name: name, address: r.address, group: r.group, image: r.image, except: nil, in: s) else {
-                var node = NodeInfo(name: name, mac: r.mac, address: r.address, group: r.group ?? config.pxed.defaultGroup, image: r.image,
-                                    kernelArgs: r.kernelArgs)
-                if node.address == nil, let machine = s.machine { node.address = machine.address(for: r.mac, now: Int64(Date().timeIntervalSince1970)) }
-                do { try inventory.save(node) } catch { return .failure(WireError(.internal, "storing node \(name): \(error)")) }
-                s.nodes[r.mac] = node
-                s.machine?.pool.staticLeases[r.mac] = node.address
-                return .success(node)
-            }
-            return .failure(problem)
-        }
-        let node = try result.get()
+        let node = try edit { s throws(WireError) in try nodeAdding(r, in: s) }
         try? events.publish(topic: Topic.node, type: MessageType.nodeChanged, body: NodeRef(node: node.name))
         logger.notice("node \(node.name) (\(node.mac)) added\(node.address.map { " at \($0)" } ?? "")")
         return node
     }
 
     public func set(_ r: NodeSetRequest) throws(WireError) -> NodeInfo {
-        let result: Result<NodeInfo, WireError> = state.withLock { s in
-            guard var node = find(r.node, in: s) else { return .failure(WireError(.notFound, "no node \"\(r.node)\" (by name or MAC address)")) }
-            let old = node.name
-            if let problem = validate(name: r.name, address: r.address, group: r.group, image: r.image.flatMap { $0.isEmpty ? nil : $0 },
-                                      except: node.mac, in: s) { return .failure(problem) }
-            if let nextImage = r.nextImage, !nextImage.isEmpty, !PxedConfig.isName(nextImage) {
-                return .failure(WireError(.invalidArgument, "\"\(nextImage)\" is not an image name"))
-            }
-            if let v = r.name { node.name = v }
-            if let v = r.address { node.address = v }
-            if r.clearAddress { node.address = nil }
-            if let v = r.group { node.group = v }
-            if let v = r.image { node.image = v.isEmpty ? nil : v }
-            if let v = r.kernelArgs { node.kernelArgs = v.isEmpty ? nil : v }
-            if let v = r.nextImage { node.nextImage = v.isEmpty ? nil : v }
-            do { try inventory.save(node, previousName: old) } catch { return .failure(WireError(.internal, "storing node \(node.name): \(error)")) }
-            s.nodes[node.mac] = node
-            s.machine?.pool.staticLeases[node.mac] = node.address
-            return .success(node)
-        }
-        let node = try result.get()
+        let node = try edit { s throws(WireError) in try nodeChanging(r, in: s) }
         try? events.publish(topic: Topic.node, type: MessageType.nodeChanged, body: NodeRef(node: node.name))
         logger.notice("node \(node.name) (\(node.mac)) changed")
+        return node
+    }
+
+    /// `cmctl node import`: adds the entries with new MAC addresses and changes the known ones,
+    /// all of them or, when one is refused, none (the inventory is left as it was).
+    public func importNodes(_ entries: [NodeSpec]) throws(WireError) -> NodeImportReply {
+        let result: Result<NodeImportReply, WireError> = state.withLock { s in
+            var scratch = s
+            var changed: [NodeInfo] = []
+            var reply = NodeImportReply(added: 0, updated: 0)
+            for (i, e) in entries.enumerated() {
+                let known = scratch.nodes[e.mac] != nil
+                let change = NodeSetRequest(node: e.mac.description, name: e.name, address: e.address, group: e.group, image: e.image,
+                                            kernelArgs: e.kernelArgs)
+                do throws(WireError) {
+                    let node = known ? try nodeChanging(change, in: scratch) : try nodeAdding(e, in: scratch)
+                    Self.commit(node, to: &scratch)
+                    changed.append(node)
+                } catch {
+                    return .failure(WireError(error.code, "entry \(i + 1) (\(e.mac)): \(error.message); nothing imported"))
+                }
+                if known { reply.updated += 1 } else { reply.added += 1 }
+            }
+            do { try inventory.save(changed) } catch {
+                return .failure(WireError(.conflict, "storing the import: \(error); nothing imported"))
+            }
+            s = scratch
+            return .success(reply)
+        }
+        let reply = try result.get()
+        try? events.publish(topic: Topic.node, type: MessageType.nodeChanged, body: NodeRef(node: ""))
+        logger.notice("inventory import: \(reply.added) nodes added, \(reply.updated) changed")
+        return reply
+    }
+
+    /// One node changed by `change` (checked against the state, nothing stored), then stored
+    /// and, only once it is, put into the state.
+    private func edit(_ change: (State) throws(WireError) -> NodeInfo) throws(WireError) -> NodeInfo {
+        let result: Result<NodeInfo, WireError> = state.withLock { s in
+            let node: NodeInfo
+            do throws(WireError) { node = try change(s) } catch { return .failure(error) }
+            do { try inventory.save(node) } catch { return .failure(WireError(.conflict, "storing node \(node.name): \(error)")) }
+            Self.commit(node, to: &s)
+            return .success(node)
+        }
+        return try result.get()
+    }
+
+    private static func commit(_ node: NodeInfo, to s: inout State) {
+        s.nodes[node.mac] = node
+        s.machine?.pool.staticLeases[node.mac] = node.address
+    }
+
+    /// The node `r` adds, checked against `s`.
+    private func nodeAdding(_ r: NodeAddRequest, in s: State) throws(WireError) -> NodeInfo {
+        if let other = s.nodes[r.mac] { throw WireError(.conflict, "\(r.mac) is already node \(other.name)") }
+        let name = r.name ?? s.nextName
+        if let problem = validate(name: name, address: r.address, group: r.group, image: r.image, except: nil, in: s) { throw problem }
+        var node = NodeInfo(name: name, mac: r.mac, address: r.address, group: r.group ?? s.config.pxed.defaultGroup, image: r.image,
+                            kernelArgs: r.kernelArgs)
+        if node.address == nil, let machine = s.machine { node.address = machine.address(for: r.mac, now: Int64(Date().timeIntervalSince1970)) }
+        return node
+    }
+
+    /// The node `r` changes, as it is after the change, checked against `s`.
+    private func nodeChanging(_ r: NodeSetRequest, in s: State) throws(WireError) -> NodeInfo {
+        guard var node = find(r.node, in: s) else { throw WireError(.notFound, "no node \"\(r.node)\" (by name or MAC address)") }
+        if let problem = validate(name: r.name, address: r.address, group: r.group, image: r.image.flatMap { $0.isEmpty ? nil : $0 },
+                                  except: node.mac, in: s) { throw problem }
+        if let nextImage = r.nextImage, !nextImage.isEmpty, !PxedConfig.isName(nextImage) {
+            throw WireError(.invalidArgument, "\"\(nextImage)\" is not an image name")
+        }
+        if let v = r.name { node.name = v }
+        if let v = r.address { node.address = v }
+        if r.clearAddress { node.address = nil }
+        if let v = r.group { node.group = v }
+        if let v = r.image { node.image = v.isEmpty ? nil : v }
+        if let v = r.kernelArgs { node.kernelArgs = v.isEmpty ? nil : v }
+        if let v = r.nextImage { node.nextImage = v.isEmpty ? nil : v }
         return node
     }
 

@@ -26,7 +26,7 @@ public enum InventoryFollower {
                             // changes nothing a follower uses: no new list for each of the
                             // three events of every node's boot.
                             if event.header.type == MessageType.nodeEvent, let e = try? event.body(as: NodeEvent.self),
-                               nodes.contains(where: { $0.mac == e.mac && $0.name == e.node && $0.address == e.address }) {
+                               nodes.contains(where: { $0.mac == e.mac && $0.name == e.node && $0.reachableAddress == e.address }) {
                                 continue
                             }
                             nodes = try await conn.request(MessageType.nodeList, Empty(), as: NodeListReply.self).nodes

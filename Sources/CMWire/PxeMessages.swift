@@ -8,9 +8,12 @@ extension MessageType {
     public static let nodeAdd = "node.add"
     public static let nodeSet = "node.set"
     public static let nodeRemove = "node.rm"
+    /// `cmctl node import`: many adds and changes, applied all or none.
+    public static let nodeImport = "node.import"
     /// Event: a node was discovered, started booting, or booted.
     public static let nodeEvent = "node.event"
-    /// Event: the inventory was edited (cmctl node add/set/rm); body NodeRef.
+    /// Event: the inventory was edited (cmctl node add/set/rm/import); body NodeRef, whose name
+    /// is empty when an import changed many nodes at once.
     public static let nodeChanged = "node.changed"
 }
 
@@ -34,9 +37,13 @@ public enum NodeBootState: String, Codable, Sendable, CaseIterable {
 public struct NodeInfo: Codable, Sendable, Equatable {
     public var name: String
     public var mac: MACAddress
-    /// Its fixed address (full DHCP hands out exactly this one); in proxy mode, the address
-    /// it booted from last.
+    /// Its fixed address: full DHCP hands out exactly this one, and no two nodes share one.
+    /// Set by an admin or by cm-pxed's own DHCP, never by what a request claims.
     public var address: IPv4Address?
+    /// Where it was seen last when cm-pxed does not hand out addresses (proxy mode, or DHCP
+    /// off): the address its boot script was fetched from. An observation, not an identity:
+    /// another DHCP server may give it to another node tomorrow, which then takes it over.
+    public var seenAddress: IPv4Address?
     public var group: String
     /// The node's own image; nil: its group's.
     public var image: String?
@@ -55,10 +62,11 @@ public struct NodeInfo: Codable, Sendable, Equatable {
 
     public init(name: String, mac: MACAddress, address: IPv4Address? = nil, group: String, image: String? = nil, kernelArgs: String? = nil,
                 nextImage: String? = nil, arch: String? = nil, state: NodeBootState = .new, firstSeen: Date? = nil, lastSeen: Date? = nil,
-                bootCount: Int = 0, lastImage: String? = nil) {
+                bootCount: Int = 0, lastImage: String? = nil, seenAddress: IPv4Address? = nil) {
         self.name = name
         self.mac = mac
         self.address = address
+        self.seenAddress = seenAddress
         self.group = group
         self.image = image
         self.kernelArgs = kernelArgs
@@ -70,6 +78,9 @@ public struct NodeInfo: Codable, Sendable, Equatable {
         self.bootCount = bootCount
         self.lastImage = lastImage
     }
+
+    /// Where to reach it: its fixed address, else where it was seen last.
+    public var reachableAddress: IPv4Address? { address ?? seenAddress }
 }
 
 public struct NodeListReply: Codable, Sendable {
@@ -106,6 +117,20 @@ public struct NodeSetRequest: Codable, Sendable {
         self.image = image
         self.kernelArgs = kernelArgs
         self.nextImage = nextImage
+    }
+}
+
+public struct NodeImportRequest: Codable, Sendable {
+    public var nodes: [NodeSpec]
+    public init(nodes: [NodeSpec]) { self.nodes = nodes }
+}
+
+public struct NodeImportReply: Codable, Sendable, Equatable {
+    public var added: Int
+    public var updated: Int
+    public init(added: Int, updated: Int) {
+        self.added = added
+        self.updated = updated
     }
 }
 

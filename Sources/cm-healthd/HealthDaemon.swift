@@ -48,7 +48,7 @@ struct HealthDaemon: Daemon {
                 await InventoryFollower.follow(socket: socket, peer: "cm-healthd", logger: Logger(label: "cm-healthd"),
                                                wanted: { await monitor.followsPxed }) { nodes in
                     await monitor.setInventoryNodes(nodes.compactMap { n in
-                        n.address.map { NodeConfig(name: NodeName(n.name), address: $0, mac: n.mac, groups: [n.group]) }
+                        n.reachableAddress.map { NodeConfig(name: NodeName(n.name), address: $0, mac: n.mac, groups: [n.group]) }
                     })
                 }
             }

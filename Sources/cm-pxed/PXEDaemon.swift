@@ -29,6 +29,7 @@ struct PXEDaemon: Daemon {
         router.on(MessageType.nodeAdd, NodeAddRequest.self) { r, _ in try service.add(r) }
         router.on(MessageType.nodeSet, NodeSetRequest.self) { r, _ in try service.set(r) }
         router.on(MessageType.nodeRemove, NodeRef.self) { r, _ in try service.remove(r.node) }
+        router.on(MessageType.nodeImport, NodeImportRequest.self) { r, _ in try service.importNodes(r.nodes) }
     }
 
     func run() async throws { await core.run() }

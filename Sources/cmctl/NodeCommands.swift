@@ -18,7 +18,7 @@ struct Node: AsyncParsableCommand {
         var t = Table("NODE", "MAC", "ADDRESS", "GROUP", "IMAGE", "ARCH", "STATE", "BOOTS", "LAST SEEN")
         for n in nodes {
             let image = n.nextImage.map { "\($0) (next)" } ?? n.image ?? "(group)"
-            t.add(n.name, n.mac.description, n.address?.description ?? "-", n.group, image, n.arch ?? "-", n.state.rawValue,
+            t.add(n.name, n.mac.description, n.address?.description ?? n.seenAddress.map { "(\($0))" } ?? "-", n.group, image, n.arch ?? "-", n.state.rawValue,
                   String(n.bootCount), n.lastSeen.map { Format.age(since: $0) } ?? "never")
         }
         return t.render()
@@ -28,7 +28,7 @@ struct Node: AsyncParsableCommand {
         print("""
             node:        \(n.name)
             mac:         \(n.mac)
-            address:     \(n.address?.description ?? "-")
+            address:     \(n.address?.description ?? "-")\(n.seenAddress.map { ", seen booting from \($0)" } ?? "")
             group:       \(n.group)
             image:       \(n.image ?? "(the group's)")\(n.nextImage.map { ", next boot: \($0)" } ?? "")
             kernel args: \(n.kernelArgs ?? "-")
@@ -171,7 +171,7 @@ struct Node: AsyncParsableCommand {
 
     struct Import: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Add the nodes listed in a TOML ([[node]] tables) or CSV file; nodes already known by MAC are updated.")
+            abstract: "Add the nodes listed in a TOML ([[node]] tables) or CSV file; nodes already known by MAC are updated. All or nothing.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "FILE.toml or FILE.csv") var file: String
 
@@ -190,21 +190,10 @@ struct Node: AsyncParsableCommand {
                 } catch {
                     throw CLIError.failed("\(file): \(error)")
                 }
-                let (added, updated) = try await global.call(.pxed) { conn in
-                    let known = Swift.Set(try await conn.request(MessageType.nodeList, Empty(), as: NodeListReply.self).nodes.map(\.mac))
-                    var added = 0, updated = 0
-                    for e in entries {
-                        if known.contains(e.mac) {
-                            let r = NodeSetRequest(node: e.mac.description, name: e.name, address: e.address, group: e.group, image: e.image, kernelArgs: e.kernelArgs)
-                            _ = try await conn.request(MessageType.nodeSet, r, as: NodeInfo.self)
-                            updated += 1
-                        } else {
-                            _ = try await conn.request(MessageType.nodeAdd, e, as: NodeInfo.self)
-                            added += 1
-                        }
-                    }
-                    return (added, updated)
+                let reply = try await global.call(.pxed) {
+                    try await $0.request(MessageType.nodeImport, NodeImportRequest(nodes: entries), as: NodeImportReply.self)
                 }
+                let (added, updated) = (reply.added, reply.updated)
                 if global.json { return try printJSON(["added": added, "updated": updated]) }
                 print("\(file): \(added) nodes added, \(updated) updated")
             }

@@ -135,4 +135,100 @@ import Testing
         let b = try s.add(NodeAddRequest(mac: mac2))
         #expect(b.name == "node001" && b.address == IPv4Address("10.77.0.110"))
     }
+
+    // MARK: What a request may record (issue 23)
+
+    @Test func aScriptFetchNeitherDeletesNorRewritesAnotherNodeAndProxyAddressesAreObservations() throws {
+        let config = try pxedConfig("boot_network = \"10.77.0.0/24\"\n", mode: "proxy")
+        let s = try service(config)
+        let a = IPv4Address("10.77.0.50")!, b = IPv4Address("10.77.0.51")!
+        let web1 = try s.add(NodeAddRequest(name: "web1", mac: MACAddress("52:54:00:00:00:01")!, address: a, group: "gpu"))
+        // A MAC address nobody knows fetches its script from web1's address.
+        let stranger = MACAddress("52:54:00:00:00:66")!
+        #expect(s.bootScript(mac: stranger, from: a).contains("#!ipxe"))
+        let seen = try s.show(stranger.description)
+        #expect(seen.address == nil && seen.seenAddress == a && seen.state == .booting)
+        #expect(try s.show("web1") == web1, "web1 is untouched")
+        // web1 itself boots from elsewhere: seen there; its fixed address stays.
+        _ = s.bootScript(mac: web1.mac, from: b)
+        #expect(try s.show("web1").address == a && s.show("web1").seenAddress == b)
+        // The stranger moves to b: web1 loses the observation, nothing else.
+        _ = s.bootScript(mac: stranger, from: b)
+        #expect(try s.show("web1").seenAddress == nil && s.show("web1").address == a && s.show(stranger.description).seenAddress == b)
+
+        // Restart on the same database: everything as it was.
+        let again = try service(config)
+        #expect(again.nodes.count == 2)
+        let stored = try again.show("web1")
+        #expect(stored.mac == web1.mac && stored.address == a && stored.group == "gpu" && stored.seenAddress == nil)
+        #expect(try again.show(stranger.description).seenAddress == b)
+    }
+
+    @Test func scriptFetchesFromWhereNoNodeIsAreAnsweredButNotRecorded() throws {
+        // Proxy mode: outside the boot network.
+        let proxy = try service(try pxedConfig("boot_network = \"10.77.0.0/24\"\n", mode: "proxy"))
+        let mac = MACAddress("52:54:00:00:00:07")!
+        #expect(proxy.bootScript(mac: mac, from: IPv4Address("192.168.1.9")!).contains("#!ipxe"))
+        #expect(proxy.nodes.isEmpty && proxy.counters.value("http_not_recorded") == 1)
+
+        // Full DHCP: only from the address DHCP gave that MAC address.
+        let s = try service(try pxedConfig())
+        let db1 = try s.add(NodeAddRequest(name: "db1", mac: mac, address: IPv4Address("10.77.0.50")))
+        _ = s.bootScript(mac: mac, from: IPv4Address("10.77.0.60")!)
+        _ = s.bootScript(mac: MACAddress("52:54:00:00:00:08")!, from: IPv4Address("10.77.0.50")!)
+        #expect(s.nodes == [db1] && s.counters.value("http_not_recorded") == 2)
+        // A lease DHCP handed out is where that MAC address may fetch from.
+        let other = "52:54:00:00:00:09"
+        let (offer, _) = try #require(try exchange(s, pxeMessage(.discover, mac: other, pxe: false)))
+        _ = s.bootScript(mac: MACAddress(other)!, from: offer.yiaddr)
+        #expect(try s.show(other).state == .booting && s.show(other).address == offer.yiaddr)
+        _ = s.bootScript(mac: mac, from: IPv4Address("10.77.0.50")!)
+        #expect(try s.show("db1").state == .booting)
+
+        // A standby master records nothing, not even the final stage.
+        let standby = try service(try pxedConfig("follow_vipd = true\n"))
+        _ = standby.bootScript(mac: mac, from: IPv4Address("10.77.0.50")!)
+        standby.fileSent(mac: mac, image: "debian", file: "initrd.img")
+        #expect(try standby.show("db1").state == .booting && standby.show("db1").bootCount == 1, "as the active master left it")
+    }
+
+    @Test func aSaveThatWouldTakeAnotherNodesAddressFailsAndDeletesNothing() throws {
+        let inventory = try Inventory(path: dir + "/inv.sqlite")
+        let a = IPv4Address("10.77.0.50")!
+        let web1 = NodeInfo(name: "web1", mac: MACAddress("52:54:00:00:00:01")!, address: a, group: "default")
+        try inventory.save(web1)
+        let thief = NodeInfo(name: "node002", mac: MACAddress("52:54:00:00:00:02")!, address: a, group: "default")
+        #expect(throws: InventoryConflict.self) { try inventory.save(thief) }
+        let sameName = NodeInfo(name: "web1", mac: MACAddress("52:54:00:00:00:03")!, group: "default")
+        #expect(throws: InventoryConflict.self) { try inventory.save(sameName) }
+        // Several at once: all or none.
+        let fine = NodeInfo(name: "node004", mac: MACAddress("52:54:00:00:00:04")!, group: "default")
+        #expect(throws: InventoryConflict.self) { try inventory.save([fine, thief]) }
+        #expect(try inventory.nodes() == [web1])
+        // A rename is an update of the same MAC address's row.
+        var renamed = web1
+        renamed.name = "web9"
+        try inventory.save(renamed)
+        #expect(try inventory.nodes() == [renamed])
+    }
+
+    @Test func anImportAppliesAllOrNothing() throws {
+        let s = try service(try pxedConfig())
+        let web1 = try s.add(NodeAddRequest(name: "web1", mac: MACAddress("52:54:00:00:00:01")!, address: IPv4Address("10.77.0.50")))
+        let good = NodeSpec(name: "imp1", mac: MACAddress("52:54:00:00:00:02")!, address: IPv4Address("10.77.0.60"))
+        let clash = NodeSpec(name: "imp2", mac: MACAddress("52:54:00:00:00:03")!, address: IPv4Address("10.77.0.50"))
+        #expect(throws: WireError.self) { try s.importNodes([good, clash]) }
+        do { _ = try s.importNodes([good, clash]) } catch {
+            #expect(error.code == .conflict && error.message.contains("entry 2 (52:54:00:00:00:03)") && error.message.contains("nothing imported"))
+        }
+        // Two entries of one file clash with each other: refused too.
+        #expect(throws: WireError.self) { try s.importNodes([good, NodeSpec(name: "imp1", mac: MACAddress("52:54:00:00:00:04")!)]) }
+        #expect(s.nodes == [web1])
+        #expect(try service(try pxedConfig()).nodes == [web1], "nothing reached the database")
+
+        let renamed = NodeSpec(name: "web2", mac: web1.mac)
+        #expect(try s.importNodes([good, renamed]) == NodeImportReply(added: 1, updated: 1))
+        #expect(s.nodes.map(\.name) == ["imp1", "web2"] && s.nodes.last?.address == web1.address)
+        #expect(try service(try pxedConfig()).nodes.map(\.name) == ["imp1", "web2"])
+    }
 }

@@ -12,8 +12,10 @@
 #     the root and writes are refused with TFTP errors; a good file arrives intact with
 #     blksize and windowsize; malformed DHCP datagrams are dropped and counted; the daemon
 #     goes on. cm-healthd checks an inventory node; the inventory is imported from CSV,
-#     exported as TOML and imported again; a bad CSV changes nothing.
-#  5. proxyDHCP: dnsmasq hands out addresses (no boot options), cm-pxed only boot information.
+#     exported as TOML and imported again; a bad CSV, an import that clashes half-way and a
+#     script fetch from an address DHCP did not give that MAC address change nothing.
+#  5. proxyDHCP: dnsmasq hands out addresses (no boot options), cm-pxed only boot information;
+#     a fetch from another node's fixed address is an observation and deletes nothing (kill -9).
 #  6. follow_vipd: DHCP is answered only while cm-vipd reports this master active; silent
 #     without cm-vipd and again when it stops.
 . "$(dirname "$0")/lib.sh"
@@ -201,7 +203,16 @@ printf 'name,mac\nbad,zz\n' > "$T/bad.csv"
 out=$(cmctl node import "$T/bad.csv" 2>&1) && fail "a bad CSV was imported"
 echo "$out" | grep -q "bad.csv:2:1: mac: \"zz\" is not a MAC address" || fail "bad CSV error was: $out"
 [ "$(nodes | jq length)" = "$total" ] || fail "a failed import changed the inventory"
-pass "HTTP: 206 for a range, 416 past the end, 404 for ..; TFTP: traversal, absolute, symlink escape and write refused ($refused refusals); 3 MB intact; malformed DHCP counted; cm-pxed alive; cm-healthd follows the inventory; CSV import, TOML export and re-import"
+printf 'name,mac,address\nimp3,52:54:00:77:01:03,\nimp4,52:54:00:77:01:04,10.177.0.60\n' > "$T/clash.csv"
+out=$(cmctl node import "$T/clash.csv" 2>&1) && fail "an import that takes imp1's address went through"
+echo "$out" | grep -q 'entry 2 (52:54:00:77:01:04).*nothing imported' || fail "clashing import said: $out"
+[ "$(nodes | jq length)" = "$total" ] && [ -z "$(node_field 52:54:00:77:01:03 name)" ] || { nodes; fail "a refused import added a node"; }
+# Anybody can fetch any MAC address's script; only a fetch from the address DHCP gave that
+# MAC address is recorded. From web1's fixed address, for a MAC address nobody knows:
+cmctl node add 52:54:00:77:00:98 --name web1 --address 10.177.0.250 >/dev/null
+ip netns exec "$CL" curl -fsS "http://$SERVER:8067/boot/52-54-00-77-09-01.ipxe" | grep -q '^#!ipxe' || fail "no script for an unknown MAC"
+[ -z "$(node_field 52:54:00:77:09:01 name)" ] && [ "$(node_field 52:54:00:77:00:98 name)" = web1 ] || { nodes; fail "a script fetch made a node"; }
+pass "HTTP: 206 for a range, 416 past the end, 404 for ..; TFTP: traversal, absolute, symlink escape and write refused ($refused refusals); 3 MB intact; malformed DHCP counted; cm-pxed alive; cm-healthd follows the inventory; CSV import, TOML export and re-import; a clashing import and a stray script fetch change nothing"
 
 log "5. proxyDHCP beside dnsmasq"
 kill -TERM "$PID_pxed"; wait "$PID_pxed" 2>/dev/null || true
@@ -212,10 +223,19 @@ start_bg dnsmasq ip netns exec "$NS" dnsmasq --no-daemon --conf-file=/dev/null -
 sleep 0.5
 vm proxy 52:54:00:77:00:08 tap0
 vm_wait proxy 240
-paddr=$(node_field 52:54:00:77:00:08 address)
+paddr=$(node_field 52:54:00:77:00:08 seenAddress)
 case "$paddr" in 10.177.0.2[0-2][0-9]) ;; *) nodes; fail "the proxy-booted node's address $paddr is not from dnsmasq's range" ;; esac
 grep -q "proxyDHCP" "$T/pxed.log" || fail "no proxyDHCP exchange logged"
+[ "$(node_field 52:54:00:77:00:08 address)" = null ] || fail "an address seen in proxy mode became the node's fixed address"
 pass "proxyDHCP: dnsmasq gave $paddr, cm-pxed the boot file; $(node_field 52:54:00:77:00:08 name) booted"
+# Proxy mode: the other DHCP server gives web1's fixed address to a new machine. Its script
+# fetch records where it was seen, and deletes or changes no other node, across a kill -9.
+ip netns exec "$CL" curl -fsS "http://$SERVER:8067/boot/52-54-00-77-09-02.ipxe" >/dev/null || fail "script fetch failed"
+[ "$(node_field 52:54:00:77:09:02 seenAddress)" = 10.177.0.250 ] || { nodes; fail "the fetch from the boot network was not recorded"; }
+kill -KILL "$PID_pxed"; wait "$PID_pxed" 2>/dev/null || true
+pxed_start
+[ "$(node_field 52:54:00:77:00:98 name)" = web1 ] && [ "$(node_field 52:54:00:77:00:98 address)" = 10.177.0.250 ] || { nodes; fail "web1 did not survive a script fetch from its address"; }
+pass "a script fetch from web1's address in proxy mode left web1 as it was, across kill -9"
 
 log "6. follow_vipd: only the active master answers DHCP"
 kill -TERM "$PID_dnsmasq" "$PID_pxed"; wait "$PID_pxed" 2>/dev/null || true
