@@ -42,6 +42,8 @@ public struct PxedConfig: Sendable, Equatable {
         public var followVipd = false
         /// The group a discovered node joins.
         public var defaultGroup = "default"
+        /// DISCOVERs a second from clients that are not nodes; 0: no limit.
+        public var discoverRateLimit = 100
 
         public var advertisedAddress: IPv4Address { bootAddress ?? serverAddress }
     }
@@ -123,6 +125,7 @@ public struct PxedConfig: Sendable, Equatable {
         }
         config.pxed.followVipd = p.bool("follow_vipd", default: false)
         config.pxed.defaultGroup = p.string("default_group", default: "default")
+        config.pxed.discoverRateLimit = p.int("discover_rate_limit", range: 0...100_000, default: 100)
         p.finish()
 
         let hasDHCP = root.has("dhcp")

@@ -12,14 +12,20 @@ public final class PXEService: Sendable {
     struct State {
         var config: PxedConfig
         var machine: DHCPLeaseMachine?
-        var nodes: [MACAddress: NodeInfo]
+        var nodes: NodeTable
         /// Answering DHCP: standalone, or cm-vipd says this master is active.
         var active: Bool
         /// Where booting nodes are: script fetches from elsewhere are not recorded.
         var bootNetwork: IPv4Network?
+        /// PXE clients seen in DHCP that have not fetched a script yet.
+        var sightings = Sightings()
+        /// DISCOVERs from clients that are not nodes (discover_rate_limit).
+        var discoverLimit: RateLimiter
+        /// Dropping DISCOVERs now (logged once per episode).
+        var limiting = false
 
         /// The name a new node gets: the next free one from name_pattern.
-        var nextName: String { PXEService.nextName(config, taken: Set(nodes.values.map(\.name))) }
+        var nextName: String { PXEService.nextName(config, taken: Set(nodes.names)) }
     }
 
     let inventory: Inventory
@@ -28,20 +34,22 @@ public final class PXEService: Sendable {
     let counters = Counters()
     let stateDirectory: String
     private let state: Mutex<State>
+    /// Imports sent in parts, by staging name, until their last part comes.
+    private let imports = Mutex<[String: StagedImport]>([:])
 
     public init(config: PxedConfig, stateDirectory: String, events: EventHub, logger: Logger) throws {
         inventory = try Inventory(path: (stateDirectory as NSString).appendingPathComponent("pxed.sqlite"))
         self.events = events
         self.logger = logger
         self.stateDirectory = stateDirectory
-        var nodes: [MACAddress: NodeInfo] = [:]
-        for n in try inventory.nodes() { nodes[n.mac] = n }
+        let nodes = NodeTable(try inventory.nodes())
         let leases = try inventory.leases()
-        state = Mutex(State(config: config, machine: nil, nodes: nodes, active: !config.pxed.followVipd, bootNetwork: Self.bootNetwork(config)))
+        state = Mutex(State(config: config, machine: nil, nodes: nodes, active: !config.pxed.followVipd, bootNetwork: Self.bootNetwork(config),
+                            discoverLimit: RateLimiter(perSecond: config.pxed.discoverRateLimit)))
         state.withLock { $0.machine = Self.machine(config, nodes: $0.nodes, leases: leases) }
     }
 
-    static func machine(_ config: PxedConfig, nodes: [MACAddress: NodeInfo], leases: [DHCPLease]) -> DHCPLeaseMachine? {
+    static func machine(_ config: PxedConfig, nodes: NodeTable, leases: [DHCPLease]) -> DHCPLeaseMachine? {
         guard config.pxed.mode == .dhcp, let d = config.dhcp else { return nil }
         var statics: [MACAddress: IPv4Address] = [:]
         for n in nodes.values { if let a = n.address, d.network.contains(a) { statics[n.mac] = a } }
@@ -64,6 +72,9 @@ public final class PXEService: Sendable {
     public func apply(_ config: PxedConfig) {
         state.withLock { s in
             let leases = s.machine.map { Array($0.leases.values) } ?? ((try? inventory.leases()) ?? [])
+            if config.pxed.discoverRateLimit != s.config.pxed.discoverRateLimit {
+                s.discoverLimit = RateLimiter(perSecond: config.pxed.discoverRateLimit)
+            }
             s.config = config
             s.bootNetwork = Self.bootNetwork(config)
             s.machine = Self.machine(config, nodes: s.nodes, leases: leases)
@@ -111,7 +122,7 @@ public final class PXEService: Sendable {
 
     /// One datagram received on port 67 or 4011 (proxyDHCP). Malformed ones are counted and
     /// dropped; the daemon goes on.
-    func handleDHCP(_ bytes: ArraySlice<UInt8>, port: UInt16, from: IPv4Endpoint) -> Outgoing? {
+    func handleDHCP(_ bytes: ArraySlice<UInt8>, port: UInt16, from: IPv4Endpoint, now: Date = Date()) -> Outgoing? {
         counters.add("dhcp_received")
         let m: DHCPMessage
         do { m = try DHCPMessage(parsing: bytes) } catch {
@@ -123,35 +134,35 @@ public final class PXEService: Sendable {
             counters.add("dhcp_ignored")
             return nil
         }
-        let now = Date()
         let epoch = Int64(now.timeIntervalSince1970)
         let booting = m.isPXEClient || m.isIPXE
         var out: Outgoing?
-        var publish: [NodeEvent] = []
         var note = ""
         do {
             try state.withLock { s in
                 guard s.active else { note = "standby: \(type) from \(mac) not answered"; return }
                 let config = s.config
-                // Discovery: a PXE client we do not know becomes a node.
                 var node = s.nodes[mac]
                 if node == nil, booting, type == .discover || type == .request {
-                    var fresh = NodeInfo(name: s.nextName, mac: mac,
-                                         group: config.pxed.defaultGroup, arch: BootPlan.architecture(m.clientArchitectures),
-                                         state: .discovered, firstSeen: now, lastSeen: now)
-                    if let machine = s.machine { fresh.address = machine.address(for: mac, now: epoch) }
-                    try inventory.save(fresh)
-                    s.nodes[mac] = fresh
-                    s.machine?.pool.staticLeases[mac] = fresh.address
-                    node = fresh
-                    publish.append(NodeEvent(node: fresh.name, mac: mac, address: fresh.address, state: .discovered, image: nil, at: now))
-                    logger.notice("discovered node \(fresh.name) (\(mac), \(fresh.arch ?? "unknown architecture"))\(fresh.address.map { " at \($0)" } ?? "")")
+                    // A PXE client we do not know becomes a node only when it fetches its
+                    // script from the address DHCP gave it (bootScript): a DISCOVER costs
+                    // anybody nothing to make up, and 5,000 of them must not become 5,000
+                    // nodes with 5,000 reserved addresses. Until then it has an ordinary
+                    // lease, which expires, and a sighting, which is forgotten.
+                    if type == .discover, !s.discoverLimit.take(now: now) {
+                        counters.add("dhcp_rate_limited")
+                        if !s.limiting { logger.notice("DHCP: more than \(config.pxed.discoverRateLimit) DISCOVERs/s from unknown clients; dropping the excess") }
+                        s.limiting = true
+                        note = "DISCOVER from \(mac) dropped: rate limit"
+                        return
+                    }
+                    s.limiting = false
+                    s.sightings.record(mac, arch: BootPlan.architecture(m.clientArchitectures), at: now)
                 } else if var known = node, booting {
                     // Addresses for admin-added nodes without one, and the architecture, on first sight.
                     var changed = false
                     if known.address == nil, let machine = s.machine, let a = machine.address(for: mac, now: epoch) {
                         known.address = a
-                        s.machine?.pool.staticLeases[mac] = a
                         changed = true
                     }
                     if let arch = BootPlan.architecture(m.clientArchitectures), known.arch != arch { known.arch = arch; changed = true }
@@ -160,7 +171,7 @@ public final class PXEService: Sendable {
                     if changed || now.timeIntervalSince(known.lastSeen ?? .distantPast) > 60 {
                         known.lastSeen = now
                         try inventory.save(known)
-                        s.nodes[mac] = known
+                        Self.commit(known, to: &s)
                     }
                     node = known
                 }
@@ -194,8 +205,8 @@ public final class PXEService: Sendable {
                 s.machine = machine
                 note = outcome.note
                 guard var reply = outcome.reply else { return }
-                if let node, reply.messageType != .nak {
-                    reply.setOption(DHCPMessage.Code.hostName, Array(node.name.utf8))
+                if reply.messageType != .nak {
+                    if let node { reply.setOption(DHCPMessage.Code.hostName, Array(node.name.utf8)) }
                     if booting { BootPlan.addBootInformation(to: &reply, request: m, config: config) }
                 }
                 let to: IPv4Endpoint
@@ -213,7 +224,6 @@ public final class PXEService: Sendable {
             logger.error("DHCP: \(type) from \(mac): storing failed: \(error)")
             return nil
         }
-        for e in publish { try? events.publish(topic: Topic.node, type: MessageType.nodeEvent, body: e) }
         if out != nil { counters.add("dhcp_replied") } else { counters.add("dhcp_ignored") }
         logger.info("DHCP: \(note)")
         return out
@@ -240,13 +250,17 @@ public final class PXEService: Sendable {
     /// answered with the script the node would get.
     func bootScript(mac: MACAddress, from client: IPv4Address, record: Bool = true) -> String {
         let now = Date()
-        let (text, event, note): (String, NodeEvent?, String?) = state.withLock { s in
+        let (text, events, note): (String, [NodeEvent], String?) = state.withLock { s in
             let known = s.nodes[mac]
             var node = known ?? NodeInfo(name: s.nextName, mac: mac, group: s.config.pxed.defaultGroup, state: .discovered, firstSeen: now)
             let image = BootPlan.image(for: node, config: s.config)
-            guard record else { return (render(node, image: image, config: s.config), nil, nil) }
+            guard record else { return (render(node, image: image, config: s.config), [], nil) }
             if let refusal = recordingRefusal(mac: mac, known: known, client: client, in: s, now: now) {
-                return (render(node, image: image, config: s.config), nil, refusal)
+                return (render(node, image: image, config: s.config), [], refusal)
+            }
+            if known == nil, let seen = s.sightings.sighting(of: mac, now: now) {
+                node.arch = seen.arch
+                node.firstSeen = seen.at
             }
             node.nextImage = nil
             node.state = .booting
@@ -260,19 +274,26 @@ public final class PXEService: Sendable {
             var moved = s.nodes.values.filter { $0.mac != mac && $0.seenAddress == node.seenAddress && node.seenAddress != nil }
             for i in moved.indices { moved[i].seenAddress = nil }
             do { try inventory.save(moved + [node]) } catch {
-                return (render(node, image: image, config: s.config), nil, "\(error)")
+                return (render(node, image: image, config: s.config), [], "\(error)")
             }
             for n in moved + [node] { Self.commit(n, to: &s) }
-            return (render(node, image: image, config: s.config),
-                    NodeEvent(node: node.name, mac: mac, address: node.reachableAddress, state: .booting, image: image, at: now), nil)
+            let booting = NodeEvent(node: node.name, mac: mac, address: node.reachableAddress, state: .booting, image: image, at: now)
+            var discovered = booting
+            discovered.state = .discovered
+            discovered.image = nil
+            return (render(node, image: image, config: s.config), known == nil ? [discovered, booting] : [booting], nil)
         }
         if let note {
             counters.add("http_not_recorded")
             logger.info("boot script for \(mac) sent to \(client), boot not recorded: \(note)")
         }
-        if let event {
-            logger.notice("node \(event.node) (\(mac)) is booting image \(event.image ?? "-") from \(client)")
-            try? events.publish(topic: Topic.node, type: MessageType.nodeEvent, body: event)
+        for event in events {
+            if event.state == .discovered {
+                logger.notice("discovered node \(event.node) (\(mac)) at \(client)")
+            } else {
+                logger.notice("node \(event.node) (\(mac)) is booting image \(event.image ?? "-") from \(client)")
+            }
+            try? self.events.publish(topic: Topic.node, type: MessageType.nodeEvent, body: event)
         }
         return text
     }
@@ -284,7 +305,7 @@ public final class PXEService: Sendable {
             if let known, known.address == client { return nil }
             let epoch = Int64(now.timeIntervalSince1970)
             if let lease = s.machine?.leases[client], lease.mac == mac, lease.state == .offered || lease.state == .bound, lease.expires > epoch {
-                return known == nil && s.nodes.values.contains(where: { $0.address == client })
+                return known == nil && s.nodes.holding(client) != nil
                     ? "\(client) is another node's fixed address" : nil
             }
             return "\(client) is not the address DHCP gave \(mac)"
@@ -317,7 +338,7 @@ public final class PXEService: Sendable {
                 logger.error("storing node \(node.name): \(error)")
                 return nil
             }
-            s.nodes[mac] = node
+            s.nodes.put(node)
             return NodeEvent(node: node.name, mac: mac, address: node.reachableAddress, state: .booted, image: image, at: now)
         }
         if let event {
@@ -330,9 +351,15 @@ public final class PXEService: Sendable {
 
     public var nodes: [NodeInfo] { state.withLock { s in s.nodes.values.sorted { $0.name < $1.name } } }
 
+    /// One page of `nodes`.
+    public func nodeList(_ r: NodeListRequest) -> NodeListReply {
+        let page = Paging.page(nodes, key: \.name, after: r.cursor)
+        return NodeListReply(nodes: page.items, next: page.next)
+    }
+
     func find(_ ref: String, in s: State) -> NodeInfo? {
         if let mac = MACAddress(ref) ?? BootPlan.mac(urlForm: ref) { return s.nodes[mac] }
-        return s.nodes.values.first { $0.name == ref }
+        return s.nodes.named(ref)
     }
 
     public func show(_ ref: String) throws(WireError) -> NodeInfo {
@@ -352,6 +379,35 @@ public final class PXEService: Sendable {
         try? events.publish(topic: Topic.node, type: MessageType.nodeChanged, body: NodeRef(node: node.name))
         logger.notice("node \(node.name) (\(node.mac)) changed")
         return node
+    }
+
+    /// One part of `cmctl node import`: kept while more follow, else applied with the parts
+    /// before it.
+    public func importNodes(_ r: NodeImportRequest, now: Date = Date()) throws(WireError) -> NodeImportReply {
+        let outcome = try imports.withLock { (staged: inout [String: StagedImport]) throws(WireError) -> StagedImport.Step in
+            staged = staged.filter { $0.value.expires > now }
+            var part = StagedImport(entries: [], expires: now.addingTimeInterval(StagedImport.lifetime))
+            if let staging = r.staging {
+                guard let earlier = staged.removeValue(forKey: staging) else {
+                    throw WireError(.notFound, "no import \(staging) in progress (parts expire after \(Int(StagedImport.lifetime)) s); nothing imported")
+                }
+                part.entries = earlier.entries
+            } else if r.more, staged.count >= StagedImport.maxInProgress {
+                throw WireError(.unavailable, "\(staged.count) imports are in progress already; try again later")
+            }
+            part.entries += r.nodes
+            guard part.entries.count <= StagedImport.maxEntries else {
+                throw WireError(.invalidArgument, "an import holds at most \(StagedImport.maxEntries) nodes; nothing imported")
+            }
+            guard r.more else { return .apply(part.entries) }
+            let name = r.staging ?? String(UInt64.random(in: 1...UInt64.max), radix: 36)
+            staged[name] = part
+            return .kept(name)
+        }
+        switch outcome {
+        case .apply(let entries): return try importNodes(entries)
+        case .kept(let staging): return NodeImportReply(added: 0, updated: 0, staging: staging)
+        }
     }
 
     /// `cmctl node import`: adds the entries with new MAC addresses and changes the known ones,
@@ -400,8 +456,8 @@ public final class PXEService: Sendable {
     }
 
     private static func commit(_ node: NodeInfo, to s: inout State) {
-        s.nodes[node.mac] = node
-        s.machine?.pool.staticLeases[node.mac] = node.address
+        s.nodes.put(node)
+        s.machine?.pool.reserve(node.address, for: node.mac)
     }
 
     /// The node `r` adds, checked against `s`.
@@ -437,8 +493,8 @@ public final class PXEService: Sendable {
         let result: Result<NodeInfo, WireError> = state.withLock { s in
             guard let node = find(ref, in: s) else { return .failure(WireError(.notFound, "no node \"\(ref)\" (by name or MAC address)")) }
             do { try inventory.remove(name: node.name) } catch { return .failure(WireError(.internal, "removing node \(node.name): \(error)")) }
-            s.nodes[node.mac] = nil
-            s.machine?.pool.staticLeases[node.mac] = nil
+            s.nodes.remove(node.mac)
+            s.machine?.pool.reserve(nil, for: node.mac)
             return .success(node)
         }
         let node = try result.get()
@@ -450,12 +506,12 @@ public final class PXEService: Sendable {
     private func validate(name: String?, address: IPv4Address?, group: String?, image: String?, except mac: MACAddress?, in s: State) -> WireError? {
         if let name {
             guard PxedConfig.isName(name) else { return WireError(.invalidArgument, "\"\(name)\" is not a node name (1-32 of A-Z, a-z, 0-9, \"_\", \"-\")") }
-            if let other = s.nodes.values.first(where: { $0.name == name && $0.mac != mac }) {
+            if let other = s.nodes.named(name), other.mac != mac {
                 return WireError(.conflict, "the name \(name) is already taken by \(other.mac)")
             }
         }
         if let address {
-            if let other = s.nodes.values.first(where: { $0.address == address && $0.mac != mac }) {
+            if let other = s.nodes.holding(address), other.mac != mac {
                 return WireError(.conflict, "\(address) is already node \(other.name)'s address")
             }
             if let d = s.config.dhcp, s.config.pxed.mode == .dhcp, !d.network.contains(address) {
@@ -481,5 +537,18 @@ public final class PXEService: Sendable {
     public var statusLine: String {
         let s = status()
         return "\(s.mode)\(s.active ? "" : " (standby)") on \(s.interface): \(s.nodes) nodes, \(s.leases) leases, \(counters.value("dhcp_replied")) DHCP replies, \(counters.value("tftp_completed")) TFTP and \(counters.value("http_files")) HTTP files sent"
+    }
+}
+
+/// The parts of an import received so far.
+struct StagedImport {
+    var entries: [NodeSpec]
+    var expires: Date
+    static let lifetime: TimeInterval = 300
+    static let maxInProgress = 4
+    static let maxEntries = 200_000
+    enum Step {
+        case apply([NodeSpec])
+        case kept(String)
     }
 }

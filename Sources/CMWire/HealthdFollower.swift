@@ -15,10 +15,10 @@ public enum HealthdFollower {
             do {
                 try await WireClient.withConnection(path: path, daemon: "cm-healthd", peer: peer) { conn in
                     try await conn.subscribe(topics: [Topic.health])
-                    let list = try await conn.request(MessageType.healthList, HealthListRequest(), as: HealthListReply.self)
-                    let followed = list.checks.filter { relevant($0.id) }
+                    let checks = try await conn.requestAll(MessageType.healthList, HealthListRequest(), as: HealthListReply.self)
+                    let followed = checks.filter { relevant($0.id) }
                     var down = Set(followed.filter { $0.state == .down }.map(\.id))
-                    let missing = expected.subtracting(list.checks.map(\.id))
+                    let missing = expected.subtracting(checks.map(\.id))
                     if !missing.isEmpty { logger.warning("cm-healthd has no check \(missing.map(\.description).sorted().joined(separator: ", ")) to follow") }
                     logger.info("following \(followed.count) cm-healthd checks, \(down.count) down")
                     warned = false

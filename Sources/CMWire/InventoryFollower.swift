@@ -17,7 +17,7 @@ public enum InventoryFollower {
                 do {
                     try await WireClient.withConnection(path: path, daemon: "cm-pxed", peer: peer) { conn in
                         try await conn.subscribe(topics: [Topic.node])
-                        var nodes = try await conn.request(MessageType.nodeList, Empty(), as: NodeListReply.self).nodes
+                        var nodes = try await conn.requestAll(MessageType.nodeList, NodeListRequest(), as: NodeListReply.self)
                         logger.info("following cm-pxed's inventory: \(nodes.count) nodes")
                         reported = false
                         await update(nodes)
@@ -29,7 +29,7 @@ public enum InventoryFollower {
                                nodes.contains(where: { $0.mac == e.mac && $0.name == e.node && $0.reachableAddress == e.address }) {
                                 continue
                             }
-                            nodes = try await conn.request(MessageType.nodeList, Empty(), as: NodeListReply.self).nodes
+                            nodes = try await conn.requestAll(MessageType.nodeList, NodeListRequest(), as: NodeListReply.self)
                             await update(nodes)
                         }
                     }

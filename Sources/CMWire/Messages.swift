@@ -122,18 +122,27 @@ public struct CheckStatus: Codable, Sendable, Equatable {
     }
 }
 
-public struct HealthListRequest: Codable, Sendable, Equatable {
+public struct HealthListRequest: PagedRequest, Codable, Equatable {
     public var node: NodeName?
     public var state: HealthState?
-    public init(node: NodeName? = nil, state: HealthState? = nil) {
+    /// Paging: the `next` of the previous page.
+    public var cursor: String?
+    public init(node: NodeName? = nil, state: HealthState? = nil, cursor: String? = nil) {
         self.node = node
         self.state = state
+        self.cursor = cursor
     }
 }
 
-public struct HealthListReply: Codable, Sendable, Equatable {
+/// One page of checks, in the order of their ids' text (`check@node`).
+public struct HealthListReply: PagedReply, Codable, Sendable, Equatable {
     public var checks: [CheckStatus]
-    public init(checks: [CheckStatus]) { self.checks = checks }
+    public var next: String?
+    public var items: [CheckStatus] { checks }
+    public init(checks: [CheckStatus], next: String? = nil) {
+        self.checks = checks
+        self.next = next
+    }
 }
 
 public struct HealthShowRequest: Codable, Sendable, Equatable {
@@ -166,20 +175,31 @@ public struct HealthShowReply: Codable, Sendable, Equatable {
     }
 }
 
-public struct HealthHistoryRequest: Codable, Sendable, Equatable {
+public struct HealthHistoryRequest: PagedRequest, Codable, Equatable {
     public var id: CheckID?
     public var since: Date?
+    /// How many transitions the client wants in all, newest first; one page holds at most
+    /// `HealthHistoryRequest.pageSize` of them.
     public var limit: Int
-    public init(id: CheckID? = nil, since: Date? = nil, limit: Int = 50) {
+    /// Paging: the `next` of the previous page.
+    public var cursor: String?
+    public static let pageSize = 1000
+    public init(id: CheckID? = nil, since: Date? = nil, limit: Int = 50, cursor: String? = nil) {
         self.id = id
         self.since = since
         self.limit = limit
+        self.cursor = cursor
     }
 }
 
-public struct HealthHistoryReply: Codable, Sendable, Equatable {
+public struct HealthHistoryReply: PagedReply, Codable, Sendable, Equatable {
     public var transitions: [HealthTransition]
-    public init(transitions: [HealthTransition]) { self.transitions = transitions }
+    public var next: String?
+    public var items: [HealthTransition] { transitions }
+    public init(transitions: [HealthTransition], next: String? = nil) {
+        self.transitions = transitions
+        self.next = next
+    }
 }
 
 public struct MetricsQuery: Codable, Sendable, Equatable {

@@ -83,9 +83,21 @@ public struct NodeInfo: Codable, Sendable, Equatable {
     public var reachableAddress: IPv4Address? { address ?? seenAddress }
 }
 
-public struct NodeListReply: Codable, Sendable {
+public struct NodeListRequest: PagedRequest, Codable {
+    /// Paging: the `next` of the previous page.
+    public var cursor: String?
+    public init(cursor: String? = nil) { self.cursor = cursor }
+}
+
+/// One page of the inventory, in the order of the nodes' names.
+public struct NodeListReply: PagedReply, Codable, Sendable {
     public var nodes: [NodeInfo]
-    public init(nodes: [NodeInfo]) { self.nodes = nodes }
+    public var next: String?
+    public var items: [NodeInfo] { nodes }
+    public init(nodes: [NodeInfo], next: String? = nil) {
+        self.nodes = nodes
+        self.next = next
+    }
 }
 
 /// A node by name or MAC address.
@@ -120,17 +132,31 @@ public struct NodeSetRequest: Codable, Sendable {
     }
 }
 
+/// `cmctl node import`. A file too big for one frame goes in parts: each part but the last
+/// has `more` set and is only kept (under the `staging` name the first part's reply gives);
+/// the last applies every part's entries together, all or none.
 public struct NodeImportRequest: Codable, Sendable {
     public var nodes: [NodeSpec]
-    public init(nodes: [NodeSpec]) { self.nodes = nodes }
+    public var staging: String?
+    public var more: Bool
+    /// Entries in one part: a NodeSpec is at most about 250 bytes of JSON.
+    public static let partSize = 2000
+    public init(nodes: [NodeSpec], staging: String? = nil, more: Bool = false) {
+        self.nodes = nodes
+        self.staging = staging
+        self.more = more
+    }
 }
 
 public struct NodeImportReply: Codable, Sendable, Equatable {
     public var added: Int
     public var updated: Int
-    public init(added: Int, updated: Int) {
+    /// Set while parts are being collected: name the next part with it.
+    public var staging: String?
+    public init(added: Int, updated: Int, staging: String? = nil) {
         self.added = added
         self.updated = updated
+        self.staging = staging
     }
 }
 

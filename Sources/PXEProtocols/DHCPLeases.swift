@@ -13,7 +13,10 @@ public struct DHCPPool: Sendable, Equatable {
     /// Seconds (option 51).
     public var leaseTime: UInt32
     /// Addresses bound to a MAC address: always that one, never to anybody else.
-    public var staticLeases: [MACAddress: IPv4Address]
+    public private(set) var staticLeases: [MACAddress: IPv4Address]
+    /// The same, by address: whether an address is somebody's is asked for every address a
+    /// search passes, so it must not cost a walk through all reservations.
+    private var staticOwners: [IPv4Address: MACAddress]
 
     public init(server: IPv4Address, subnetMask: IPv4Address, first: IPv4Address, last: IPv4Address, routers: [IPv4Address] = [],
                 dnsServers: [IPv4Address] = [], domainName: String? = nil, leaseTime: UInt32 = 3600, staticLeases: [MACAddress: IPv4Address] = [:]) {
@@ -26,7 +29,18 @@ public struct DHCPPool: Sendable, Equatable {
         self.domainName = domainName
         self.leaseTime = leaseTime
         self.staticLeases = staticLeases
+        staticOwners = Dictionary(staticLeases.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a })
     }
+
+    /// Reserves `address` for `mac` (nil: no reservation any more).
+    public mutating func reserve(_ address: IPv4Address?, for mac: MACAddress) {
+        if let old = staticLeases[mac], staticOwners[old] == mac { staticOwners[old] = nil }
+        staticLeases[mac] = address
+        if let address { staticOwners[address] = mac }
+    }
+
+    /// The MAC address `address` is reserved for.
+    public func owner(of address: IPv4Address) -> MACAddress? { staticOwners[address] }
 
     public func contains(_ a: IPv4Address) -> Bool { (first.rawValue...last.rawValue).contains(a.rawValue) }
 
@@ -59,6 +73,9 @@ public struct DHCPLease: Sendable, Equatable {
 public struct DHCPLeaseMachine: Sendable {
     public var pool: DHCPPool
     public private(set) var leases: [IPv4Address: DHCPLease] = [:]
+    /// The addresses each MAC address has a lease record for: a client's own lease is found
+    /// without looking at everybody's.
+    private var addressesByMAC: [MACAddress: Set<IPv4Address>] = [:]
     /// How long an OFFER holds its address for the client's REQUEST.
     public var offerHold: Int64 = 60
     /// How long an address a client DECLINEd (in use by somebody else) stays out of the pool.
@@ -66,8 +83,28 @@ public struct DHCPLeaseMachine: Sendable {
 
     public init(pool: DHCPPool, leases: [DHCPLease] = []) {
         self.pool = pool
-        for l in leases { self.leases[l.address] = l }
+        for l in leases { put(l) }
     }
+
+    /// Records `lease` as its address's, keeping the index by MAC address.
+    private mutating func put(_ lease: DHCPLease) {
+        if let old = leases[lease.address], old.mac != lease.mac {
+            addressesByMAC[old.mac]?.remove(lease.address)
+            if addressesByMAC[old.mac]?.isEmpty == true { addressesByMAC[old.mac] = nil }
+        }
+        leases[lease.address] = lease
+        addressesByMAC[lease.mac, default: []].insert(lease.address)
+    }
+
+    /// Forgets the lease record of `address`.
+    private mutating func drop(_ address: IPv4Address) {
+        guard let old = leases.removeValue(forKey: address) else { return }
+        addressesByMAC[old.mac]?.remove(address)
+        if addressesByMAC[old.mac]?.isEmpty == true { addressesByMAC[old.mac] = nil }
+    }
+
+    /// `mac`'s lease records.
+    public func leases(of mac: MACAddress) -> [DHCPLease] { (addressesByMAC[mac] ?? []).compactMap { leases[$0] } }
 
     public struct Outcome: Sendable {
         public var reply: DHCPMessage?
@@ -99,7 +136,7 @@ public struct DHCPLeaseMachine: Sendable {
         if lease.state != .bound || lease.mac != mac {
             lease = DHCPLease(address: address, mac: mac, state: .offered, expires: now + offerHold, hostName: m.hostName)
         }
-        leases[address] = lease
+        put(lease)
         return Outcome(reply: reply(.offer, to: m, address: address), changed: [lease], note: "DISCOVER from \(mac): OFFER \(address)")
     }
 
@@ -107,10 +144,11 @@ public struct DHCPLeaseMachine: Sendable {
     public func address(for mac: MACAddress, now: Int64) -> IPv4Address? { choose(for: mac, requested: nil, now: now) }
 
     /// The address for `mac`: its static one; the one it has or had; the one it asks for if
-    /// free; else the lowest free one in the range.
+    /// free; else the lowest free one in the range; else, when only offers nobody took up
+    /// hold the rest, the address of the oldest such offer.
     private func choose(for mac: MACAddress, requested: IPv4Address?, now: Int64) -> IPv4Address? {
         if let fixed = pool.staticLeases[mac] { return fixed }
-        if let mine = leases.values.filter({ $0.mac == mac && $0.state != .declined }).max(by: { $0.expires < $1.expires }),
+        if let mine = leases(of: mac).filter({ $0.state != .declined }).max(by: { $0.expires < $1.expires }),
            pool.contains(mine.address), isFree(mine.address, for: mac, now: now) {
             return mine.address
         }
@@ -122,14 +160,19 @@ public struct DHCPLeaseMachine: Sendable {
             if a == UInt32.max { break }
             a += 1
         }
-        return nil
+        // An OFFER is a promise for offerHold seconds, not a lease: clients that DISCOVER
+        // and never REQUEST (a flood of made-up MAC addresses, say) must not keep a real
+        // client out. It may be turned away by a NAK if the old offer's client REQUESTs after
+        // all (RFC 2131 4.3.2), which then starts over.
+        return leases.values.filter { $0.state == .offered && $0.mac != mac && pool.contains($0.address) && pool.owner(of: $0.address) == nil }
+            .min(by: { $0.expires < $1.expires })?.address
     }
 
     /// Nobody else holds it (a lease of another client that has not expired, another client's
     /// static lease, a recent decline).
     private func isFree(_ address: IPv4Address, for mac: MACAddress, now: Int64) -> Bool {
         if address == pool.server { return false }
-        if let owner = pool.staticLeases.first(where: { $0.value == address })?.key, owner != mac { return false }
+        if let owner = pool.owner(of: address), owner != mac { return false }
         guard let l = leases[address] else { return true }
         if l.state == .declined { return l.expires <= now }
         return l.mac == mac || l.expires <= now || l.state == .released
@@ -141,8 +184,8 @@ public struct DHCPLeaseMachine: Sendable {
         if let server = m.serverIdentifier {
             // SELECTING: the client answers an OFFER; one not ours means it chose another server.
             guard server == pool.server else {
-                if let mine = leases.values.first(where: { $0.mac == mac && $0.state == .offered }) {
-                    leases[mine.address] = nil
+                if let mine = leases(of: mac).first(where: { $0.state == .offered }) {
+                    drop(mine.address)
                     var freed = mine
                     freed.state = .released
                     freed.expires = now
@@ -178,7 +221,7 @@ public struct DHCPLeaseMachine: Sendable {
         }
         let lease = DHCPLease(address: address, mac: mac, state: .bound, expires: now + Int64(pool.leaseTime),
                               hostName: m.hostName ?? leases[address]?.hostName)
-        leases[address] = lease
+        put(lease)
         return Outcome(reply: reply(.ack, to: m, address: address), changed: [lease], note: "REQUEST from \(mac): ACK \(address) for \(pool.leaseTime) s")
     }
 
@@ -201,7 +244,7 @@ public struct DHCPLeaseMachine: Sendable {
             return Outcome(reply: nil, note: "DECLINE from \(mac) for an address it does not hold")
         }
         let declined = DHCPLease(address: address, mac: mac, state: .declined, expires: now + declineHold)
-        leases[address] = declined
+        put(declined)
         return Outcome(reply: nil, changed: [declined], note: "DECLINE from \(mac): \(address) is in use by another host; out of the pool for \(declineHold) s")
     }
 
@@ -212,7 +255,7 @@ public struct DHCPLeaseMachine: Sendable {
         // Kept, expired: the same client gets the same address back next time if it is free.
         l.state = .released
         l.expires = now
-        leases[m.ciaddr] = l
+        put(l)
         return Outcome(reply: nil, changed: [l], note: "RELEASE from \(mac) of \(m.ciaddr)")
     }
 

@@ -24,12 +24,12 @@ struct PXEDaemon: Daemon {
     func routes(into router: inout WireRouter) {
         let service = core.service
         router.on(MessageType.pxeStatus, Empty.self) { _, _ in service.status() }
-        router.on(MessageType.nodeList, Empty.self) { _, _ in NodeListReply(nodes: service.nodes) }
+        router.on(MessageType.nodeList, NodeListRequest.self) { r, _ in service.nodeList(r) }
         router.on(MessageType.nodeShow, NodeRef.self) { r, _ in try service.show(r.node) }
         router.on(MessageType.nodeAdd, NodeAddRequest.self) { r, _ in try service.add(r) }
         router.on(MessageType.nodeSet, NodeSetRequest.self) { r, _ in try service.set(r) }
         router.on(MessageType.nodeRemove, NodeRef.self) { r, _ in try service.remove(r.node) }
-        router.on(MessageType.nodeImport, NodeImportRequest.self) { r, _ in try service.importNodes(r.nodes) }
+        router.on(MessageType.nodeImport, NodeImportRequest.self) { r, _ in try service.importNodes(r) }
     }
 
     func run() async throws { await core.run() }

@@ -17,12 +17,12 @@ struct Health: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let reply = try await global.call(.healthd) { conn in
-                    try await conn.request(MessageType.healthList, HealthListRequest(node: node.map { NodeName($0) }, state: state), as: HealthListReply.self)
+                let checks = try await global.call(.healthd) { conn in
+                    try await conn.requestAll(MessageType.healthList, HealthListRequest(node: node.map { NodeName($0) }, state: state), as: HealthListReply.self)
                 }
-                if global.json { return try printJSON(reply.checks) }
+                if global.json { return try printJSON(checks) }
                 var table = Table("CHECK", "NODE", "TYPE", "STATE", "SINCE", "LAST RESULT")
-                for c in reply.checks {
+                for c in checks {
                     table.add(c.id.check, c.id.node.rawValue, c.type, c.state.rawValue, Format.age(since: c.since), c.lastProbe?.message ?? "-")
                 }
                 print(table.render())
@@ -76,11 +76,11 @@ struct Health: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let from = since.flatMap(DurationText.parse).map { Date().addingTimeInterval(-$0.seconds) }
-                let reply = try await global.call(.healthd) { conn in
-                    try await conn.request(MessageType.healthHistory, HealthHistoryRequest(id: id, since: from, limit: limit), as: HealthHistoryReply.self)
+                let transitions = try await global.call(.healthd) { conn in
+                    try await conn.requestAll(MessageType.healthHistory, HealthHistoryRequest(id: id, since: from, limit: limit), as: HealthHistoryReply.self, limit: limit)
                 }
-                if global.json { return try printJSON(reply.transitions) }
-                print(transitionTable(reply.transitions).render())
+                if global.json { return try printJSON(transitions) }
+                print(transitionTable(transitions).render())
             }
         }
     }

@@ -46,9 +46,9 @@ struct Node: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let reply = try await global.call(.pxed) { try await $0.request(MessageType.nodeList, Empty(), as: NodeListReply.self) }
-                if global.json { return try printJSON(reply.nodes) }
-                print(Node.table(reply.nodes))
+                let nodes = try await global.call(.pxed) { try await $0.requestAll(MessageType.nodeList, NodeListRequest(), as: NodeListReply.self) }
+                if global.json { return try printJSON(nodes) }
+                print(Node.table(nodes))
             }
         }
     }
@@ -190,8 +190,18 @@ struct Node: AsyncParsableCommand {
                 } catch {
                     throw CLIError.failed("\(file): \(error)")
                 }
-                let reply = try await global.call(.pxed) {
-                    try await $0.request(MessageType.nodeImport, NodeImportRequest(nodes: entries), as: NodeImportReply.self)
+                // In parts that each fit a frame; cm-pxed applies them together with the last.
+                let reply = try await global.call(.pxed) { conn in
+                    var staging: String?
+                    var start = 0
+                    while true {
+                        let end = min(entries.count, start + NodeImportRequest.partSize)
+                        let part = NodeImportRequest(nodes: Array(entries[start..<end]), staging: staging, more: end < entries.count)
+                        let reply = try await conn.request(MessageType.nodeImport, part, as: NodeImportReply.self)
+                        guard part.more else { return reply }
+                        staging = reply.staging
+                        start = end
+                    }
                 }
                 let (added, updated) = (reply.added, reply.updated)
                 if global.json { return try printJSON(["added": added, "updated": updated]) }
@@ -208,7 +218,7 @@ struct Node: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 guard format == "toml" || format == "csv" else { throw CLIError.failed("--format must be toml or csv") }
-                let nodes = try await global.call(.pxed) { try await $0.request(MessageType.nodeList, Empty(), as: NodeListReply.self) }.nodes
+                let nodes = try await global.call(.pxed) { try await $0.requestAll(MessageType.nodeList, NodeListRequest(), as: NodeListReply.self) }
                 if global.json { return try printJSON(nodes) }
                 if format == "csv" {
                     print(InventoryFile.csvHeader.joined(separator: ","))

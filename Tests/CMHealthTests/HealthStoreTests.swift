@@ -32,6 +32,27 @@ func tempDatabase() -> String {
         #expect(try store.transitions(check: nil, sinceMs: nil, limit: 10).map(\.message) == ["b"])
     }
 
+    @Test func historyComesInPagesWithNothingLostOrRepeated() throws {
+        let path = tempDatabase()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let store = try HealthStore(path: path)
+        for i in 0..<2500 {
+            try store.record(TransitionRecord(check: i % 2 == 0 ? web1 : web2, from: .up, to: .down, at: Date(timeIntervalSince1970: Double(i)),
+                                              message: String(i)))
+        }
+        var seen: [String] = []
+        var before: Int64?
+        repeat {
+            let page = try store.transitions(check: nil, sinceMs: nil, beforeID: before, limit: 1000)
+            #expect(page.records.count <= 1000)
+            seen += page.records.map(\.message)
+            before = page.next
+        } while before != nil
+        #expect(seen == (0..<2500).reversed().map(String.init), "newest first, every one once")
+        let web1Page = try store.transitions(check: web1, sinceMs: nil, beforeID: nil, limit: 1250)
+        #expect(web1Page.records.count == 1250 && web1Page.next == nil, "exactly a page left: no next")
+    }
+
     @Test func downsamplingIsExactAndRunsOnce() throws {
         let path = tempDatabase()
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }

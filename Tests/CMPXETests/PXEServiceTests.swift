@@ -36,12 +36,16 @@ import Testing
         let s = try service(try pxedConfig())
         let (offer, to) = try #require(try exchange(s, pxeMessage(.discover, mac: "52:54:00:00:00:01")))
         #expect(offer.messageType == .offer && offer.yiaddr == IPv4Address("10.77.0.110") && to == PXEService.broadcast)
-        #expect(offer.hostName == "node001" && offer.file == "undionly.kpxe" && offer.siaddr == IPv4Address("10.77.0.100"))
+        #expect(offer.hostName == nil && offer.file == "undionly.kpxe" && offer.siaddr == IPv4Address("10.77.0.100"))
         var request = pxeMessage(.request, mac: "52:54:00:00:00:01", ipxe: true)
         request.setOption(DHCPMessage.Code.requestedAddress, DHCPMessage.addressBytes(offer.yiaddr))
         request.setOption(DHCPMessage.Code.serverIdentifier, DHCPMessage.addressBytes(IPv4Address("10.77.0.1")!))
         let (ack, _) = try #require(try exchange(s, request))
         #expect(ack.messageType == .ack && ack.yiaddr == offer.yiaddr && ack.file == "http://10.77.0.100:8067/boot/52-54-00-00-00-01.ipxe")
+        #expect(s.nodes.isEmpty, "DHCP alone makes no node")
+        // It fetches its script from the address DHCP gave it: now it is a node, with that
+        // address fixed and the architecture DHCP told.
+        _ = s.bootScript(mac: MACAddress("52:54:00:00:00:01")!, from: ack.yiaddr)
         #expect(s.nodes.map(\.name) == ["node001"] && s.nodes.first?.address == offer.yiaddr && s.nodes.first?.arch == "bios")
 
         // A laptop on the same network gets an address but is no node and gets no boot file.
@@ -49,15 +53,41 @@ import Testing
         #expect(other.yiaddr == IPv4Address("10.77.0.111") && other.file.isEmpty && other.hostName == nil)
         #expect(s.nodes.count == 1)
 
-        // Restart: same state directory, same answers.
+        // Restart: same state directory, same answers, the node's name in its offers.
         let again = try service(try pxedConfig())
         #expect(again.nodes.map(\.name) == ["node001"])
         let (offer2, _) = try #require(try exchange(again, pxeMessage(.discover, mac: "52:54:00:00:00:01", xid: 99)))
         #expect(offer2.yiaddr == IPv4Address("10.77.0.110") && offer2.hostName == "node001")
         let (second, _) = try #require(try exchange(again, pxeMessage(.discover, mac: "52:54:00:00:00:02", arch: 7)))
-        #expect(second.hostName == "node002" && second.file == "ipxe.efi" && second.yiaddr == IPv4Address("10.77.0.112"))
-        // The pool is full now: a third PXE client is still a node, but gets no offer.
-        #expect(try exchange(again, pxeMessage(.discover, mac: "52:54:00:00:00:03")) == nil)
+        #expect(second.file == "ipxe.efi" && second.yiaddr == IPv4Address("10.77.0.112"))
+    }
+
+    @Test func fiveThousandMadeUpClientsLeaveNoNodeAndARealOneStillBoots() throws {
+        let s = try service(try pxedConfig())
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        var offers = 0
+        for i in 0..<5000 {
+            let fake = String(format: "02:00:00:00:%02x:%02x", i >> 8, i & 0xff)
+            let at = start.addingTimeInterval(Double(i) / 1000)  // 1,000 a second for 5 s
+            if s.handleDHCP(pxeMessage(.discover, mac: fake).serialize()[...], port: 67, from: from, now: at) != nil { offers += 1 }
+        }
+        // 100 a second (the default limit) plus the burst of 200 got through; none is a node.
+        let limited = s.counters.value("dhcp_rate_limited")
+        #expect((4200...4400).contains(limited) && offers == 5000 - limited, "\(limited) limited, \(offers) offers")
+        #expect(s.nodes.isEmpty)
+        // A real PXE client a second later: offered (the made-up clients' offers do not keep
+        // it out), ACKed, and a node once it fetches its script.
+        let later = start.addingTimeInterval(6)
+        let real = "52:54:00:77:00:01"
+        let offer = try #require(s.handleDHCP(pxeMessage(.discover, mac: real, arch: 7).serialize()[...], port: 67, from: from, now: later))
+        let yiaddr = try DHCPMessage(parsing: offer.bytes).yiaddr
+        var request = pxeMessage(.request, mac: real, arch: 7, ipxe: true)
+        request.setOption(DHCPMessage.Code.requestedAddress, DHCPMessage.addressBytes(yiaddr))
+        request.setOption(DHCPMessage.Code.serverIdentifier, DHCPMessage.addressBytes(IPv4Address("10.77.0.1")!))
+        let ack = try #require(s.handleDHCP(request.serialize()[...], port: 67, from: from, now: later))
+        #expect(try DHCPMessage(parsing: ack.bytes).messageType == .ack)
+        _ = s.bootScript(mac: MACAddress(real)!, from: yiaddr)
+        #expect(s.nodes.count == 1 && s.nodes.first?.arch == "uefi-x86_64" && s.nodes.first?.address == yiaddr)
     }
 
     @Test func proxyModeAnswersPXEClientsWithBootInformationOnly() throws {
@@ -72,7 +102,7 @@ import Testing
         let (ack, ackTo) = try #require(try exchange(s, request, port: 4011, from: client))
         #expect(ack.messageType == .ack && ackTo == client && ack.ciaddr == client.address && ack.yiaddr.rawValue == 0)
         #expect(try exchange(s, pxeMessage(.discover, mac: "52:54:00:00:00:08", pxe: false)) == nil, "not a PXE client")
-        #expect(s.nodes.map(\.name) == ["node001"])
+        #expect(s.nodes.isEmpty, "a node only once it fetches its script")
     }
 
     @Test func standbyIsSilentAndMalformedDatagramsAreCounted() throws {
@@ -230,5 +260,40 @@ import Testing
         #expect(try s.importNodes([good, renamed]) == NodeImportReply(added: 1, updated: 1))
         #expect(s.nodes.map(\.name) == ["imp1", "web2"] && s.nodes.last?.address == web1.address)
         #expect(try service(try pxedConfig()).nodes.map(\.name) == ["imp1", "web2"])
+    }
+
+    @Test func twentyThousandNodesImportedInPartsAndListedInPages() throws {
+        let s = try service(try pxedConfig(mode: "off"))
+        let entries = (0..<20_000).map { i in
+            NodeSpec(name: String(format: "n%05d", i), mac: MACAddress(bytes: [0x52, 0x54, 0, 1, UInt8(i >> 8), UInt8(i & 0xff)])!,
+                     address: IPv4Address(rawValue: 0x0A64_0000 + UInt32(i)))
+        }
+        var staging: String?
+        var reply = NodeImportReply(added: 0, updated: 0)
+        for start in stride(from: 0, to: entries.count, by: NodeImportRequest.partSize) {
+            let end = min(entries.count, start + NodeImportRequest.partSize)
+            reply = try s.importNodes(NodeImportRequest(nodes: Array(entries[start..<end]), staging: staging, more: end < entries.count))
+            if end < entries.count { #expect(reply.staging != nil && s.nodes.isEmpty, "parts are only kept") }
+            staging = reply.staging
+        }
+        #expect(reply == NodeImportReply(added: 20_000, updated: 0))
+        var listed: [NodeInfo] = []
+        var cursor: String?
+        repeat {
+            let page = s.nodeList(NodeListRequest(cursor: cursor))
+            #expect(page.nodes.count <= Paging.pageSize)
+            listed += page.nodes
+            cursor = page.next
+        } while cursor != nil
+        #expect(listed.map(\.name) == entries.map { $0.name! } && listed.map(\.address) == entries.map(\.address))
+        #expect(try service(try pxedConfig(mode: "off")).nodes.count == 20_000, "all in the database")
+
+        // A last part naming no import in progress, or one that expired, applies nothing.
+        let late = NodeImportRequest(nodes: [NodeSpec(mac: MACAddress("52:54:00:09:09:09")!)], staging: "gone")
+        #expect(throws: WireError.self) { try s.importNodes(late) }
+        let first = try s.importNodes(NodeImportRequest(nodes: [NodeSpec(mac: MACAddress("52:54:00:09:09:0a")!)], more: true))
+        let expired = NodeImportRequest(nodes: [], staging: first.staging)
+        #expect(throws: WireError.self) { try s.importNodes(expired, now: Date().addingTimeInterval(StagedImport.lifetime + 1)) }
+        #expect(s.nodes.count == 20_000)
     }
 }

@@ -7,7 +7,8 @@
 #     events discovered → booting → booted reach a subscriber in order.
 #  2. Restart cm-pxed (SIGTERM, then kill -9 too): the same VM boots again with the same
 #     name and address; `cmctl node boot --image` picks the next boot's image once.
-#  3. Four VMs boot at once; a UEFI VM (OVMF) boots too; all listed with their MACs.
+#  3. 5,000 DISCOVERs from made-up MAC addresses add no node and are rate limited; then four
+#     VMs boot at once (their offers take the flood's); a UEFI VM (OVMF) boots too.
 #  4. HTTP Range requests; bad input: TFTP path traversal, absolute paths, symlinks out of
 #     the root and writes are refused with TFTP errors; a good file arrives intact with
 #     blksize and windowsize; malformed DHCP datagrams are dropped and counted; the daemon
@@ -123,7 +124,13 @@ grep -q "node001 (52:54:00:77:00:01) is booting image rescue from $ADDR" "$T/pxe
 [ "$(node_field 52:54:00:77:00:01 bootCount)" = 2 ] || fail "boot count is not 2"
 pass "after SIGTERM and kill -9 restarts: node001 keeps $ADDR; the one-shot image was used once"
 
-log "3. four VMs at once, then UEFI"
+log "3. 5,000 made-up PXE clients, then four VMs at once, then UEFI"
+before=$(nodes | jq length)
+ip netns exec "$CL" python3 "$(dirname "$0")/dhcp-probe.py" eth0 flood 5000 >/dev/null
+limited() { [ "$(cmctl pxe status --json | jq '.counters.dhcp_rate_limited // 0')" -gt 0 ]; }
+wait_for 10 "the flood is rate limited" limited
+[ "$(nodes | jq length)" = "$before" ] || fail "made-up DISCOVERs became $(( $(nodes | jq length) - before )) nodes"
+log "flood: $(cmctl pxe status --json | jq -c '{received: .counters.dhcp_received, replied: .counters.dhcp_replied, limited: .counters.dhcp_rate_limited}'); no node added"
 t0=$(date +%s)
 for i in 2 3 4 5; do vm "m$i" "52:54:00:77:00:0$i" "tap$((i - 1))"; done
 for i in 2 3 4 5; do vm_wait "m$i" 280; done
@@ -136,7 +143,7 @@ for i in 2 3 4 5 7; do
   [ "$(node_field "52:54:00:77:00:0$i" state)" = booted ] || { nodes; fail "52:54:00:77:00:0$i is not listed as booted"; }
 done
 [ "$(nodes | jq 'map(.address) | unique | length')" = 6 ] || { nodes; fail "addresses are not unique"; }
-pass "four VMs booted at once in $took s; UEFI VM in $(( $(date +%s) - t0 )) s; six nodes with distinct addresses"
+pass "after a flood of 5,000 made-up clients four VMs booted at once in $took s; UEFI VM in $(( $(date +%s) - t0 )) s; six nodes with distinct addresses"
 
 log "4. HTTP ranges; bad input to TFTP and DHCP"
 img="http://$SERVER:8067/images/default/initrd.img"

@@ -38,12 +38,42 @@ import Testing
     @Test func secondClientGetsAnotherAddressAndAFullPoolOffersNothing() throws {
         var s = machine(last: "10.77.0.101")
         #expect(s.handle(message(.discover, a), now: now).reply?.yiaddr == IPv4Address("10.77.0.100"))
+        #expect(s.handle(message(.request, a, requested: "10.77.0.100", serverID: server), now: now).reply?.messageType == .ack)
         #expect(s.handle(message(.discover, b), now: now).reply?.yiaddr == IPv4Address("10.77.0.101"))
+        #expect(s.handle(message(.request, b, requested: "10.77.0.101", serverID: server), now: now).reply?.messageType == .ack)
         let c = MACAddress("52:54:00:00:00:0c")!
         let out = s.handle(message(.discover, c), now: now)
         #expect(out.reply == nil && out.note.contains("no address left"))
+    }
+
+    @Test func offersNobodyTookUpDoNotKeepAClientOut() throws {
+        var s = machine(last: "10.77.0.101")
+        // Two clients that DISCOVER and never REQUEST hold the whole range.
+        #expect(s.handle(message(.discover, a), now: now).reply?.yiaddr == IPv4Address("10.77.0.100"))
+        #expect(s.handle(message(.discover, b), now: now + 1).reply?.yiaddr == IPv4Address("10.77.0.101"))
+        // A third gets the oldest offer's address, and its REQUEST is ACKed.
+        let c = MACAddress("52:54:00:00:00:0c")!
+        #expect(s.handle(message(.discover, c), now: now + 2).reply?.yiaddr == IPv4Address("10.77.0.100"))
+        #expect(s.handle(message(.request, c, requested: "10.77.0.100", serverID: server), now: now + 3).reply?.messageType == .ack)
+        // The first client REQUESTs its old offer after all: refused, it starts over.
+        #expect(s.handle(message(.request, a, requested: "10.77.0.100", serverID: server), now: now + 4).reply?.messageType == .nak)
         // An offer not taken up frees its address after offerHold.
-        #expect(s.handle(message(.discover, c), now: now + s.offerHold + 1).reply?.yiaddr == IPv4Address("10.77.0.100"))
+        let d = MACAddress("52:54:00:00:00:0d")!
+        #expect(s.handle(message(.discover, d), now: now + s.offerHold + 2).reply?.yiaddr == IPv4Address("10.77.0.101"))
+    }
+
+    @Test func thousandsOfMadeUpClientsThenARealOne() throws {
+        var s = machine(first: "10.77.0.10", last: "10.77.0.250", statics: Dictionary(uniqueKeysWithValues: (0..<200).map {
+            (MACAddress(bytes: [0x52, 0x54, 0, 1, UInt8($0 >> 8), UInt8($0 & 0xff)])!, IPv4Address(rawValue: IPv4Address("10.77.1.0")!.rawValue + UInt32($0)))
+        }))
+        for i in 0..<5000 {
+            _ = s.handle(message(.discover, MACAddress(bytes: [0x02, 0, 0, 0, UInt8(i >> 8), UInt8(i & 0xff)])!), now: now)
+        }
+        let real = MACAddress("52:54:00:77:00:01")!
+        let offer = try #require(s.handle(message(.discover, real), now: now + 1).reply)
+        #expect(offer.messageType == .offer && s.pool.contains(offer.yiaddr))
+        let ack = s.handle(message(.request, real, requested: offer.yiaddr.description, serverID: server), now: now + 2).reply
+        #expect(ack?.messageType == .ack && ack?.yiaddr == offer.yiaddr)
     }
 
     @Test func requestedAddressIsHonouredWhenFree() {

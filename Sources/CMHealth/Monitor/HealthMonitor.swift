@@ -300,13 +300,16 @@ public actor HealthMonitor {
 
     // MARK: Queries (control socket)
 
+    /// One page of the checks, in the order of their ids' text (the paging key).
     public func list(_ request: HealthListRequest) -> HealthListReply {
         let checks = instances.values
             .filter { request.node == nil || $0.id.node == request.node }
+            .filter { i in request.cursor.map { i.id.description > $0 } ?? true }
             .map(status)
             .filter { request.state == nil || $0.state == request.state }
-            .sorted { $0.id < $1.id }
-        return HealthListReply(checks: checks)
+            .sorted { $0.id.description < $1.id.description }
+        let page = Paging.page(checks, key: \.id.description, after: nil)
+        return HealthListReply(checks: page.items, next: page.next)
     }
 
     public func show(_ request: HealthShowRequest) throws -> HealthShowReply {
@@ -319,8 +322,15 @@ public actor HealthMonitor {
 
     public func history(_ request: HealthHistoryRequest) throws -> HealthHistoryReply {
         guard (1...100_000).contains(request.limit) else { throw WireError(.invalidArgument, "limit must be 1…100000") }
+        var before: Int64?
+        if let cursor = request.cursor {
+            guard let id = Int64(cursor) else { throw WireError(.invalidArgument, "cursor \"\(cursor)\" is not one this daemon gave") }
+            before = id
+        }
         let since = request.since.map { Int64($0.timeIntervalSince1970 * 1000) }
-        return HealthHistoryReply(transitions: try store.transitions(check: request.id, sinceMs: since, limit: request.limit).map(\.wire))
+        let page = try store.transitions(check: request.id, sinceMs: since, beforeID: before,
+                                         limit: min(request.limit, HealthHistoryRequest.pageSize))
+        return HealthHistoryReply(transitions: page.records.map(\.wire), next: page.next.map(String.init))
     }
 
     public func metrics(_ query: MetricsQuery) throws -> MetricsReply {

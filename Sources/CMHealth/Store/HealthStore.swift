@@ -87,14 +87,23 @@ public final class HealthStore: Sendable {
 
     /// Newest first.
     public func transitions(check: CheckID?, sinceMs: Int64?, limit: Int) throws -> [TransitionRecord] {
+        try transitions(check: check, sinceMs: sinceMs, beforeID: nil, limit: limit).records
+    }
+
+    /// One page of history, newest first: at most `limit` transitions with row ids below
+    /// `beforeID`, and the id to go on below when there are more.
+    public func transitions(check: CheckID?, sinceMs: Int64?, beforeID: Int64?, limit: Int) throws -> (records: [TransitionRecord], next: Int64?) {
         try pool.read { db in
-            var sql = "SELECT check_id, from_state, to_state, at, message FROM transitions WHERE 1"
+            var sql = "SELECT check_id, from_state, to_state, at, message, id FROM transitions WHERE 1"
             var args: [any DatabaseValueConvertible] = []
             if let check { sql += " AND check_id = ?"; args.append(check.description) }
             if let sinceMs { sql += " AND at >= ?"; args.append(sinceMs) }
+            if let beforeID { sql += " AND id < ?"; args.append(beforeID) }
             sql += " ORDER BY id DESC LIMIT ?"
-            args.append(limit)
-            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).compactMap(Self.transition)
+            args.append(limit + 1)
+            let rows = try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args))
+            let page = rows.prefix(limit)
+            return (page.compactMap(Self.transition), rows.count > limit ? page.last.map { $0[5] as Int64 } : nil)
         }
     }
 
