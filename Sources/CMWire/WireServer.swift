@@ -101,7 +101,30 @@ public final class WireServer: Sendable {
     private static func peerCredentials(of channel: any Channel) -> EventLoopFuture<PeerCredentials?> {
         guard let provider = channel as? any SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(nil) }
         let future: EventLoopFuture<RawPeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
-        return future.map { raw -> PeerCredentials? in PeerCredentials(pid: raw.pid, uid: raw.uid, gid: raw.gid) }.recover { _ in nil }
+        return future.flatMap { raw in
+            // Without the group list (a kernel before 4.13) root, our own user and the primary
+            // group still get in; only membership through a supplementary group is lost.
+            peerGroups(of: provider, eventLoop: channel.eventLoop).recover { _ in [] }.map { groups -> PeerCredentials? in
+                PeerCredentials(pid: raw.pid, uid: raw.uid, gid: raw.gid, groups: groups)
+            }
+        }.recover { _ in nil }
+    }
+
+    /// SO_PEERGROUPS (socket(7), Linux 4.13); the Glibc module does not export it.
+    static let soPeerGroups: CInt = 59
+
+    /// The peer's supplementary groups, as the kernel recorded them at connect(2). A short buffer
+    /// is refused with ERANGE; NIO does not hand back the length the kernel asks for, so the
+    /// retry takes the most there can be. Most peers have a few groups and never get there.
+    private static func peerGroups(of provider: any SocketOptionProvider, eventLoop: any EventLoop) -> EventLoopFuture<[UInt32]> {
+        let level = SocketOptionLevel(SOL_SOCKET), name = SocketOptionName(soPeerGroups)
+        let few: EventLoopFuture<InlineArray<64, UInt32>> = provider.unsafeGetSocketOption(level: level, name: name)
+        return few.map { buffer in PeerCredentials.supplementaryGroups(from: buffer.indices.map { buffer[$0] }) }.flatMapError { error in
+            guard (error as? IOError)?.errnoCode == ERANGE else { return eventLoop.makeFailedFuture(error) }
+            // 65536 is Linux's NGROUPS_MAX: no process has more (256 KiB, rarely asked for).
+            let all: EventLoopFuture<InlineArray<65536, UInt32>> = provider.unsafeGetSocketOption(level: level, name: name)
+            return all.map { buffer in PeerCredentials.supplementaryGroups(from: buffer.indices.map { buffer[$0] }) }
+        }
     }
 
     private func serve(_ connection: Connection, credentials: PeerCredentials?) async {
