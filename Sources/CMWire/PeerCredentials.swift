@@ -1,30 +1,33 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
 
-/// Who is on the other end of a Unix-domain connection (SO_PEERCRED), and whether they may talk to us.
+/// Who is on the other end of a Unix-domain connection, and whether they may talk to us.
+/// Everything here comes from the socket (SO_PEERCRED, SO_PEERGROUPS), as the kernel recorded
+/// it at connect(2): under the units /proc is hidepid=invisible, so the peer's
+/// /proc/PID/status is out of sight for a daemon running as user clustermaker.
 public struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
     public var pid: Int32
     public var uid: UInt32
     public var gid: UInt32
+    /// Supplementary groups (SO_PEERGROUPS), without gid 0: see `supplementaryGroups(from:)`.
+    public var groups: [UInt32]
 
-    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+    public init(pid: Int32, uid: UInt32, gid: UInt32, groups: [UInt32] = []) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
+        self.groups = groups
     }
 
     public var description: String { "pid \(pid) uid \(uid) gid \(gid)" }
 
-    /// Supplementary groups of the peer process, from /proc/PID/status ("Groups:" line).
-    /// SO_PEERCRED carries only the primary gid; the process's own group list is the truth.
-    func supplementaryGroups() -> [UInt32] {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return [] }
-        for line in status.split(separator: "\n") where line.hasPrefix("Groups:") {
-            return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { UInt32($0) }
-        }
-        return []
+    /// The supplementary groups in a buffer that SO_PEERGROUPS filled. The kernel writes as many
+    /// gids as the peer has and says how many only in optlen, which NIO's getsockopt does not
+    /// hand back; the rest of the buffer stays zero. A 0 is therefore padding or root's group,
+    /// and is dropped: the admin group is never gid 0, and root gets in by uid anyway.
+    static func supplementaryGroups(from buffer: some Collection<UInt32>) -> [UInt32] {
+        buffer.filter { $0 != 0 }
     }
 }
 
@@ -36,14 +39,19 @@ public struct PeerPolicy: Sendable {
 
     /// Looks the group up once; if it does not exist only root and the daemon's own user get in.
     public init(groupName: String = "clustermaker") {
+        self.init(groupName: groupName, allowedGroup: getgrnam(groupName).map { $0.pointee.gr_gid }, ownUID: geteuid())
+    }
+
+    /// A policy with the group and our own uid given, not looked up (tests).
+    public init(groupName: String, allowedGroup: UInt32?, ownUID: UInt32) {
         self.groupName = groupName
-        self.allowedGroup = getgrnam(groupName).map { $0.pointee.gr_gid }
-        self.ownUID = geteuid()
+        self.allowedGroup = allowedGroup
+        self.ownUID = ownUID
     }
 
     public func permits(_ peer: PeerCredentials) -> Bool {
         if peer.uid == 0 || peer.uid == ownUID { return true }
         guard let group = allowedGroup else { return false }
-        return peer.gid == group || peer.supplementaryGroups().contains(group)
+        return peer.gid == group || peer.groups.contains(group)
     }
 }

@@ -30,7 +30,20 @@ public final class WireServer: Sendable {
         public var refusedPeers: Int
         public var badFrames: Int
         public var requests: Int
+        /// Connections turned away because `maximumConnections` were already open.
+        public var refusedOverLimit: Int
+        /// Connections closed because no hello came within `helloTimeout`.
+        public var helloTimeouts: Int
     }
+
+    /// Connections served at once. The suite's own clients (cmctl, followers, subscribers) need a
+    /// handful; the limit bounds the descriptors and tasks a runaway or hostile local client can
+    /// take, well below the units' LimitNOFILE.
+    public static let defaultMaximumConnections = 256
+    /// From accept to a successful hello. A client that connects and says nothing, or trickles a
+    /// frame byte by byte, would otherwise hold its connection (and a place under the limit) for
+    /// ever. After hello no deadline applies: a subscription lives as long as its subscriber.
+    public static let defaultHelloTimeout: Duration = .seconds(5)
 
     public let daemon: String
     public let version: String
@@ -38,6 +51,8 @@ public final class WireServer: Sendable {
     let router: WireRouter
     let policy: PeerPolicy
     let maximumFrameLength: Int
+    let maximumConnections: Int
+    let helloTimeout: Duration
     let logger: Logger
     let statusProvider: @Sendable () -> DaemonStatus
 
@@ -45,9 +60,14 @@ public final class WireServer: Sendable {
     private let refusedPeers = Atomic<Int>(0)
     private let badFrames = Atomic<Int>(0)
     private let requests = Atomic<Int>(0)
+    private let refusedOverLimit = Atomic<Int>(0)
+    private let helloTimeouts = Atomic<Int>(0)
+    private let openConnections = Atomic<Int>(0)
 
     public init(daemon: String, version: String, router: WireRouter, events: EventHub = EventHub(),
                 policy: PeerPolicy = PeerPolicy(), maximumFrameLength: Int = Frame.defaultMaximumLength,
+                maximumConnections: Int = WireServer.defaultMaximumConnections,
+                helloTimeout: Duration = WireServer.defaultHelloTimeout,
                 logger: Logger, status: @escaping @Sendable () -> DaemonStatus) {
         self.daemon = daemon
         self.version = version
@@ -55,13 +75,16 @@ public final class WireServer: Sendable {
         self.events = events
         self.policy = policy
         self.maximumFrameLength = maximumFrameLength
+        self.maximumConnections = max(1, maximumConnections)
+        self.helloTimeout = helloTimeout
         self.logger = logger
         self.statusProvider = status
     }
 
     public var counters: Counters {
         Counters(connections: connections.load(ordering: .relaxed), refusedPeers: refusedPeers.load(ordering: .relaxed),
-                 badFrames: badFrames.load(ordering: .relaxed), requests: requests.load(ordering: .relaxed))
+                 badFrames: badFrames.load(ordering: .relaxed), requests: requests.load(ordering: .relaxed),
+                 refusedOverLimit: refusedOverLimit.load(ordering: .relaxed), helloTimeouts: helloTimeouts.load(ordering: .relaxed))
     }
 
     typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
@@ -92,7 +115,18 @@ public final class WireServer: Sendable {
         try await server.executeThenClose { inbound in
             try await withThrowingDiscardingTaskGroup { tasks in
                 for try await (connection, credentials) in inbound {
-                    tasks.addTask { await self.serve(connection, credentials: credentials) }
+                    // Only this loop adds, so no other accept can slip in between the check and the add.
+                    guard openConnections.load(ordering: .relaxed) < maximumConnections else {
+                        refusedOverLimit.add(1, ordering: .relaxed)
+                        logger.warning("refused connection from \(credentials.map(String.init(describing:)) ?? "unknown peer"): already \(maximumConnections) connections open, the limit")
+                        tasks.addTask { await self.refuseOverLimit(connection) }
+                        continue
+                    }
+                    openConnections.add(1, ordering: .relaxed)
+                    tasks.addTask {
+                        defer { self.openConnections.subtract(1, ordering: .relaxed) }
+                        await self.serve(connection, credentials: credentials)
+                    }
                 }
             }
         }
@@ -101,11 +135,45 @@ public final class WireServer: Sendable {
     private static func peerCredentials(of channel: any Channel) -> EventLoopFuture<PeerCredentials?> {
         guard let provider = channel as? any SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(nil) }
         let future: EventLoopFuture<RawPeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
-        return future.map { raw -> PeerCredentials? in PeerCredentials(pid: raw.pid, uid: raw.uid, gid: raw.gid) }.recover { _ in nil }
+        return future.flatMap { raw in
+            // Without the group list (a kernel before 4.13) root, our own user and the primary
+            // group still get in; only membership through a supplementary group is lost.
+            peerGroups(of: provider, eventLoop: channel.eventLoop).recover { _ in [] }.map { groups -> PeerCredentials? in
+                PeerCredentials(pid: raw.pid, uid: raw.uid, gid: raw.gid, groups: groups)
+            }
+        }.recover { _ in nil }
+    }
+
+    /// SO_PEERGROUPS (socket(7), Linux 4.13); the Glibc module does not export it.
+    static let soPeerGroups: CInt = 59
+
+    /// The peer's supplementary groups, as the kernel recorded them at connect(2). A short buffer
+    /// is refused with ERANGE; NIO does not hand back the length the kernel asks for, so the
+    /// retry takes the most there can be. Most peers have a few groups and never get there.
+    private static func peerGroups(of provider: any SocketOptionProvider, eventLoop: any EventLoop) -> EventLoopFuture<[UInt32]> {
+        let level = SocketOptionLevel(SOL_SOCKET), name = SocketOptionName(soPeerGroups)
+        let few: EventLoopFuture<InlineArray<64, UInt32>> = provider.unsafeGetSocketOption(level: level, name: name)
+        return few.map { buffer in PeerCredentials.supplementaryGroups(from: buffer.indices.map { buffer[$0] }) }.flatMapError { error in
+            guard (error as? IOError)?.errnoCode == ERANGE else { return eventLoop.makeFailedFuture(error) }
+            // 65536 is Linux's NGROUPS_MAX: no process has more (256 KiB, rarely asked for).
+            let all: EventLoopFuture<InlineArray<65536, UInt32>> = provider.unsafeGetSocketOption(level: level, name: name)
+            return all.map { buffer in PeerCredentials.supplementaryGroups(from: buffer.indices.map { buffer[$0] }) }
+        }
+    }
+
+    /// Tells a connection beyond `maximumConnections` why and closes it at once. No linger as for a
+    /// refused peer: that would keep open the very connections the limit is against, and
+    /// WireConnection reads this frame even when its hello meets the closed socket.
+    private func refuseOverLimit(_ connection: Connection) async {
+        let error = WireError(.unavailable, "\(daemon) is busy: \(maximumConnections) connections open, the most it serves at once; try again later")
+        try? await connection.executeThenClose { _, outbound in
+            try await outbound.write(Self.errorPayload(error, id: 0, type: MessageType.hello))
+        }
     }
 
     private func serve(_ connection: Connection, credentials: PeerCredentials?) async {
         connections.add(1, ordering: .relaxed)
+        let channel = connection.channel
         do {
             try await connection.executeThenClose { inbound, outbound in
                 guard let credentials, policy.permits(credentials) else {
@@ -116,9 +184,18 @@ public final class WireServer: Sendable {
                     await Self.linger(inbound)
                     return
                 }
+                // Armed after the peer check, which takes no time, so it runs from accept; a
+                // refused peer has its own shorter linger.
+                let helloDeadline = channel.eventLoop.scheduleTask(in: TimeAmount(helloTimeout)) { [self] in
+                    helloTimeouts.add(1, ordering: .relaxed)
+                    logger.warning("closing connection from \(credentials): no hello within \(helloTimeout)")
+                    let error = WireError(.helloRequired, "no hello within \(helloTimeout); \(daemon) closes the connection")
+                    channel.writeAndFlush(Self.errorPayload(error, id: 0, type: "error")).whenComplete { _ in channel.close(promise: nil) }
+                }
+                defer { helloDeadline.cancel() }
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
                     defer { tasks.cancelAll() }
-                    try await self.handleRequests(inbound, outbound, credentials: credentials, tasks: &tasks)
+                    try await self.handleRequests(inbound, outbound, credentials: credentials, helloDeadline: helloDeadline, tasks: &tasks)
                 }
             }
         } catch is CancellationError {
@@ -142,7 +219,8 @@ public final class WireServer: Sendable {
     }
 
     private func handleRequests(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
-                                credentials: PeerCredentials, tasks: inout ThrowingTaskGroup<Void, any Error>) async throws {
+                                credentials: PeerCredentials, helloDeadline: Scheduled<Void>,
+                                tasks: inout ThrowingTaskGroup<Void, any Error>) async throws {
         var peerName: String?
         var subscription: EventHub.Subscription?
         defer { if let subscription { events.unsubscribe(subscription.id) } }
@@ -171,6 +249,7 @@ public final class WireServer: Sendable {
                             throw WireError(.versionMismatch, "protocol version \(hello.protocolVersion) not supported (\(daemon) speaks \(WireProtocol.version))")
                         }
                         peerName = hello.peer
+                        helloDeadline.cancel()
                         try await outbound.write(ByteBuffer.envelope(EnvelopeHeader(kind: .response, id: header.id, type: header.type),
                                                                      body: HelloReply(daemon: daemon, version: version)))
                     } catch let error as WireError {

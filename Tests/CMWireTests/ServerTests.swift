@@ -9,12 +9,15 @@ import Testing
 /// Runs a WireServer on a socket in a fresh temp dir for the duration of `body`.
 func withTestServer<R: Sendable>(router: WireRouter = WireRouter(), events: EventHub = EventHub(),
                                  policy: PeerPolicy = PeerPolicy(),
+                                 maximumConnections: Int = WireServer.defaultMaximumConnections,
+                                 helloTimeout: Duration = WireServer.defaultHelloTimeout,
                                  _ body: (String, WireServer) async throws -> R) async throws -> R {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cmwire-\(UUID().uuidString.prefix(8))").path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let path = dir + "/test.sock"
     let server = WireServer(daemon: "cm-test", version: "0.0-test", router: router, events: events, policy: policy,
+                            maximumConnections: maximumConnections, helloTimeout: helloTimeout,
                             logger: Logger(label: "test")) {
         DaemonStatus(daemon: "cm-test", version: "0.0-test", pid: getpid(), startedAt: Date(), status: "testing")
     }
@@ -163,5 +166,94 @@ func readAll(_ fd: Int32) -> [UInt8] {
         #expect(policy.permits(PeerCredentials(pid: 1, uid: 0, gid: 0)))
         #expect(policy.permits(PeerCredentials(pid: 1, uid: geteuid(), gid: 12345)))
         #expect(!policy.permits(PeerCredentials(pid: 1, uid: 65534, gid: 65534)) || geteuid() == 65534)
+    }
+
+    /// A client that never completes hello (silent, or trickling a frame a byte at a time) is
+    /// told why and closed at the deadline; the deadline is absolute, trickling does not extend it.
+    @Test(arguments: ["silent", "trickle"])
+    func noHelloIsClosedAtTheDeadline(kind: String) async throws {
+        try await withTestServer(router: echoRouter(), helloTimeout: .milliseconds(300)) { path, server in
+            let fd = try rawConnect(path)
+            defer { close(fd) }
+            let started = ContinuousClock.now
+            let trickle = kind == "trickle"
+            let bytes = await offPool { () -> [UInt8] in
+                if trickle {
+                    // Announce a 64-byte payload, then send it a byte every 50 ms: 3.2 s in all.
+                    // MSG_NOSIGNAL: a send after the server's close must not kill the test with SIGPIPE.
+                    let header: [UInt8] = [0, 0, 0, 64]
+                    _ = header.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    for _ in 0..<63 {
+                        var byte: UInt8 = 0x20
+                        if send(fd, &byte, 1, Int32(MSG_NOSIGNAL)) < 0 { break }
+                        usleep(50_000)
+                    }
+                }
+                return readAll(fd)
+            }
+            let elapsed = started.duration(to: .now)
+            // Not closed, readAll would wait for SO_RCVTIMEO (5 s).
+            #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(3), "\(kind): closed after \(elapsed)")
+            var got = ByteBuffer(bytes: bytes)
+            let reply = try ReceivedEnvelope(payload: try #require(try Frame.decode(from: &got), "\(kind): no error frame"))
+            #expect(reply.header.kind == .error)
+            let error = try reply.body(as: WireError.self)
+            #expect(error.code == .helloRequired)
+            #expect(error.message.contains("no hello within"))
+            #expect(server.counters.helloTimeouts == 1)
+        }
+    }
+
+    /// After hello no deadline applies: a quiet client and a subscription outlive it many times over.
+    @Test func helloInTimeLiftsTheDeadline() async throws {
+        let hub = EventHub()
+        try await withTestServer(router: echoRouter(), events: hub, helloTimeout: .milliseconds(100)) { path, server in
+            try await WireClient.withConnection(path: path, daemon: "cm-test", peer: "quiet") { quiet in
+                try await WireClient.withConnection(path: path, daemon: "cm-test", peer: "subscriber") { subscriber in
+                    try await subscriber.subscribe(topics: ["t"])
+                    try await Task.sleep(for: .milliseconds(600))
+                    try hub.publish(topic: "t", type: "tick", body: Echo(text: "late"))
+                    let event = try #require(try await subscriber.nextEvent())
+                    #expect(try event.body(as: Echo.self) == Echo(text: "late"))
+                    #expect(try await quiet.request("echo", Echo(text: "still here"), as: Echo.self) == Echo(text: "still here"))
+                    #expect(server.counters.helloTimeouts == 0)
+                }
+            }
+        }
+    }
+
+    /// One connection more than the limit is told so and closed; the others are served, and a
+    /// place freed by a close is taken again.
+    @Test func connectionsBeyondTheLimitAreRefused() async throws {
+        try await withTestServer(router: echoRouter(), maximumConnections: 2) { path, server in
+            try await WireClient.withConnection(path: path, daemon: "cm-test", peer: "first") { first in
+                try await WireClient.withConnection(path: path, daemon: "cm-test", peer: "second") { second in
+                    do {
+                        try await WireClient.withConnection(path: path, daemon: "cm-test", peer: "third") { _ in }
+                        Issue.record("a third connection got in with a limit of 2")
+                    } catch let error as WireError {
+                        #expect(error.code == .unavailable)
+                        #expect(error.message == "cm-test is busy: 2 connections open, the most it serves at once; try again later")
+                    }
+                    #expect(server.counters.refusedOverLimit == 1)
+                    #expect(try await first.request("echo", Echo(text: "1"), as: Echo.self) == Echo(text: "1"))
+                    #expect(try await second.request("echo", Echo(text: "2"), as: Echo.self) == Echo(text: "2"))
+                }
+                // The server frees the place when it sees the close: retry until then, with a deadline.
+                let deadline = ContinuousClock.now + .seconds(5)
+                var served = false
+                while !served, ContinuousClock.now < deadline {
+                    do {
+                        served = try await WireClient.withConnection(path: path, daemon: "cm-test", peer: "again") { again in
+                            try await again.request("echo", Echo(text: "3"), as: Echo.self) == Echo(text: "3")
+                        }
+                    } catch let error as WireError where error.code == .unavailable {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                }
+                #expect(served, "no place under the limit after a connection closed")
+                #expect(try await first.request("echo", Echo(text: "1"), as: Echo.self) == Echo(text: "1"))
+            }
+        }
     }
 }
