@@ -79,10 +79,17 @@ public struct FrontendConfig: Sendable, Equatable {
     public var maxHeaderBytes: Int
     /// HTTP mode: request body, in bytes (413 above).
     public var maxBodyBytes: Int
+    /// HTTP mode: from a request's first byte (the first request: from the accept) to the end
+    /// of its head, however steadily the bytes trickle in (client_timeout is reset by each);
+    /// 408 when it runs out. HAProxy's `timeout http-request`, nginx's `client_header_timeout`.
+    public var httpRequestTimeout: Duration
+    /// Client connections of this frontend open at once; 0: only `[lbd] max_connections`.
+    public var maxConnections: Int
 
     public init(name: String, listen: IPv4Endpoint, mode: FrontendMode, backend: String, connectTimeout: Duration = .seconds(2),
                 clientTimeout: Duration = .seconds(60), serverTimeout: Duration = .seconds(60), proxyProtocol: Bool = false,
-                maxHeaderBytes: Int = 16384, maxBodyBytes: Int = 100 << 20) {
+                maxHeaderBytes: Int = 16384, maxBodyBytes: Int = 100 << 20, httpRequestTimeout: Duration = .seconds(10),
+                maxConnections: Int = 0) {
         self.name = name
         self.listen = listen
         self.mode = mode
@@ -93,6 +100,8 @@ public struct FrontendConfig: Sendable, Equatable {
         self.proxyProtocol = proxyProtocol
         self.maxHeaderBytes = maxHeaderBytes
         self.maxBodyBytes = maxBodyBytes
+        self.httpRequestTimeout = httpRequestTimeout
+        self.maxConnections = maxConnections
     }
 }
 
@@ -199,14 +208,17 @@ public struct LbdConfig: Sendable, Equatable {
         let proxyProtocol = t.bool("proxy_protocol", default: false)
         let maxHeaderBytes = t.int("max_header_bytes", range: 1024...1 << 20, default: 16384)
         let maxBodyBytes = t.int("max_body_bytes", range: 0...1 << 40, default: 100 << 20)
+        let httpRequestTimeout = t.duration("http_request_timeout", range: .milliseconds(100) ... .seconds(3600), default: .seconds(10))
+        let maxConnections = t.int("max_connections", range: 0...1_000_000, default: 0)
         if mode == .http, proxyProtocol { t.error("proxy_protocol", "is for mode = \"tcp\"; HTTP mode sends X-Forwarded-For instead") }
         if mode == .tcp {
-            for key in ["max_header_bytes", "max_body_bytes"] where t.has(key) { t.error(key, "is for mode = \"http\"") }
+            for key in ["max_header_bytes", "max_body_bytes", "http_request_timeout"] where t.has(key) { t.error(key, "is for mode = \"http\"") }
         }
         guard let name, let listen, let mode, let backend else { return nil }
         return FrontendConfig(name: name, listen: listen, mode: mode, backend: backend, connectTimeout: connectTimeout,
                               clientTimeout: clientTimeout, serverTimeout: serverTimeout, proxyProtocol: proxyProtocol,
-                              maxHeaderBytes: maxHeaderBytes, maxBodyBytes: maxBodyBytes)
+                              maxHeaderBytes: maxHeaderBytes, maxBodyBytes: maxBodyBytes, httpRequestTimeout: httpRequestTimeout,
+                              maxConnections: maxConnections)
     }
 
     static func parseBackend(_ t: TableReader) -> BackendConfig? {

@@ -1,8 +1,9 @@
 import Synchronization
 
-/// `[lbd] max_connections` over all frontends: at the limit the listeners stop accepting, so
-/// further clients wait in the kernel's listen queue instead of being refused, and accepting
-/// resumes as connections close.
+/// `[lbd] max_connections` over all frontends, and a frontend's own `max_connections`: at the
+/// limit the listeners stop accepting, so further clients wait in the kernel's listen queue
+/// instead of being refused, and accepting resumes as connections close. A frontend's limiter
+/// stops only its own listener (HAProxy's frontend `maxconn`): the others go on accepting.
 final class ConnectionLimiter: Sendable {
     private struct State {
         var limit: Int
@@ -11,6 +12,8 @@ final class ConnectionLimiter: Sendable {
         var waiting: [@Sendable () -> Void] = []
         /// Stopping: listeners held back at the limit stay so.
         var stopped = false
+        /// Times accepting stopped at the limit (one per filling up, not per loop that saw it).
+        var full = 0
     }
 
     private let state: Mutex<State>
@@ -27,6 +30,9 @@ final class ConnectionLimiter: Sendable {
     }
 
     var active: Int { state.withLock { $0.active } }
+
+    /// Times the limit was reached and accepting stopped, since the limiter was made.
+    var timesFull: Int { state.withLock { $0.full } }
 
     /// No listener accepts again (the daemon stops).
     func stopAccepting() {
@@ -45,6 +51,7 @@ final class ConnectionLimiter: Sendable {
                 s.active += 1
                 return true
             }
+            if s.waiting.isEmpty { s.full += 1 }
             s.waiting.append(resume)
             return false
         }

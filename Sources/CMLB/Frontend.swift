@@ -13,20 +13,30 @@ public final class FrontendRuntime: Sendable {
     public let config: FrontendConfig
     public let pool: BackendPool
     public let counters: FrontendCounters
+    /// The frontend's `max_connections`, kept across reloads like `counters`: the connections
+    /// opened under the runtime before count against the one after.
+    let limiter: ConnectionLimiter
     let logger: Logger
     /// When "no server available" was last logged, so that a dead pool under load logs once a second.
     private let lastNoServerLog = Mutex<ContinuousClock.Instant?>(nil)
     let onServerChange: @Sendable (LbServerChange) -> Void
 
-    init(config: FrontendConfig, pool: BackendPool, counters: FrontendCounters, logger: Logger, onServerChange: @escaping @Sendable (LbServerChange) -> Void) {
+    /// `limiter`: the frontend's from before a reload; nil: a new one for `config.maxConnections`.
+    init(config: FrontendConfig, pool: BackendPool, counters: FrontendCounters, limiter: ConnectionLimiter? = nil, logger: Logger,
+         onServerChange: @escaping @Sendable (LbServerChange) -> Void) {
         self.config = config
         self.pool = pool
         self.counters = counters
+        self.limiter = limiter ?? ConnectionLimiter(limit: Self.connectionLimit(config))
         var logger = logger
         logger[metadataKey: "frontend"] = "\(config.name)"
         self.logger = logger
         self.onServerChange = onServerChange
     }
+
+    /// `max_connections` as a limiter's limit: 0 is none of the frontend's own (the global
+    /// limiter still holds).
+    static func connectionLimit(_ config: FrontendConfig) -> Int { config.maxConnections > 0 ? config.maxConnections : .max }
 
     /// The client's address as a hash key (source algorithm).
     static func key(_ address: SocketAddressV4) -> UInt64 { UInt64(UInt32(bigEndian: address.address.sin_addr.s_addr)) }

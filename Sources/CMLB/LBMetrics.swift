@@ -31,6 +31,14 @@ public enum LBMetrics {
                    help: "Clients that got an error of cm-lbd's own (TCP: closed without a server; HTTP: 4xx/5xx).", byFrontend(\.errors))
         out.family("cm_lbd_frontend_retries_total", .counter,
                    help: "Connects and idempotent requests that failed and went to another server unseen by the client.", byFrontend(\.retries))
+        out.family("cm_lbd_frontend_request_timeouts_total", .counter,
+                   help: "HTTP requests whose line and headers were not complete within http_request_timeout (408, or a close when nothing came).",
+                   byFrontend(\.requestTimeouts))
+        out.family("cm_lbd_frontend_max_connections", .gauge,
+                   help: "The frontend's max_connections, 0 for none of its own (only the global one).", byFrontend(\.maxConnections))
+        out.family("cm_lbd_frontend_full_total", .counter,
+                   help: "Times the frontend reached its max_connections and stopped accepting (clients waited in the listen queue).",
+                   byFrontend(\.full))
 
         let servers = status.backends.flatMap { b in b.servers.map { (backend: b.name, server: $0) } }
         func byServer(_ value: (LbServerStatus) -> Int) -> [PrometheusText.Sample] {

@@ -21,6 +21,8 @@ public actor LBService {
     /// The event loops every frontend's connections run on.
     let engine: L4Engine
     var counters: [String: FrontendCounters] = [:]
+    /// Each frontend's max_connections, by name, kept across reloads like its counters.
+    var limiters: [String: ConnectionLimiter] = [:]
     /// What `cmctl lb drain` drained, applied again to pools made by a reload.
     var drained: Set<String> = []
     /// Nodes cm-healthd reports down for each followed check name.
@@ -86,9 +88,13 @@ public actor LBService {
         for f in new.frontends {
             let counters = self.counters[f.name] ?? FrontendCounters()
             self.counters[f.name] = counters
+            let frontendLimiter = limiters[f.name] ?? ConnectionLimiter(limit: FrontendRuntime.connectionLimit(f))
+            limiters[f.name] = frontendLimiter
+            // Raised: listeners held back at the old limit accept again.
+            frontendLimiter.setLimit(FrontendRuntime.connectionLimit(f))
             // LbdConfig.parse refuses a frontend naming no backend; this is the guard for code that builds configs by hand.
             guard let pool = newPools[f.backend] else { throw LBError("frontend \(f.name): no backend \(f.backend)") }
-            let runtime = FrontendRuntime(config: f, pool: pool, counters: counters, logger: logger) { [events] change in
+            let runtime = FrontendRuntime(config: f, pool: pool, counters: counters, limiter: frontendLimiter, logger: logger) { [events] change in
                 try? events.publish(topic: Topic.lb, type: MessageType.lbServer, body: change)
             }
             // Same address: the socket stays, new connections take the new settings (mode too).
@@ -116,6 +122,7 @@ public actor LBService {
             logger.info("frontend \(name) removed: no new connections on \(l.runtime.current.config.listen); open ones finish")
             await close(l)
             counters[name] = nil
+            limiters[name] = nil
         }
         listeners = started
         pools = newPools
@@ -143,7 +150,9 @@ public actor LBService {
             return LbFrontendStatus(name: f.name, listen: f.listen, mode: f.mode.rawValue, backend: f.backend,
                                     active: c.active.load(ordering: .relaxed), total: c.total.load(ordering: .relaxed),
                                     requests: c.requests.load(ordering: .relaxed), requestsPerSecond: c.requestsPerSecond(),
-                                    errors: c.errors.load(ordering: .relaxed), retries: c.retries.load(ordering: .relaxed))
+                                    errors: c.errors.load(ordering: .relaxed), retries: c.retries.load(ordering: .relaxed),
+                                    maxConnections: f.maxConnections, full: limiters[f.name]?.timesFull ?? 0,
+                                    requestTimeouts: c.requestTimeouts.load(ordering: .relaxed))
         }
         return LbStatusReply(frontends: frontends, backends: config.backends.compactMap { pools[$0.name]?.status() })
     }

@@ -79,9 +79,15 @@ public struct LbFrontendStatus: Codable, Sendable, Equatable {
     public var errors: Int
     /// Connect attempts that failed over to another server unseen by the client.
     public var retries: Int
+    /// The frontend's own max_connections; 0: only the global one.
+    public var maxConnections: Int
+    /// Times the frontend reached its max_connections and stopped accepting.
+    public var full: Int
+    /// HTTP requests whose head was not complete within http_request_timeout (408).
+    public var requestTimeouts: Int
 
     public init(name: String, listen: IPv4Endpoint, mode: String, backend: String, active: Int, total: Int, requests: Int,
-                requestsPerSecond: Double, errors: Int, retries: Int) {
+                requestsPerSecond: Double, errors: Int, retries: Int, maxConnections: Int = 0, full: Int = 0, requestTimeouts: Int = 0) {
         self.name = name
         self.listen = listen
         self.mode = mode
@@ -92,6 +98,22 @@ public struct LbFrontendStatus: Codable, Sendable, Equatable {
         self.requestsPerSecond = requestsPerSecond
         self.errors = errors
         self.retries = retries
+        self.maxConnections = maxConnections
+        self.full = full
+        self.requestTimeouts = requestTimeouts
+    }
+
+    /// The counters added later may be missing: a cmctl newer than the cm-lbd still running.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(name: try c.decode(String.self, forKey: .name), listen: try c.decode(IPv4Endpoint.self, forKey: .listen),
+                  mode: try c.decode(String.self, forKey: .mode), backend: try c.decode(String.self, forKey: .backend),
+                  active: try c.decode(Int.self, forKey: .active), total: try c.decode(Int.self, forKey: .total),
+                  requests: try c.decode(Int.self, forKey: .requests), requestsPerSecond: try c.decode(Double.self, forKey: .requestsPerSecond),
+                  errors: try c.decode(Int.self, forKey: .errors), retries: try c.decode(Int.self, forKey: .retries),
+                  maxConnections: try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? 0,
+                  full: try c.decodeIfPresent(Int.self, forKey: .full) ?? 0,
+                  requestTimeouts: try c.decodeIfPresent(Int.self, forKey: .requestTimeouts) ?? 0)
     }
 }
 

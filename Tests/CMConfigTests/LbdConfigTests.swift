@@ -35,6 +35,7 @@ let minimalLbd = """
         #expect(web.mode == .http && web.listen == IPv4Endpoint("10.77.0.100:80"))
         #expect(web.connectTimeout == .seconds(2) && web.clientTimeout == .seconds(60) && web.serverTimeout == .seconds(60))
         #expect(web.maxHeaderBytes == 16384 && web.maxBodyBytes == 100 << 20 && !web.proxyProtocol)
+        #expect(web.httpRequestTimeout == .seconds(10) && web.maxConnections == 0)
         let pool = try #require(c.backend(named: "web"))
         #expect(pool.algorithm == .roundrobin && pool.retries == 2 && pool.failBackoff == .seconds(5) && pool.healthCheck == "http")
         #expect(pool.servers.map(\.node) == ["node001", "node002", "node003"])
@@ -48,6 +49,16 @@ let minimalLbd = """
         #expect(c.backends == [BackendConfig(name: "web", servers: [ServerConfig(address: IPv4Endpoint("127.0.0.1:18081")!)])])
         #expect(c.backends[0].servers[0].node == "127.0.0.1")
         #expect(c.frontends == [FrontendConfig(name: "web", listen: IPv4Endpoint("127.0.0.1:8080")!, mode: .tcp, backend: "web")])
+    }
+
+    @Test func headDeadlineAndConnectionLimitOfAFrontend() throws {
+        let http = minimalLbd.replacingOccurrences(of: "mode = \"tcp\"", with: "mode = \"http\"\nhttp_request_timeout = \"1500ms\"\nmax_connections = 50")
+        let web = try #require(LbdConfig.parse(ConfigSource(path: "lbd.toml", text: http)).frontends.first)
+        #expect(web.httpRequestTimeout == .milliseconds(1500) && web.maxConnections == 50)
+        // A TCP frontend may be limited too; its default is the global limit only.
+        let tcp = minimalLbd.replacingOccurrences(of: "mode = \"tcp\"", with: "mode = \"tcp\"\nmax_connections = 7")
+        #expect(try LbdConfig.parse(ConfigSource(path: "lbd.toml", text: tcp)).frontends.first?.maxConnections == 7)
+        #expect(try LbdConfig.parse(ConfigSource(path: "lbd.toml", text: minimalLbd)).frontends.first?.maxConnections == 0)
     }
 
     @Test(arguments: [
@@ -71,6 +82,14 @@ let minimalLbd = """
         (minimalLbd + "wieght = 2\n", #"lbd.toml:10:1: backend "web": wieght: unknown key (did you mean "weight"?)"#),
         (minimalLbd.replacingOccurrences(of: "mode = \"tcp\"", with: "mode = \"tcp\"\nconnect_timeout = \"0s\""),
          #"lbd.toml:5:19: frontend "web": connect_timeout: 0s out of range 1ms…5m"#),
+        (minimalLbd.replacingOccurrences(of: "mode = \"tcp\"", with: "mode = \"tcp\"\nhttp_request_timeout = \"5s\""),
+         #"lbd.toml:5:24: frontend "web": http_request_timeout: is for mode = "http""#),
+        (minimalLbd.replacingOccurrences(of: "mode = \"tcp\"", with: "mode = \"http\"\nhttp_request_timeout = \"50ms\""),
+         #"lbd.toml:5:24: frontend "web": http_request_timeout: 50ms out of range 100ms…1h"#),
+        (minimalLbd.replacingOccurrences(of: "mode = \"tcp\"", with: "mode = \"http\"\nhttp_request_timeout = 10"),
+         #"lbd.toml:5:24: frontend "web": http_request_timeout: expected a string, found an integer"#),
+        (minimalLbd.replacingOccurrences(of: "mode = \"tcp\"", with: "mode = \"tcp\"\nmax_connections = 2000000"),
+         #"lbd.toml:5:19: frontend "web": max_connections: 2000000 out of range 0…1000000"#),
     ])
     func errorMessages(text: String, expected: String) {
         #expect(lbdErrors(text) == expected)

@@ -69,9 +69,12 @@ final class Collector: H1ParserDelegate {
 
     @Test func headersPastTheLimitOverflow() {
         let big = Array("GET / HTTP/1.1\r\nX-Big: \(String(repeating: "a", count: 300))\r\n\r\n".utf8)
-        let p = H1Parser(request: true, limit: 200, delegate: Collector())
+        // Held: the parser's delegate is unowned, and it is told when the message begins.
+        let c = Collector()
+        let p = H1Parser(request: true, limit: 200, delegate: c)
         big.withUnsafeBytes { #expect(p.execute($0.baseAddress!, $0.count) != HPE_OK) }
         #expect(p.overflow)
+        #expect(c.heads.isEmpty)
     }
 
     @Test func connectionTokensAreTrimmedAndCaseIsIgnored() {
@@ -97,8 +100,9 @@ final class Harness {
     let listenFD: Int32
     let frontend: IPv4Endpoint
     let pool: BackendPool
+    let runtime: FrontendRuntime
 
-    init(maxBodyBytes: Int = 1 << 20) throws {
+    init(maxBodyBytes: Int = 1 << 20, httpRequestTimeout: Duration = .seconds(10)) throws {
         engine = try L4Engine(threads: 1, pin: false, limiter: ConnectionLimiter(limit: 100), start: false)
         loop = engine.loops[0]
         backendFD = try L4Listener.bind(IPv4Endpoint(address: IPv4Address(rawValue: 0x7f00_0001), port: 0))
@@ -106,8 +110,9 @@ final class Harness {
         listenFD = try L4Listener.bind(IPv4Endpoint(address: IPv4Address(rawValue: 0x7f00_0001), port: 0))
         frontend = LBService.boundEndpoint(listenFD)!
         pool = BackendPool(BackendConfig(name: "web", servers: [ServerConfig(address: backend)]))
-        let config = FrontendConfig(name: "web", listen: frontend, mode: .http, backend: "web", maxHeaderBytes: 2048, maxBodyBytes: maxBodyBytes)
-        let runtime = FrontendRuntime(config: config, pool: pool, counters: FrontendCounters(),
+        let config = FrontendConfig(name: "web", listen: frontend, mode: .http, backend: "web", maxHeaderBytes: 2048, maxBodyBytes: maxBodyBytes,
+                                    httpRequestTimeout: httpRequestTimeout)
+        runtime = FrontendRuntime(config: config, pool: pool, counters: FrontendCounters(),
                                       logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), onServerChange: { _ in })
         engine.add(L4Listener(fd: listenFD, runtime: runtime))
         _ = loop.poll(timeoutMs: 0)
@@ -157,6 +162,14 @@ final class Harness {
 }
 
 func headEnded(_ s: String) -> Bool { s.contains("\r\n\r\n") }
+
+/// Reads what `fd` has into `got`; true at its end (the peer closed).
+func readAvailable(_ fd: Int32, into got: inout [UInt8]) -> Bool {
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    let n = read(fd, &buffer, buffer.count)
+    if n > 0 { got += buffer[0..<n] }
+    return n == 0
+}
 
 @Suite(.serialized) struct H1SessionTests {
     @Test func requestAndResponseAreRewrittenAndTheServerConnectionIsReused() throws {
@@ -398,5 +411,90 @@ func headEnded(_ s: String) -> Bool { s.contains("\r\n\r\n") }
         }
         let clientGotAll = atClient == response
         #expect(clientGotAll, "the client got \(atClient.count) of \(response.count) bytes")
+    }
+
+    /// A client that sends its request head a byte every 100 ms is never idle for
+    /// client_timeout; http_request_timeout (1 s here) answers it 408 and closes. A client
+    /// beside it on the same frontend is served meanwhile.
+    @Test func aRequestHeadThatTricklesGets408AtTheDeadline() throws {
+        let h = try Harness(httpRequestTimeout: .seconds(1))
+        let started = ContinuousClock.now
+        let slow = h.connectClient()
+        defer { close(slow) }
+        let head = Array("GET /slow HTTP/1.1\r\nHost: h\r\nUser-Agent: trickle, one byte at a time\r\n\r\n".utf8)
+        let fast = h.connectClient()
+        defer { close(fast) }
+        h.send(fast, "GET /fast HTTP/1.1\r\nHost: h\r\n\r\n")
+
+        var sent = 0, lastSent = started - .seconds(1)
+        var slowGot: [UInt8] = [], slowEnded = false, answeredAt: ContinuousClock.Instant?
+        var server: Int32 = -1, atServer: [UInt8] = [], fastGot: [UInt8] = [], servedAt: ContinuousClock.Instant?
+        defer { if server >= 0 { close(server) } }
+        h.turn(seconds: 5) {
+            let now = ContinuousClock.now
+            if slowGot.isEmpty, sent < head.count, now - lastSent >= .milliseconds(100) {
+                // MSG_NOSIGNAL: cm-lbd may have closed by now.
+                let n = head[sent...].withUnsafeBytes { Glibc.send(slow, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) }
+                if n == 1 {
+                    sent += 1
+                    lastSent = now
+                }
+            }
+            if server < 0 { server = accept4(h.backendFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue)) }
+            if server >= 0, !headEnded(String(decoding: atServer, as: UTF8.self)) {
+                _ = readAvailable(server, into: &atServer)
+                if headEnded(String(decoding: atServer, as: UTF8.self)) { h.send(server, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") }
+            }
+            _ = readAvailable(fast, into: &fastGot)
+            if servedAt == nil, String(decoding: fastGot, as: UTF8.self).hasSuffix("ok") { servedAt = now }
+            slowEnded = slowEnded || readAvailable(slow, into: &slowGot)
+            if answeredAt == nil, !slowGot.isEmpty { answeredAt = now }
+            return slowEnded && servedAt != nil
+        }
+        let answer = String(decoding: slowGot, as: UTF8.self)
+        #expect(answer.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"), "got \(answer.debugDescription)")
+        #expect(answer.contains("\r\nConnection: close\r\n"))
+        #expect(slowEnded)
+        #expect(sent < head.count)  // the head was never complete
+        let after = try #require(answeredAt) - started
+        #expect(after >= .seconds(1) && after < .seconds(2), "answered after \(after)")
+        #expect(String(decoding: atServer, as: UTF8.self).hasPrefix("GET /fast HTTP/1.1\r\n"))
+        #expect(!String(decoding: atServer, as: UTF8.self).contains("/slow"))
+        #expect(try #require(servedAt) < answeredAt!)
+        #expect(h.runtime.counters.requestTimeouts.load(ordering: .relaxed) == 1)
+        #expect(h.runtime.counters.errors.load(ordering: .relaxed) == 1)
+    }
+
+    /// The deadline runs from a request's first byte: the wait between keep-alive requests is
+    /// client_timeout's. A client that sends nothing at all is closed at the deadline without
+    /// a 408 (a browser's connection opened ahead of its request would take the 408 for the
+    /// answer to it).
+    @Test func theWaitBetweenRequestsIsNotPartOfTheDeadline() throws {
+        let h = try Harness(httpRequestTimeout: .seconds(1))
+        let client = h.connectClient()
+        defer { close(client) }
+        let silent = h.connectClient()
+        defer { close(silent) }
+        h.send(client, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        let server = try #require(h.acceptServer())
+        defer { close(server) }
+        _ = h.receive(server, until: headEnded)
+        h.send(server, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n#1")
+        #expect(h.receive(client) { $0.hasSuffix("#1") }.hasPrefix("HTTP/1.1 200 OK\r\n"))
+
+        // Idle for longer than the deadline, then a request: served.
+        let idleUntil = ContinuousClock.now + .milliseconds(1500)
+        var silentGot: [UInt8] = [], silentEnded = false
+        h.turn(seconds: 3) {
+            silentEnded = silentEnded || readAvailable(silent, into: &silentGot)
+            return ContinuousClock.now >= idleUntil
+        }
+        #expect(silentEnded && silentGot.isEmpty)
+        h.send(client, "GET /2 HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(h.receive(server, until: headEnded).hasPrefix("GET /2 HTTP/1.1\r\n"))
+        h.send(server, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n#2")
+        #expect(h.receive(client) { $0.hasSuffix("#2") }.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(h.runtime.counters.requestTimeouts.load(ordering: .relaxed) == 1)  // the silent one
+        #expect(h.runtime.counters.errors.load(ordering: .relaxed) == 0)
     }
 }

@@ -35,11 +35,13 @@ import Testing
     }
 
     /// A TCP frontend on `loop` over `servers`; its listening socket is closed by the caller.
-    func frontend(on loop: L4Loop, servers: [IPv4Endpoint]) throws -> (listenFD: Int32, endpoint: IPv4Endpoint, runtime: FrontendRuntime) {
+    func frontend(on loop: L4Loop, servers: [IPv4Endpoint], name: String = "db",
+                  maxConnections: Int = 0) throws -> (listenFD: Int32, endpoint: IPv4Endpoint, runtime: FrontendRuntime) {
         let listenFD = try L4Listener.bind(IPv4Endpoint(address: Self.localhost, port: 0))
-        let pool = BackendPool(BackendConfig(name: "db", servers: servers.map { ServerConfig(address: $0) }))
+        let pool = BackendPool(BackendConfig(name: name, servers: servers.map { ServerConfig(address: $0) }))
         let endpoint = LBService.boundEndpoint(listenFD)!
-        let runtime = FrontendRuntime(config: FrontendConfig(name: "db", listen: endpoint, mode: .tcp, backend: "db"), pool: pool,
+        let config = FrontendConfig(name: name, listen: endpoint, mode: .tcp, backend: name, maxConnections: maxConnections)
+        let runtime = FrontendRuntime(config: config, pool: pool,
                                       counters: FrontendCounters(), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
                                       onServerChange: { _ in })
         loop.send(.addListener(L4Listener(fd: listenFD, runtime: runtime)))
@@ -94,6 +96,52 @@ import Testing
         #expect(got == Array("hello".utf8) && eof)
         write(server, "bye")
         #expect(read(client, count: 3, turning: [loop]) == Array("bye".utf8))
+    }
+
+    /// A frontend at its max_connections stops accepting (its clients wait in the listen
+    /// queue) while another frontend on the same loop goes on; a close lets the next one in.
+    @Test func aFrontendAtItsMaxConnectionsDoesNotStopAnother() throws {
+        let engine = try engine(threads: 1)  // held: its loops refer to it unowned
+        let loop = engine.loops[0]
+        let backendA = try L4Listener.bind(IPv4Endpoint(address: Self.localhost, port: 0))
+        defer { close(backendA) }
+        let backendB = try L4Listener.bind(IPv4Endpoint(address: Self.localhost, port: 0))
+        defer { close(backendB) }
+        let full = try frontend(on: loop, servers: [LBService.boundEndpoint(backendA)!], name: "full", maxConnections: 1)
+        defer { close(full.listenFD) }
+        let other = try frontend(on: loop, servers: [LBService.boundEndpoint(backendB)!], name: "other")
+        defer { close(other.listenFD) }
+
+        let a1 = connectClient(to: full.endpoint)
+        defer { close(a1) }
+        let serverA1 = acceptServer(backendA, turning: [loop])
+        #expect(serverA1 >= 0)
+        let a2 = connectClient(to: full.endpoint)
+        defer { close(a2) }
+        turn([loop]) { loop.paused.contains(full.listenFD) }
+        #expect(loop.paused.contains(full.listenFD))
+        #expect(loop.open.count == 1 && full.runtime.limiter.active == 1 && full.runtime.limiter.timesFull == 1)
+
+        // The other frontend accepts and carries bytes while the first is full.
+        let b = connectClient(to: other.endpoint)
+        defer { close(b) }
+        let serverB = acceptServer(backendB, turning: [loop])
+        #expect(serverB >= 0)
+        defer { close(serverB) }
+        write(b, "hello")
+        #expect(read(serverB, count: 5, turning: [loop]) == Array("hello".utf8))
+        #expect(loop.open.count == 2 && !loop.paused.contains(other.listenFD))
+        #expect(engine.limiter.active == 2)
+
+        // The first frontend's connection ends: the one waiting in the listen queue is taken.
+        close(serverA1)
+        shutdown(a1, Int32(SHUT_WR))
+        let serverA2 = acceptServer(backendA, turning: [loop])
+        #expect(serverA2 >= 0)
+        defer { close(serverA2) }
+        write(a2, "second")
+        #expect(read(serverA2, count: 6, turning: [loop]) == Array("second".utf8))
+        #expect(full.runtime.limiter.active == 1 && full.runtime.counters.total.load(ordering: .relaxed) == 2)
     }
 
     @Test func aServerThatSpeaksFirstGetsItsConnectionAtOnce() throws {

@@ -2,13 +2,14 @@
 import CMHealth
 import CMTypes
 import CMWire
+import Foundation
 import Testing
 
 @Suite struct LBMetricsTests {
     let status = LbStatusReply(
         frontends: [
             LbFrontendStatus(name: "web", listen: IPv4Endpoint("10.0.0.1:80")!, mode: "http", backend: "pool", active: 3, total: 120,
-                             requests: 4567, requestsPerSecond: 12.5, errors: 2, retries: 1),
+                             requests: 4567, requestsPerSecond: 12.5, errors: 2, retries: 1, maxConnections: 500, full: 4, requestTimeouts: 7),
             LbFrontendStatus(name: "db", listen: IPv4Endpoint("10.0.0.1:5432")!, mode: "tcp", backend: "pg", active: 0, total: 9,
                              requests: 9, requestsPerSecond: 0, errors: 0, retries: 0),
         ],
@@ -40,6 +41,10 @@ import Testing
         #expect(value(s, "cm_lbd_frontend_connections_total", ["frontend": "db"]) == 9)
         #expect(value(s, "cm_lbd_frontend_errors_total", ["frontend": "web"]) == 2)
         #expect(value(s, "cm_lbd_frontend_retries_total", ["frontend": "web"]) == 1)
+        #expect(value(s, "cm_lbd_frontend_request_timeouts_total", ["frontend": "web"]) == 7)
+        #expect(value(s, "cm_lbd_frontend_max_connections", ["frontend": "web"]) == 500)
+        #expect(value(s, "cm_lbd_frontend_max_connections", ["frontend": "db"]) == 0)
+        #expect(value(s, "cm_lbd_frontend_full_total", ["frontend": "web"]) == 4)
     }
 
     @Test func serversAndTheirStateSet() throws {
@@ -60,6 +65,15 @@ import Testing
         #expect(value(s, "cm_lbd_server_max_connections", one) == 100)
     }
 
+    /// A cmctl newer than the running cm-lbd reads its status without the later counters.
+    @Test func aStatusWithoutTheLaterCountersDecodes() throws {
+        let old = #"{"name":"web","listen":"10.0.0.1:80","mode":"http","backend":"pool","active":1,"total":2,"requests":3,"requestsPerSecond":0,"errors":0,"retries":0}"#
+        let f = try WireJSON.decoder().decode(LbFrontendStatus.self, from: Data(old.utf8))
+        #expect(f.total == 2 && f.maxConnections == 0 && f.full == 0 && f.requestTimeouts == 0)
+        let again = try WireJSON.decoder().decode(LbFrontendStatus.self, from: WireJSON.encoder().encode(status.frontends[0]))
+        #expect(again == status.frontends[0])
+    }
+
     @Test func loops() throws {
         let s = try samples()
         #expect(value(s, "cm_lbd_loop_connections", ["loop": "0", "cpu": "0"]) == 2)
@@ -70,7 +84,7 @@ import Testing
         let text = LBMetrics.render(status, loops: [])
         let types = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }
         let helps = text.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.map { $0.split(separator: " ")[2] }
-        #expect(types.count == 14)
+        #expect(types.count == 17)
         #expect(Set(types).count == types.count)
         #expect(helps == types)
     }

@@ -13,10 +13,13 @@
 #     removes a server while a download through it goes on to the end.
 #  6. Bad servers: one that never answers → 504 at server_timeout, one that closes → 502.
 #     Bad input: garbage → 400, oversized headers → 431, oversized body → 413, each closing
-#     only its own connection while other clients go on.
+#     only its own connection while other clients go on. A request head sent a byte every
+#     100 ms → 408 at http_request_timeout, logged; its frontend at max_connections holds
+#     its next client in the listen queue while another frontend answers at once.
 #  7. WebSocket (python3-websockets client and echo server) through an HTTP frontend.
 #  8. Metrics: `cmctl lb metrics` read by prometheus-node-exporter's textfile collector, with
-#     the counts `cmctl lb status` shows, section 6's 504 and 502 among the errors.
+#     the counts `cmctl lb status` shows, section 6's 504 and 502 among the errors, its 408
+#     and full frontend counted.
 . "$(dirname "$0")/lib.sh"
 command -v wrk >/dev/null || fail "wrk is not installed (scripts/test installs it)"
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -104,6 +107,8 @@ listen = "$LB:84"
 mode = "http"
 backend = "hang"
 server_timeout = "1s"
+http_request_timeout = "1s"
+max_connections = 1
 [[frontend]]
 name = "rude"
 listen = "$LB:85"
@@ -353,6 +358,57 @@ errors=$(wrk_errors "$T/wrk-bad.out")
 [ "$errors" = 0 ] || { cat "$T/wrk-bad.out"; fail "other clients saw $errors errors"; }
 client curl -sf "http://$LB/" >/dev/null || fail "cm-lbd does not answer after the bad input"
 pass "garbage → 400, big headers → 431, big body → 413; $(wrk_requests "$T/wrk-bad.out") requests from other clients meanwhile, 0 errors"
+# A request head trickled a byte every 100 ms to the slow frontend (http_request_timeout 1s,
+# max_connections 1). While it holds the frontend's one connection a second client of that
+# frontend waits in the listen queue (then gets the hang backend's 504 a server_timeout later),
+# and the web frontend answers at once.
+trickle=$(client python3 -c '
+import socket, sys, threading, time
+lb = sys.argv[1]
+t0 = time.monotonic()
+slow = socket.create_connection((lb, 84), timeout=5)
+answer = {}
+def trickle():
+    head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200 + b"\r\n\r\n"
+    slow.settimeout(0.1)
+    got = b""
+    for byte in head:
+        try:
+            slow.send(bytes([byte]))
+            got += slow.recv(4096)
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+        if got:
+            break
+    answer["at"] = time.monotonic() - t0
+    answer["status"] = got.split(b"\r\n")[0].decode()
+    slow.close()
+th = threading.Thread(target=trickle)
+th.start()
+time.sleep(0.3)
+second = socket.create_connection((lb, 84), timeout=10)
+second.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+w0 = time.monotonic()
+web = socket.create_connection((lb, 80), timeout=5)
+web.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+web_status = web.recv(64).split(b"\r\n")[0].decode()
+web_ms = (time.monotonic() - w0) * 1000
+second_status = second.recv(64).split(b"\r\n")[0].decode()
+second_at = time.monotonic() - t0
+th.join()
+t_status, t_at = answer["status"], answer["at"]
+print(f"{t_status}|{t_at:.2f}|{web_status}|{web_ms:.0f}|{second_status}|{second_at:.2f}")
+' "$LB")
+IFS='|' read -r t_status t_at w_status w_ms s_status s_at <<< "$trickle"
+[ "$t_status" = "HTTP/1.1 408 Request Timeout" ] || fail "a trickled request head got '$trickle', not 408"
+awk -v t="$t_at" 'BEGIN { exit !(t >= 0.9 && t <= 2.5) }' || fail "the 408 came after $t_at s, not about 1 s (http_request_timeout)"
+[ "$w_status" = "HTTP/1.1 200 OK" ] && [ "$w_ms" -lt 500 ] || fail "with the slow frontend full the web frontend gave '$w_status' after $w_ms ms"
+[ "$s_status" = "HTTP/1.1 504 Gateway Timeout" ] || fail "the slow frontend's queued client got '$s_status', not the hang backend's 504"
+awk -v s="$s_at" -v t="$t_at" 'BEGIN { exit !(s >= t + 0.9) }' || fail "the slow frontend's second client was answered at $s_at s, before the first left at $t_at s (max_connections 1)"
+wait_for 3 "the 408 is logged" grep -q 'frontend slow: client 10.199.9.50 did not complete a request head within http_request_timeout 1s; answered 408' "$T/lbd.log"
+pass "a head trickled a byte per 100 ms → 408 after ${t_at}s, logged; meanwhile web answered in ${w_ms} ms and the full slow frontend's next client waited until ${s_at}s"
 
 # 7. WebSocket through an HTTP frontend: real peers from python3-websockets, an echo server
 #    on b2 and a client; 100 messages and one of 100 KiB come back intact.
@@ -389,6 +445,8 @@ web=$(scraped cm_lbd_frontend_requests_total web http web)
 # Section 6's 504 and 502 came from cm-lbd itself (counters start again with the restart of section 4).
 slow=$(scraped cm_lbd_frontend_errors_total slow http hang); rude=$(scraped cm_lbd_frontend_errors_total rude http rude)
 [ "${slow:-0}" -ge 1 ] && [ "${rude:-0}" -ge 1 ] || fail "section 6's 504 and 502 are not counted as errors (slow '$slow', rude '$rude')"
+timeouts=$(scraped cm_lbd_frontend_request_timeouts_total slow http hang); full=$(scraped cm_lbd_frontend_full_total slow http hang)
+[ "${timeouts:-0}" = 1 ] && [ "${full:-0}" -ge 1 ] || fail "section 6's 408 and full slow frontend are not counted (request_timeouts '$timeouts', full '$full')"
 up=$(grep -c '^cm_lbd_server_up{backend="web",.*} 1$' "$T/scraped.txt" || true)
 [ "$up" = 2 ] || fail "$up servers of web shown up, not 2 (b3 left in section 5)"
-pass "cmctl lb metrics read by prometheus-node-exporter without an error, its counts those of cmctl lb status ($(wc -l < "$T/status-counts.txt") frontends; web $web requests, the 504 and 502 of section 6 counted), $up servers of web up"
+pass "cmctl lb metrics read by prometheus-node-exporter without an error, its counts those of cmctl lb status ($(wc -l < "$T/status-counts.txt") frontends; web $web requests, the 504 and 502 of section 6 counted, its 408 and full frontend too), $up servers of web up"

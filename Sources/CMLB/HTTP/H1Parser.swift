@@ -2,6 +2,8 @@ import CNIOLLHTTP
 
 /// What the proxy does with the messages a parser finds.
 protocol H1ParserDelegate: AnyObject {
+    /// A message begins: its first byte (blank lines before a request do not count) is in.
+    func messageBegin(_ parser: H1Parser)
     /// The head is complete (`parser.fields` and friends are filled). Returns 0 to go on,
     /// 1 for "this message has no body" (a response to HEAD), -1 to stop with an error.
     func headComplete(_ parser: H1Parser) -> Int32
@@ -9,6 +11,10 @@ protocol H1ParserDelegate: AnyObject {
     func body(_ parser: H1Parser, _ bytes: UnsafeRawPointer, _ count: Int) -> Int32
     /// The message is complete: `H1Parser.pause` to stop after it, 0 to read on.
     func messageComplete(_ parser: H1Parser) -> Int32
+}
+
+extension H1ParserDelegate {
+    func messageBegin(_ parser: H1Parser) {}
 }
 
 /// One header: ranges in `H1Parser.bytes`.
@@ -183,7 +189,12 @@ final class H1Parser {
     private static func settings(request: Bool) -> llhttp_settings_t {
         var s = llhttp_settings_t()
         c_nio_llhttp_settings_init(&s)
-        s.on_message_begin = { p in me(p).begin(); return 0 }
+        s.on_message_begin = { p in
+            let m = me(p)
+            m.begin()
+            m.delegate.messageBegin(m)
+            return 0
+        }
         if request {
             s.on_method = { p, at, n in let m = me(p); return m.span(&m.method, at, n) }
             s.on_url = { p, at, n in let m = me(p); return m.span(&m.target, at, n) }

@@ -53,6 +53,13 @@ final class H1Session: LoopConnection, H1ParserDelegate {
     /// ... and for writability too: from the first write that would block on.
     private var clientWatchedWritable = false
     private var lastClient: UInt64
+    /// When the head of the next request began (ms, loop time), 0 while none is being read:
+    /// the first request's from the accept, a later one's from its first byte, so that the
+    /// wait between keep-alive requests is client_timeout's alone. Checked by the sweep
+    /// against http_request_timeout, which no byte resets.
+    private var headStarted: UInt64
+    /// A byte of that head has arrived (else the deadline closes without an answer).
+    private var headBegun = false
     private var closed = false
     /// Write what `out` holds, then close.
     private var closeAfterFlush = false
@@ -113,6 +120,7 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         self.runtime = runtime
         config = runtime.config
         lastClient = loop.now
+        headStarted = loop.now
         // TCP_NODELAY comes from the listening socket (L4Listener).
         if peer.address.sin_family == sa_family_t(AF_INET) {
             clientKey = FrontendRuntime.key(peer)
@@ -255,8 +263,15 @@ final class H1Session: LoopConnection, H1ParserDelegate {
 
     // MARK: The request (H1ParserDelegate of the client's parser)
 
+    func messageBegin(_ p: H1Parser) {
+        if headStarted == 0 { headStarted = loop.now }
+        headBegun = true
+    }
+
     func headComplete(_ p: H1Parser) -> Int32 {
         if p !== parser { return -1 }
+        headStarted = 0
+        headBegun = false
         runtime.counters.request()
         inRequest = true
         requestEnded = false
@@ -877,6 +892,10 @@ final class H1Session: LoopConnection, H1ParserDelegate {
             close()
             return
         }
+        if headStarted != 0, !inRequest, !closeAfterFlush, now - headStarted >= L4Clock.ms(config.httpRequestTimeout) {
+            requestHeadTimedOut()
+            return
+        }
         let clientTimeout = L4Clock.ms(config.clientTimeout)
         if !out.isEmpty, now - lastClient >= clientTimeout {
             close()  // the client does not read its response
@@ -909,6 +928,26 @@ final class H1Session: LoopConnection, H1ParserDelegate {
         }
         // Waiting for the client: an idle keep-alive connection or a slow request.
         if now - lastClient >= clientTimeout { close() }
+    }
+
+    /// http_request_timeout ran out before the request's head was complete: 408 and close, as
+    /// HAProxy's `timeout http-request` does. When not a byte of a request came since the
+    /// accept, only the close: browsers open connections ahead of their requests, and a 408
+    /// there would be read as the answer to the request they send on it later (HAProxy's
+    /// `option http-ignore-probes`, nginx likewise closes without a word).
+    private func requestHeadTimedOut() {
+        runtime.counters.requestTimeout()
+        let limit = DurationText.format(config.httpRequestTimeout)
+        let client = String(decoding: clientIP, as: UTF8.self)
+        guard headBegun else {
+            runtime.logger.info("frontend \(config.name): client \(client) sent no request within http_request_timeout \(limit); closed",
+                                metadata: ["client": "\(client)"])
+            close()
+            return
+        }
+        runtime.logger.info("frontend \(config.name): client \(client) did not complete a request head within http_request_timeout \(limit); answered 408",
+                            metadata: ["client": "\(client)"])
+        respond(408, "Request Timeout", "request line and headers not complete within \(limit)", close: true)
     }
 
     /// The daemon stops: an idle keep-alive connection closes at once; one with a request in

@@ -43,16 +43,23 @@ final class L4Engine: Sendable {
 
     var activeConnections: Int { active.load(ordering: .relaxed) }
 
-    /// Counts a new connection of `loop`; false at the limit, and the loop is told when it may
-    /// accept again.
-    func admit(_ loop: L4Loop) -> Bool {
-        guard limiter.tryOpen(orWait: { loop.send(.resumeAccepting) }) else { return false }
+    /// Counts a new connection of `loop` for a frontend with limiter `frontend`; false at
+    /// either limit, and the loop is told when it may accept again. The frontend's limit is
+    /// asked first: a full frontend takes no slot of the global limit, even for a moment.
+    func admit(_ loop: L4Loop, frontend: ConnectionLimiter) -> Bool {
+        guard frontend.tryOpen(orWait: loop.resumeAccepting) else { return false }
+        guard limiter.tryOpen(orWait: loop.resumeAccepting) else {
+            frontend.closeOne()
+            return false
+        }
         active.add(1, ordering: .relaxed)
         return true
     }
 
-    func released() {
+    /// A connection counted by `admit` for `frontend` is closed.
+    func released(_ frontend: ConnectionLimiter) {
         active.subtract(1, ordering: .relaxed)
+        frontend.closeOne()
         limiter.closeOne()
     }
 
@@ -214,6 +221,9 @@ final class L4Loop: @unchecked Sendable {
     private let wakePending = Atomic<Bool>(false)
     /// Connections this loop owns or is about to (see `L4Engine.assign`).
     let load = Atomic<Int>(0)
+    /// What a limiter calls when this loop may accept again: made once, not a closure
+    /// allocated per accept.
+    private(set) lazy var resumeAccepting: @Sendable () -> Void = { [unowned(unsafe) self] in self.send(.resumeAccepting) }
 
     // Owned by the loop's thread:
     /// The owner of each socket in the epoll set, by file descriptor.
@@ -350,9 +360,12 @@ final class L4Loop: @unchecked Sendable {
 
     private func accept(from listenFD: Int32) {
         guard let listener = listeners[listenFD] else { return }
+        let runtime = listener.runtime.current
         for _ in 0..<64 {
-            guard engine.admit(self) else {
-                // At max_connections: stop watching until a connection closes.
+            guard engine.admit(self, frontend: runtime.limiter) else {
+                // At max_connections, the frontend's or the global one: stop watching until a
+                // connection closes. The clients wait in the listen queue; a frontend that is
+                // full stops only its own listener.
                 epoll_ctl(epfd, EPOLL_CTL_DEL, listenFD, nil)
                 paused.insert(listenFD)
                 return
@@ -366,10 +379,9 @@ final class L4Loop: @unchecked Sendable {
                 }
             }
             if fd < 0 {
-                engine.released()
+                engine.released(runtime.limiter)
                 return
             }
-            let runtime = listener.runtime.current
             let cpu = engine.byIncomingCPU ? L4Socket.incomingCPU(fd) : -1
             let target = engine.assign(from: self, incomingCPU: cpu)
             if target === self {
@@ -436,7 +448,7 @@ final class L4Loop: @unchecked Sendable {
     func closed(_ connection: LoopConnection) {
         if open.removeValue(forKey: ObjectIdentifier(connection)) != nil {
             load.subtract(1, ordering: .relaxed)
-            engine.released()
+            engine.released(connection.runtime.limiter)
         }
     }
 
@@ -549,6 +561,8 @@ protocol LoopHandler: AnyObject {
 /// A client connection a loop owns: timed out by its sweep, asked to finish or closed when
 /// the daemon stops.
 protocol LoopConnection: LoopHandler {
+    /// The frontend runtime it was accepted under (whose limiter counted it).
+    var runtime: FrontendRuntime { get }
     func checkTimeouts(now: UInt64)
     func quiesce(now: UInt64)
     func close()

@@ -118,6 +118,8 @@ public final class FrontendCounters: Sendable {
     let requests = Atomic<Int>(0)
     let errors = Atomic<Int>(0)
     let retries = Atomic<Int>(0)
+    /// HTTP requests whose head was not complete within http_request_timeout.
+    let requestTimeouts = Atomic<Int>(0)
     /// (time, requests) samples for requests per second.
     private let samples = Mutex<[(ContinuousClock.Instant, Int)]>([])
 
@@ -132,6 +134,7 @@ public final class FrontendCounters: Sendable {
     func request() { requests.add(1, ordering: .relaxed) }
     func error() { errors.add(1, ordering: .relaxed) }
     func retry() { retries.add(1, ordering: .relaxed) }
+    func requestTimeout() { requestTimeouts.add(1, ordering: .relaxed) }
 
     /// Records the request count; the service calls it every second.
     func sample() {
