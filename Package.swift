@@ -7,7 +7,6 @@ let swiftSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "ClusterMaker",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "cm-healthd", targets: ["cm-healthd"]),
         .executable(name: "cm-vipd", targets: ["cm-vipd"]),
@@ -124,6 +123,7 @@ let package = Package(
         .testTarget(name: "CMTypesTests", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMWireTests", dependencies: ["CMWire", "CMTypes", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMDaemonTests", dependencies: ["CMDaemon"], swiftSettings: swiftSettings),
         .testTarget(name: "CMStoreTests", dependencies: ["CMStore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
         .testTarget(name: "CMLBTests", dependencies: ["CMLB", "CMConfig", "CMTypes", "CLinux", "CMWire", "CMHealth"], swiftSettings: swiftSettings),
         .testTarget(name: "CMPXETests", dependencies: ["CMPXE", "CMConfig", "CMWire", "CMTypes", "PXEProtocols"], swiftSettings: swiftSettings),

@@ -8,11 +8,8 @@ import NIOPosix
 public protocol Daemon: Sendable {
     associatedtype Configuration: Sendable
 
-    /// "cm-healthd".
-    static var name: String { get }
-    /// Socket file name under the runtime dir, "healthd.sock".
-    static var socketName: String { get }
-    static var version: String { get }
+    /// Which daemon of the suite this is: its name, control socket and config file.
+    static var suite: SuiteDaemon { get }
 
     /// Reads and validates the whole configuration; throws errors that print as
     /// `FILE:LINE:COLUMN: KEY: MESSAGE`, one per line.
@@ -29,6 +26,14 @@ public protocol Daemon: Sendable {
     var statusLine: String { get }
     /// Last words after the work is cancelled: flush state.
     func shutdown() async
+}
+
+extension Daemon {
+    /// "cm-healthd".
+    public static var name: String { suite.name }
+    /// Socket file name under the runtime dir, "healthd.sock".
+    public static var socketName: String { suite.socketName }
+    public static var version: String { ClusterMakerVersion.string }
 }
 
 public enum DaemonRunner {

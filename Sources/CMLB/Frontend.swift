@@ -45,7 +45,7 @@ public final class FrontendRuntime: Sendable {
     func serverFailed(index: Int, server: ServerConfig, reason: String) {
         if pool.connectFailed(index) {
             logger.warning("server \(server.label) of backend \(pool.name) failed: \(reason); out of the pool for \(DurationText.format(pool.config.failBackoff))",
-                           metadata: ["CM_BACKEND": "\(pool.name)", "CM_NODE": "\(server.node)"])
+                           metadata: ["backend": "\(pool.name)", "node": "\(server.node)"])
             onServerChange(LbServerChange(backend: pool.name, address: server.address, node: server.node, state: .failed, reason: reason, at: .now))
         }
     }

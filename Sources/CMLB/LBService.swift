@@ -37,7 +37,7 @@ public actor LBService {
         self.config = config
         self.events = events
         self.logger = logger
-        healthdSocket = (runtimeDirectory as NSString).appendingPathComponent("healthd.sock")
+        healthdSocket = SuiteDaemon.healthd.socketPath(runtimeDirectory: runtimeDirectory)
         var byAddress: [IPv4Endpoint: CInt] = [:]
         for fd in passedSockets {
             if let endpoint = Self.boundEndpoint(fd) { byAddress[endpoint] = fd }
@@ -237,7 +237,7 @@ public actor LBService {
                 let isDown = down[check]?.contains(node) ?? false
                 for server in pool.setHealth(node: node, down: isDown) {
                     logger.notice("server \(server.label) of backend \(b.name) \(isDown ? "left the pool: \(check)@\(node) is down" : "is back: \(check)@\(node) is up")",
-                                  metadata: ["CM_BACKEND": "\(b.name)", "CM_NODE": "\(node)"])
+                                  metadata: ["backend": "\(b.name)", "node": "\(node)"])
                     try? events.publish(topic: Topic.lb, type: MessageType.lbServer, body: LbServerChange(
                         backend: b.name, address: server.address, node: node, state: isDown ? .down : .up,
                         reason: "\(check)@\(node) is \(isDown ? "down" : "up")", at: .now))

@@ -22,7 +22,7 @@ public final class PXEDaemonService: Sendable {
     public init(config: PxedConfig, stateDirectory: String, runtimeDirectory: String, events: EventHub, logger: Logger) async throws {
         service = try PXEService(config: config, stateDirectory: stateDirectory, events: events, logger: logger)
         self.logger = logger
-        vipdSocket = (runtimeDirectory as NSString).appendingPathComponent("vipd.sock")
+        vipdSocket = SuiteDaemon.vipd.socketPath(runtimeDirectory: runtimeDirectory)
         opened = config.pxed
         for dir in [service.bootDirectory, service.imagesDirectory] {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -56,29 +56,20 @@ public final class PXEDaemonService: Sendable {
             while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
             return
         }
-        var warned = false
-        while !Task.isCancelled {
-            do {
-                try await WireClient.withConnection(path: vipdSocket, daemon: "cm-vipd", peer: "cm-pxed") { conn in
-                    try await conn.subscribe(topics: [Topic.vip])
-                    let status = try await conn.request(MessageType.vipStatus, Empty(), as: VipStatusReply.self)
-                    service.setActive(status.role == .active)
-                    warned = false
-                    while let event = try await conn.nextEvent() {
-                        guard event.header.type == MessageType.vipRole else { continue }
-                        service.setActive(try event.body(as: VipRoleChange.self).role == .active)
-                    }
-                }
-            } catch is CancellationError {
-                return
-            } catch {
-                // Without cm-vipd this master cannot know it is the active one: stay silent
-                // rather than answer DHCP beside another master.
-                service.setActive(false)
-                if !Task.isCancelled, !warned { logger.warning("cannot follow cm-vipd's role (\(error)); DHCP stays silent, retrying every 2 s") }
-                warned = true
+        let service = self.service
+        await WireFollower.follow(.vipd, socket: vipdSocket, peer: "cm-pxed", topics: [Topic.vip], logger: logger, failed: { error in
+            // Without cm-vipd this master cannot know it is the active one: stay silent
+            // rather than answer DHCP beside another master.
+            service.setActive(false)
+            return "cannot follow cm-vipd's role (\(error)); DHCP stays silent"
+        }) { conn in
+            let status = try await conn.request(MessageType.vipStatus, Empty(), as: VipStatusReply.self)
+            service.setActive(status.role == .active)
+            while let event = try await conn.nextEvent() {
+                guard event.header.type == MessageType.vipRole else { continue }
+                service.setActive(try event.body(as: VipRoleChange.self).role == .active)
             }
-            try? await Task.sleep(for: .seconds(2))
+            throw WireError(.unavailable, "cm-vipd closed the connection")
         }
     }
 

@@ -31,7 +31,7 @@ public actor VIPService {
         self.config = config
         self.events = events
         self.logger = logger
-        self.healthdSocket = (runtimeDirectory as NSString).appendingPathComponent("healthd.sock")
+        self.healthdSocket = SuiteDaemon.healthd.socketPath(runtimeDirectory: runtimeDirectory)
         store = try Store.open(path: (stateDirectory as NSString).appendingPathComponent("vipd.sqlite"), migrations: [
             Store.Migration("v1-roles") { db in
                 try db.execute(sql: """

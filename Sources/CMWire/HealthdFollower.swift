@@ -10,34 +10,22 @@ public enum HealthdFollower {
     /// `expected` that cm-healthd does not run are logged.
     public static func follow(socket path: String, peer: String, relevant: @escaping @Sendable (CheckID) -> Bool, expected: Set<CheckID> = [],
                               logger: Logger, update: @escaping @Sendable (Set<CheckID>) async -> Void) async {
-        var warned = false
-        while !Task.isCancelled {
-            do {
-                try await WireClient.withConnection(path: path, daemon: "cm-healthd", peer: peer) { conn in
-                    try await conn.subscribe(topics: [Topic.health])
-                    let checks = try await conn.requestAll(MessageType.healthList, HealthListRequest(), as: HealthListReply.self)
-                    let followed = checks.filter { relevant($0.id) }
-                    var down = Set(followed.filter { $0.state == .down }.map(\.id))
-                    let missing = expected.subtracting(checks.map(\.id))
-                    if !missing.isEmpty { logger.warning("cm-healthd has no check \(missing.map(\.description).sorted().joined(separator: ", ")) to follow") }
-                    logger.info("following \(followed.count) cm-healthd checks, \(down.count) down")
-                    warned = false
-                    await update(down)
-                    while let event = try await conn.nextEvent() {
-                        guard event.header.type == MessageType.healthTransition else { continue }
-                        let t = try event.body(as: HealthTransition.self)
-                        guard relevant(t.id) else { continue }
-                        if t.to == .down { down.insert(t.id) } else { down.remove(t.id) }
-                        await update(down)
-                    }
-                }
-            } catch is CancellationError {
-                return
-            } catch {
-                if !Task.isCancelled, !warned { logger.warning("cannot follow cm-healthd: \(error); retrying every 2 s") }
-                warned = true
+        await WireFollower.follow(.healthd, socket: path, peer: peer, topics: [Topic.health], logger: logger,
+                                  failed: { "cannot follow cm-healthd: \($0)" }) { conn in
+            let checks = try await conn.requestAll(MessageType.healthList, HealthListRequest(), as: HealthListReply.self)
+            let followed = checks.filter { relevant($0.id) }
+            var down = Set(followed.filter { $0.state == .down }.map(\.id))
+            let missing = expected.subtracting(checks.map(\.id))
+            if !missing.isEmpty { logger.warning("cm-healthd has no check \(missing.map(\.description).sorted().joined(separator: ", ")) to follow") }
+            logger.info("following \(followed.count) cm-healthd checks, \(down.count) down")
+            await update(down)
+            while let event = try await conn.nextEvent() {
+                guard event.header.type == MessageType.healthTransition else { continue }
+                let t = try event.body(as: HealthTransition.self)
+                guard relevant(t.id) else { continue }
+                if t.to == .down { down.insert(t.id) } else { down.remove(t.id) }
+                await update(down)
             }
-            try? await Task.sleep(for: .seconds(2))
         }
     }
 }

@@ -11,40 +11,28 @@ public enum InventoryFollower {
     /// after each change. `wanted` is asked before each connection attempt: false pauses.
     public static func follow(socket path: String, peer: String, logger: Logger, wanted: @escaping @Sendable () async -> Bool,
                               update: @escaping @Sendable ([NodeInfo]) async -> Void) async {
-        var reported = false
-        while !Task.isCancelled {
-            if await wanted() {
-                do {
-                    try await WireClient.withConnection(path: path, daemon: "cm-pxed", peer: peer) { conn in
-                        try await conn.subscribe(topics: [Topic.node])
-                        var nodes = try await conn.requestAll(MessageType.nodeList, NodeListRequest(), as: NodeListReply.self)
-                        logger.info("following cm-pxed's inventory: \(nodes.count) nodes")
-                        reported = false
-                        await update(nodes)
-                        while let event = try await conn.nextEvent() {
-                            // A boot step of a node just as the list has it (name, address)
-                            // changes nothing a follower uses: no new list for each of the
-                            // three events of every node's boot.
-                            if event.header.type == MessageType.nodeEvent, let e = try? event.body(as: NodeEvent.self),
-                               nodes.contains(where: { $0.mac == e.mac && $0.name == e.node && $0.reachableAddress == e.address }) {
-                                continue
-                            }
-                            nodes = try await conn.requestAll(MessageType.nodeList, NodeListRequest(), as: NodeListReply.self)
-                            await update(nodes)
-                        }
-                    }
-                } catch is CancellationError {
-                    return
-                } catch let error as WireError where error.code == .notRunning {
-                    // No cm-pxed on this master (yet): nothing to follow, nothing to warn about.
-                    if !reported { logger.debug("cm-pxed is not running; checking cluster.toml's nodes only") }
-                    reported = true
-                } catch {
-                    if !Task.isCancelled, !reported { logger.warning("cannot follow cm-pxed's inventory: \(error); retrying every 2 s") }
-                    reported = true
-                }
+        await WireFollower.follow(.pxed, socket: path, peer: peer, topics: [Topic.node], logger: logger, wanted: wanted, failed: { error in
+            // No cm-pxed on this master (yet): nothing to follow, nothing to warn about.
+            if let e = error as? WireError, e.code == .notRunning {
+                logger.debug("cm-pxed is not running; checking cluster.toml's nodes only")
+                return nil
             }
-            try? await Task.sleep(for: .seconds(2))
+            return "cannot follow cm-pxed's inventory: \(error)"
+        }) { conn in
+            var nodes = try await conn.requestAll(MessageType.nodeList, NodeListRequest(), as: NodeListReply.self)
+            logger.info("following cm-pxed's inventory: \(nodes.count) nodes")
+            await update(nodes)
+            while let event = try await conn.nextEvent() {
+                // A boot step of a node just as the list has it (name, address) changes
+                // nothing a follower uses: no new list for each of the three events of
+                // every node's boot.
+                if event.header.type == MessageType.nodeEvent, let e = try? event.body(as: NodeEvent.self),
+                   nodes.contains(where: { $0.mac == e.mac && $0.name == e.node && $0.reachableAddress == e.address }) {
+                    continue
+                }
+                nodes = try await conn.requestAll(MessageType.nodeList, NodeListRequest(), as: NodeListReply.self)
+                await update(nodes)
+            }
         }
     }
 }

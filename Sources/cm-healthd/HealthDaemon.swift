@@ -13,9 +13,7 @@ struct HealthDaemon: Daemon {
         var healthd: HealthdConfig
     }
 
-    static let name = "cm-healthd"
-    static let socketName = "healthd.sock"
-    static let version = "0.1.0"
+    static let suite = SuiteDaemon.healthd
 
     let monitor: HealthMonitor
     /// cm-pxed's control socket, for follow_pxed.
@@ -29,7 +27,7 @@ struct HealthDaemon: Daemon {
     static func make(configuration: Configuration, options: DaemonOptions, events: EventHub, logger: Logger) async throws -> HealthDaemon {
         HealthDaemon(monitor: try await HealthMonitor(cluster: configuration.cluster, config: configuration.healthd,
                                                       stateDirectory: options.stateDirectory(daemon: name), events: events, logger: logger),
-                     pxedSocket: (options.runtimeDir as NSString).appendingPathComponent("pxed.sock"))
+                     pxedSocket: SuiteDaemon.pxed.socketPath(runtimeDirectory: options.runtimeDir))
     }
 
     func routes(into router: inout WireRouter) {

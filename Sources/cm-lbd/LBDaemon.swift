@@ -6,9 +6,7 @@ import Logging
 
 /// cm-lbd plugged into the shared daemon lifecycle.
 struct LBDaemon: Daemon {
-    static let name = "cm-lbd"
-    static let socketName = "lbd.sock"
-    static let version = "0.1.0"
+    static let suite = SuiteDaemon.lbd
 
     let service: LBService
 

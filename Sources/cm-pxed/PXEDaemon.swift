@@ -6,9 +6,7 @@ import Logging
 
 /// cm-pxed plugged into the shared daemon lifecycle.
 struct PXEDaemon: Daemon {
-    static let name = "cm-pxed"
-    static let socketName = "pxed.sock"
-    static let version = "0.1.0"
+    static let suite = SuiteDaemon.pxed
 
     let core: PXEDaemonService
 

@@ -6,9 +6,7 @@ import Logging
 
 /// cm-vipd plugged into the shared daemon lifecycle.
 struct VIPDaemon: Daemon {
-    static let name = "cm-vipd"
-    static let socketName = "vipd.sock"
-    static let version = "0.1.0"
+    static let suite = SuiteDaemon.vipd
 
     let service: VIPService
 

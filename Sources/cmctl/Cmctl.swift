@@ -14,10 +14,6 @@ struct Cmctl: AsyncParsableCommand {
     )
 }
 
-enum ClusterMakerVersion {
-    static let string = "0.1.0"
-}
-
 /// Options every subcommand that talks to daemons takes.
 struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Directory of the control sockets.", valueName: "dir"))
@@ -26,7 +22,7 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .long, help: "Print JSON instead of tables.")
     var json = false
 
-    func socket(_ daemon: SuiteDaemon) -> String { (runtimeDir as NSString).appendingPathComponent(daemon.socketName) }
+    func socket(_ daemon: SuiteDaemon) -> String { daemon.socketPath(runtimeDirectory: runtimeDir) }
 
     /// Opens a connection to `daemon`, runs `body`, and turns wire failures into the
     /// documented exit statuses with a one-line message on stderr.
@@ -37,19 +33,6 @@ struct GlobalOptions: ParsableArguments {
             throw CLIError.wire(error)
         }
     }
-}
-
-/// The daemons of the suite, in the order `cmctl status` lists them.
-struct SuiteDaemon: Sendable {
-    var name: String
-    var short: String
-    var socketName: String { "\(short).sock" }
-    var configFile: String { "\(short).toml" }
-
-    static let all = ["healthd", "lbd", "vipd", "pxed", "snapd", "replicad", "webd"].map { SuiteDaemon(name: "cm-\($0)", short: $0) }
-    static let healthd = all[0]
-    static let vipd = all[2]
-    static let lbd = all[1]
 }
 
 enum CLIError: Error, CustomStringConvertible {

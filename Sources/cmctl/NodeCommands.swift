@@ -4,10 +4,6 @@ import CMTypes
 import CMWire
 import Foundation
 
-extension SuiteDaemon {
-    static let pxed = all[3]
-}
-
 struct Node: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The node inventory (cm-pxed): list, show, add, change, remove, next boot, import and export.",
