@@ -26,7 +26,7 @@ public struct NodeConfig: Sendable, Equatable {
     }
 }
 
-/// /etc/clustermaker/cluster.toml — clustermaker.toml(5).
+/// /etc/clustermaker/cluster.toml — cluster.toml(5).
 public struct ClusterConfig: Sendable, Equatable {
     public var name: String
     public var domain: String?

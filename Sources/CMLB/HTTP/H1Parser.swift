@@ -25,8 +25,8 @@ struct H1Field {
 
 /// SwiftNIO's HTTP/1 parser (llhttp, as NIOHTTP1 vendors and wraps it in the CNIOLLHTTP
 /// module) driven directly: the proxy forwards bytes, so it takes the parser's callbacks
-/// instead of NIOHTTP1's `HTTPRequestHead` values and channel pipeline (the README's
-/// benchmark section says why). The head is collected as byte ranges of one reused buffer;
+/// instead of NIOHTTP1's `HTTPRequestHead` values and channel pipeline (docs/benchmarks.md
+/// says why). The head is collected as byte ranges of one reused buffer;
 /// the delegate gets the head, the body and the end of each message.
 final class H1Parser {
     static let pause = Int32(HPE_PAUSED.rawValue)

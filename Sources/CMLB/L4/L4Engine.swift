@@ -12,8 +12,8 @@ import Synchronization
 /// TCP frontends' connections are `L4Pair`s, HTTP frontends' are `H1Session`s with pooled
 /// server connections (`H1Upstream`) per loop.
 ///
-/// SwiftNIO's channel pipeline cost more per read than the kernel does (the README's
-/// benchmark section tells the story); HTTP mode uses SwiftNIO's HTTP/1 parser directly.
+/// SwiftNIO's channel pipeline cost more per read than the kernel does (docs/benchmarks.md
+/// tells the story); HTTP mode uses SwiftNIO's HTTP/1 parser directly.
 final class L4Engine: Sendable {
     let loops: [L4Loop]
     /// max_connections, shared with the HTTP frontends.
