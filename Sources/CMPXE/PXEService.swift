@@ -21,8 +21,8 @@ public final class PXEService: Sendable {
         var sightings = Sightings()
         /// DISCOVERs from clients that are not nodes (discover_rate_limit).
         var discoverLimit: RateLimiter
-        /// Dropping DISCOVERs now (logged once per episode).
-        var limiting = false
+        /// When dropped DISCOVERs were last logged.
+        var limitLogged: Date?
 
         /// The name a new node gets: the next free one from name_pattern.
         var nextName: String { PXEService.nextName(config, taken: Set(nodes.names)) }
@@ -151,12 +151,14 @@ public final class PXEService: Sendable {
                     // lease, which expires, and a sighting, which is forgotten.
                     if type == .discover, !s.discoverLimit.take(now: now) {
                         counters.add("dhcp_rate_limited")
-                        if !s.limiting { logger.notice("DHCP: more than \(config.pxed.discoverRateLimit) DISCOVERs/s from unknown clients; dropping the excess") }
-                        s.limiting = true
+                        // A flood must not flood the journal too: one line per 10 s at most.
+                        if now.timeIntervalSince(s.limitLogged ?? .distantPast) >= 10 {
+                            s.limitLogged = now
+                            logger.notice("DHCP: more than \(config.pxed.discoverRateLimit) DISCOVERs/s from unknown clients; dropping the excess (\(counters.value("dhcp_rate_limited")) so far)")
+                        }
                         note = "DISCOVER from \(mac) dropped: rate limit"
                         return
                     }
-                    s.limiting = false
                     s.sightings.record(mac, arch: BootPlan.architecture(m.clientArchitectures), at: now)
                 } else if var known = node, booting {
                     // Addresses for admin-added nodes without one, and the architecture, on first sight.
