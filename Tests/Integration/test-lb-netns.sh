@@ -335,7 +335,8 @@ threading.Thread(target=serve, args=(8090, False), daemon=True).start()
 serve(8091, True)
 PY
 start_bg badserver ip netns exec "$(ns_of b1)" python3 "$T/badserver.py"
-sleep 0.5
+badserver_listens() { [ "$(ip netns exec "$(ns_of b1)" ss -Hltn '( sport = :8090 or sport = :8091 )' | grep -c LISTEN)" = 2 ]; }
+wait_for 5 "the bad servers listen" badserver_listens
 t0=$(now_ms)
 slow=$(client curl -s -w ' %{http_code}' "http://$LB:84/")
 slow_ms=$(( $(now_ms) - t0 ))
