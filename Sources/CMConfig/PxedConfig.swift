@@ -29,6 +29,9 @@ public struct PxedConfig: Sendable, Equatable {
         public var tftpMaxBlockSize = 1468
         public var tftpMaxWindowSize = 64
         public var tftpRetries = 5
+        /// Concurrent transfers in all, and to one client address.
+        public var tftpMaxTransfers = 512
+        public var tftpMaxPerClient = 8
         /// TFTP root (boot loaders); nil: STATE_DIR/boot.
         public var bootDirectory: String?
         /// One directory per image; nil: STATE_DIR/images.
@@ -108,6 +111,8 @@ public struct PxedConfig: Sendable, Equatable {
         config.pxed.tftpMaxBlockSize = p.int("tftp_max_block_size", range: 512...65464, default: 1468)
         config.pxed.tftpMaxWindowSize = p.int("tftp_max_window_size", range: 1...64, default: 64)
         config.pxed.tftpRetries = p.int("tftp_retries", range: 1...20, default: 5)
+        config.pxed.tftpMaxTransfers = p.int("tftp_max_transfers", range: 1...65536, default: 512)
+        config.pxed.tftpMaxPerClient = p.int("tftp_max_per_client", range: 1...65536, default: 8)
         for (key, keyPath) in [("boot_dir", \Daemon.bootDirectory), ("images_dir", \Daemon.imagesDirectory)] {
             if let d = p.string(key) {
                 if d.hasPrefix("/") { config.pxed[keyPath: keyPath] = d } else { p.error(key, "\"\(d)\" must be an absolute path") }

@@ -28,10 +28,11 @@ public final class PXEDaemonService: Sendable {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
         if config.pxed.tftpPort != 0 {
-            let t = try TFTPServer(settings: .init(root: service.bootDirectory, port: UInt16(config.pxed.tftpPort),
-                                                   maxBlockSize: config.pxed.tftpMaxBlockSize, maxWindowSize: config.pxed.tftpMaxWindowSize,
-                                                   retries: config.pxed.tftpRetries),
-                                   counters: service.counters, logger: logger)
+            let t = try await TFTPServer(settings: .init(root: service.bootDirectory, port: UInt16(config.pxed.tftpPort),
+                                                         maxBlockSize: config.pxed.tftpMaxBlockSize, maxWindowSize: config.pxed.tftpMaxWindowSize,
+                                                         retries: config.pxed.tftpRetries, maxTransfers: config.pxed.tftpMaxTransfers,
+                                                         maxPerClient: config.pxed.tftpMaxPerClient),
+                                         counters: service.counters, logger: logger)
             tftp = t
         } else {
             tftp = nil
@@ -45,7 +46,6 @@ public final class PXEDaemonService: Sendable {
             try? await group.shutdownGracefully()
             throw error
         }
-        tftp?.start()
         dhcp?.start()
         logger.info("serving: DHCP \(config.pxed.mode.rawValue) on \(config.pxed.interface), TFTP \(config.pxed.tftpPort == 0 ? "off" : "port \(config.pxed.tftpPort)") from \(service.bootDirectory), HTTP port \(config.pxed.httpPort) from \(service.imagesDirectory)")
     }
@@ -90,6 +90,8 @@ public final class PXEDaemonService: Sendable {
         keep("tftp_max_block_size", \.tftpMaxBlockSize)
         keep("tftp_max_window_size", \.tftpMaxWindowSize)
         keep("tftp_retries", \.tftpRetries)
+        keep("tftp_max_transfers", \.tftpMaxTransfers)
+        keep("tftp_max_per_client", \.tftpMaxPerClient)
         keep("boot_dir", \.bootDirectory)
         keep("follow_vipd", \.followVipd)
         if !restart.isEmpty {
@@ -100,7 +102,7 @@ public final class PXEDaemonService: Sendable {
 
     public func shutdown() async {
         dhcp?.stop()
-        tftp?.stop()
+        await tftp?.stop()
         await http.close()
         try? await group.shutdownGracefully()
     }

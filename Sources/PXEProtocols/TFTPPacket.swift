@@ -126,7 +126,8 @@ public struct TFTPNegotiation: Equatable, Sendable {
 
     /// Takes the options of a read request for a file of `size` octets; unknown options and
     /// out-of-range values are left out of the OACK (RFC 2347: the server ignores them).
-    public init(requested: [TFTPOption], fileSize: Int, maxBlockSize: Int = 65464, maxWindowSize: Int = 64) {
+    /// A `timeout` above `maxTimeoutSeconds` is left out too, and the server's 1 s stands.
+    public init(requested: [TFTPOption], fileSize: Int, maxBlockSize: Int = 65464, maxWindowSize: Int = 64, maxTimeoutSeconds: Int = 5) {
         for o in requested {
             switch o.name {
             case "blksize":
@@ -135,7 +136,10 @@ public struct TFTPNegotiation: Equatable, Sendable {
                 blockSize = min(v, maxBlockSize)
                 acknowledged.append(TFTPOption(name: "blksize", value: String(blockSize)))
             case "timeout":
-                guard let v = Int(o.value), (1...255).contains(v) else { continue }
+                // RFC 2349: "The specified timeout value must match the value specified by
+                // the client": the server cannot lower it, only accept it or leave it out of
+                // the OACK. A client's 255 s would hold the transfer for minutes per retry.
+                guard let v = Int(o.value), (1...255).contains(v), v <= maxTimeoutSeconds else { continue }
                 timeoutSeconds = v
                 acknowledged.append(TFTPOption(name: "timeout", value: String(v)))
             case "tsize":

@@ -20,6 +20,7 @@ let minimalPxed = "[pxed]\ninterface = \"br0\"\nserver_address = \"10.77.0.1\"\n
         #expect(c.pxed.bootAddress == nil && c.pxed.advertisedAddress == IPv4Address("10.77.0.1"))
         #expect(c.pxed.httpPort == 8067 && c.pxed.tftpPort == 69 && c.pxed.tftpMaxBlockSize == 1468 && c.pxed.tftpMaxWindowSize == 64)
         #expect(c.pxed.tftpRetries == 5 && c.pxed.bootDirectory == nil && c.pxed.imagesDirectory == nil)
+        #expect(c.pxed.tftpMaxTransfers == 512 && c.pxed.tftpMaxPerClient == 8)
         #expect(c.pxed.namePattern == "node%03d" && c.pxed.biosBootfile == "undionly.kpxe" && c.pxed.uefiBootfile == "ipxe.efi")
         #expect(!c.pxed.followVipd && c.pxed.defaultGroup == "default")
         let d = try #require(c.dhcp)
@@ -64,6 +65,8 @@ let minimalPxed = "[pxed]\ninterface = \"br0\"\nserver_address = \"10.77.0.1\"\n
         (minimalPxed.replacingOccurrences(of: "[dhcp]", with: "images_dir = \"images\"\n[dhcp]"), #"pxed.toml:4:14: pxed: images_dir: "images" must be an absolute path"#),
         (minimalPxed.replacingOccurrences(of: "[dhcp]", with: "tftp_max_block_size = 100\n[dhcp]"),
          #"pxed.toml:4:23: pxed: tftp_max_block_size: 100 out of range 512…65464"#),
+        (minimalPxed.replacingOccurrences(of: "[dhcp]", with: "tftp_max_per_client = 0\n[dhcp]"),
+         #"pxed.toml:4:23: pxed: tftp_max_per_client: 0 out of range 1…65536"#),
         (minimalPxed + "lease_time = \"10s\"\n", #"pxed.toml:7:14: dhcp: lease_time: 10s out of range 1m…365d"#),
         (minimalPxed + "[[group]]\nname = \"a b\"\n", #"pxed.toml:1:1: pxed: default_group: no [[group]] is named "default"\#npxed.toml:8:8: group "a b": name: "a b" is not a valid group name (1-32 of A-Z, a-z, 0-9, "_", "-")"#),
         (minimalPxed + "[[group]]\nname = \"compute\"\n", #"pxed.toml:1:1: pxed: default_group: no [[group]] is named "default""#),

@@ -11,7 +11,9 @@
 #     VMs boot at once (their offers take the flood's); a UEFI VM (OVMF) boots too.
 #  4. HTTP Range requests; bad input: TFTP path traversal, absolute paths, symlinks out of
 #     the root and writes are refused with TFTP errors; a good file arrives intact with
-#     blksize and windowsize; malformed DHCP datagrams are dropped and counted; the daemon
+#     blksize and windowsize; 2,000 RRQs from one address start at most 8 transfers (the
+#     rest duplicates or "busy"), add no threads, and a download after them works;
+#     malformed DHCP datagrams are dropped and counted; the daemon
 #     goes on. cm-healthd checks an inventory node; the inventory is imported from CSV,
 #     exported as TOML and imported again; a bad CSV, an import that clashes half-way and a
 #     script fetch from an address DHCP did not give that MAC address change nothing.
@@ -171,6 +173,34 @@ head -c 560000 /dev/urandom > "$T/boot/many-blocks.bin"
 ip netns exec "$CL" python3 "$(dirname "$0")/tftp-window.py" $SERVER many-blocks.bin "$T/boot/many-blocks.bin" 8 16 || fail "TFTP past block 65535 failed"
 refused=$(cmctl pxe status --json | jq '.counters.tftp_refused')
 [ "$refused" -ge 5 ] || fail "tftp_refused is $refused, expected at least 5"
+# A flood of 2,000 read requests from one address, 200 ports asking 10 times each and never
+# answering: 8 transfers start (tftp_max_per_client), the rest are duplicates or refused
+# "busy"; the transfers add no thread; once the flood's sockets are gone a download works.
+counter() { cmctl pxe status --json | jq ".counters.$1 // 0"; }
+threads() { awk '/^Threads:/ {print $2}' "/proc/$PID_pxed/status"; }
+threads_before=$(threads) dup0=$(counter tftp_duplicates) busy0=$(counter tftp_refused_busy) req0=$(counter tftp_requests)
+ip netns exec "$CL" python3 - $SERVER > "$T/flood.log" 2>&1 <<'PY' &
+import socket, sys, time
+rrq = b"\x00\x01payload.bin\x00octet\x00timeout\x00255\x00blksize\x001468\x00"
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(200)]
+for _ in range(10):
+    for s in socks:
+        s.sendto(rrq, (sys.argv[1], 69))
+    time.sleep(0.02)
+time.sleep(5)  # the sockets stay open (and silent) while the test looks
+PY
+flood=$!
+handled() { [ $(( $(counter tftp_duplicates) - dup0 + $(counter tftp_refused_busy) - busy0 + $(counter tftp_requests) - req0 )) -ge 1900 ]; }
+wait_for 5 "the TFTP flood counted" handled
+threads_during=$(threads) dup=$(( $(counter tftp_duplicates) - dup0 )) busy=$(( $(counter tftp_refused_busy) - busy0 )) req=$(( $(counter tftp_requests) - req0 ))
+[ "$req" -le 8 ] || fail "$req TFTP transfers started for one address, more than tftp_max_per_client (8)"
+[ "$dup" -ge 8 ] && [ "$busy" -ge 1500 ] || fail "flood: $dup duplicates, $busy refused busy"
+[ "$threads_during" -le $((threads_before + 2)) ] || fail "cm-pxed's threads went from $threads_before to $threads_during during the flood"
+wait "$flood" || fail "the flood script failed: $(cat "$T/flood.log")"
+tftp_after_flood() { rm -f "$T/got2.bin"; (cd "$T" && tftp_get -g -b 1468 -r payload.bin -l got2.bin) && cmp -s "$T/boot/payload.bin" "$T/got2.bin"; }
+wait_for 40 "a TFTP download after the flood" tftp_after_flood
+kill -0 "$PID_pxed" || fail "cm-pxed died"
+log "TFTP flood: $req transfers, $dup duplicates dropped, $busy refused busy; threads $threads_before → $threads_during; a download after it intact"
 before=$(cmctl pxe status --json | jq '.counters.dhcp_malformed // 0')
 ip netns exec "$CL" python3 - <<'PY'
 import socket, os
