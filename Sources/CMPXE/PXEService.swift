@@ -351,11 +351,11 @@ public final class PXEService: Sendable {
 
     // MARK: Inventory over the wire
 
-    public var nodes: [NodeInfo] { state.withLock { s in s.nodes.values.sorted { $0.name < $1.name } } }
+    public var nodes: [NodeInfo] { state.withLock { $0.nodes.sorted() } }
 
     /// One page of `nodes`.
     public func nodeList(_ r: NodeListRequest) -> NodeListReply {
-        let page = Paging.page(nodes, key: \.name, after: r.cursor)
+        let page = state.withLock { Paging.page($0.nodes.sorted(), key: \.name, after: r.cursor) }
         return NodeListReply(nodes: page.items, next: page.next)
     }
 
