@@ -56,6 +56,18 @@ let minimalPxed = "[pxed]\ninterface = \"br0\"\nserver_address = \"10.77.0.1\"\n
         #expect(h.idleTimeout == .seconds(120) && h.sendTimeout == .seconds(90))
     }
 
+    // Apart from errorMessages: one literal array of them all is more than the type checker
+    // finishes in reasonable time.
+    @Test(arguments: [
+        ("http_max_connections = 0", #"pxed.toml:4:24: pxed: http_max_connections: 0 out of range 1…65536"#),
+        ("http_header_timeout = \"10\"",
+         #"pxed.toml:4:23: pxed: http_header_timeout: "10" is not a duration (write NUMBER UNIT, units ms s m h d w, e.g. "500ms", "1m30s")"#),
+        ("http_send_timeout = \"10ms\"", #"pxed.toml:4:21: pxed: http_send_timeout: 10ms out of range 100ms…1h"#),
+    ])
+    func httpLimitErrors(line: String, expected: String) {
+        #expect(pxedErrors(minimalPxed.replacingOccurrences(of: "[dhcp]", with: line + "\n[dhcp]")) == expected)
+    }
+
     @Test func namePatterns() throws {
         let p = try #require(NamePattern("node%03d"))
         #expect(p.name(7) == "node007" && p.name(1234) == "node1234" && p.number(in: "node042") == 42 && p.number(in: "web042") == nil)
@@ -90,12 +102,6 @@ let minimalPxed = "[pxed]\ninterface = \"br0\"\nserver_address = \"10.77.0.1\"\n
         (minimalPxed + "[[group]]\nname = \"default\"\nimage = \"x/y\"\n",
          #"pxed.toml:9:9: group "default": image: "x/y" is not a valid image name (1-32 of A-Z, a-z, 0-9, "_", "-")"#),
         (minimalPxed + "[[group]]\nname = \"default\"\n[[group]]\nname = \"default\"\n", #"pxed.toml:10:8: group "default": name: duplicate group name "default""#),
-        (minimalPxed.replacingOccurrences(of: "[dhcp]", with: "http_max_connections = 0\n[dhcp]"),
-         #"pxed.toml:4:24: pxed: http_max_connections: 0 out of range 1…65536"#),
-        (minimalPxed.replacingOccurrences(of: "[dhcp]", with: "http_header_timeout = \"10\"\n[dhcp]"),
-         #"pxed.toml:4:23: pxed: http_header_timeout: "10" is not a duration (write NUMBER UNIT, units ms s m h d w, e.g. "500ms", "1m30s")"#),
-        (minimalPxed.replacingOccurrences(of: "[dhcp]", with: "http_send_timeout = \"10ms\"\n[dhcp]"),
-         #"pxed.toml:4:21: pxed: http_send_timeout: 10ms out of range 100ms…1h"#),
         (minimalPxed.replacingOccurrences(of: "[dhcp]", with: "http_prot = 80\n[dhcp]"), #"pxed.toml:4:1: pxed: http_prot: unknown key (did you mean "http_port"?)"#),
     ])
     func errorMessages(text: String, expected: String) {
