@@ -126,7 +126,12 @@ let package = Package(
         .testTarget(name: "CMDaemonTests", dependencies: ["CMDaemon"], swiftSettings: swiftSettings),
         .testTarget(name: "CMStoreTests", dependencies: ["CMStore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
         .testTarget(name: "CMLBTests", dependencies: ["CMLB", "CMConfig", "CMTypes", "CLinux", "CMWire", "CMHealth"], swiftSettings: swiftSettings),
-        .testTarget(name: "CMPXETests", dependencies: ["CMPXE", "CMConfig", "CMWire", "CMTypes", "PXEProtocols"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMPXETests", dependencies: [
+            "CMPXE", "CMConfig", "CMWire", "CMTypes", "PXEProtocols",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], swiftSettings: swiftSettings),
         .testTarget(name: "PXEProtocolsTests", dependencies: ["PXEProtocols", "CMTypes"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMVIPTests", dependencies: ["CMVIP", "VRRP", "CMConfig", "CMTypes"], swiftSettings: swiftSettings),

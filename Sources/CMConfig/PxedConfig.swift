@@ -24,6 +24,7 @@ public struct PxedConfig: Sendable, Equatable {
         /// DHCP off; nil: the network of `serverAddress`'s interface (full DHCP: its network).
         public var bootNetwork: IPv4Network?
         public var httpPort = 8067
+        public var http = HTTPLimits()
         /// 0: no TFTP server.
         public var tftpPort = 69
         public var tftpMaxBlockSize = 1468
@@ -49,6 +50,24 @@ public struct PxedConfig: Sendable, Equatable {
         public var discoverRateLimit = 100
 
         public var advertisedAddress: IPv4Address { bootAddress ?? serverAddress }
+    }
+
+    /// What one HTTP boot client may hold: without these a client that pipelines requests and
+    /// never reads, or sends its head a byte at a time, keeps descriptors and connections
+    /// until the daemon runs out of them (issue 23).
+    public struct HTTPLimits: Sendable, Equatable {
+        /// Open connections, all clients together.
+        public var maxConnections = 512
+        /// Open connections from one IPv4 address.
+        public var maxConnectionsPerClient = 32
+        /// From accept, or from the first byte after an idle keep-alive pause, until the whole
+        /// request (head and any body) is in.
+        public var headerTimeout: Duration = .seconds(10)
+        /// Between one response and the first byte of the next request.
+        public var idleTimeout: Duration = .seconds(30)
+        /// A response that makes no progress this long (the client stopped reading).
+        public var sendTimeout: Duration = .seconds(60)
+        public init() {}
     }
 
     public struct DHCP: Sendable, Equatable {
@@ -107,6 +126,11 @@ public struct PxedConfig: Sendable, Equatable {
         config.pxed.bootAddress = p.ipv4("boot_address")
         config.pxed.bootNetwork = p.ipv4Network("boot_network")
         config.pxed.httpPort = p.int("http_port", range: 1...65535, default: 8067)
+        config.pxed.http.maxConnections = p.int("http_max_connections", range: 1...65536, default: 512)
+        config.pxed.http.maxConnectionsPerClient = p.int("http_max_connections_per_client", range: 1...65536, default: 32)
+        config.pxed.http.headerTimeout = p.duration("http_header_timeout", range: .milliseconds(100) ... .seconds(3600), default: .seconds(10))
+        config.pxed.http.idleTimeout = p.duration("http_idle_timeout", range: .milliseconds(100) ... .seconds(3600), default: .seconds(30))
+        config.pxed.http.sendTimeout = p.duration("http_send_timeout", range: .milliseconds(100) ... .seconds(3600), default: .seconds(60))
         config.pxed.tftpPort = p.int("tftp_port", range: 0...65535, default: 69)
         config.pxed.tftpMaxBlockSize = p.int("tftp_max_block_size", range: 512...65464, default: 1468)
         config.pxed.tftpMaxWindowSize = p.int("tftp_max_window_size", range: 1...64, default: 64)

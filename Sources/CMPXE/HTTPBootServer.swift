@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,43 +17,275 @@ import Glibc
 ///   GET /boot/MAC/IMAGE/FILE          a file of the image the script chose for that node
 ///   GET /images/IMAGE/FILE            a file of an image, for anybody
 final class HTTPBootServer: Sendable {
-    let service: PXEService
-    let channel: any Channel
-
-    init(service: PXEService, port: Int, group: MultiThreadedEventLoopGroup) async throws {
-        self.service = service
-        channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { [service] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(HTTPBootHandler(service: service))
-                }
-            }
-            .bind(host: "0.0.0.0", port: port).get()
+    /// An address to listen on. `freebind` (IP_FREEBIND) lets the socket be bound to an
+    /// address this host does not hold yet: the virtual IP that cm-vipd moves between masters.
+    struct Listener: Sendable, Equatable, CustomStringConvertible {
+        var address: IPv4Address
+        var freebind: Bool
+        var description: String { "\(address)" }
     }
 
-    func close() async { try? await channel.close() }
+    let service: PXEService
+    let channels: [any Channel]
+    let connections: HTTPConnectionTable
+
+    /// The boot interface's addresses: this master's, and the boot address when that differs
+    /// (the masters' virtual IP). Not 0.0.0.0: the images are for the boot network only.
+    static func listeners(_ config: PxedConfig.Daemon) -> [Listener] {
+        var l = [Listener(address: config.serverAddress, freebind: false)]
+        if config.serverAddress.rawValue != 0, config.advertisedAddress != config.serverAddress {
+            l.append(Listener(address: config.advertisedAddress, freebind: true))
+        }
+        return l
+    }
+
+    init(service: PXEService, listeners: [Listener], port: Int, group: MultiThreadedEventLoopGroup) async throws {
+        self.service = service
+        let connections = HTTPConnectionTable()
+        self.connections = connections
+        var channels: [any Channel] = []
+        do {
+            for listener in listeners {
+                var bootstrap = ServerBootstrap(group: group)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelInitializer { channel in Self.initialize(channel, service: service, connections: connections) }
+                if listener.freebind {
+                    bootstrap = bootstrap.serverChannelOption(
+                        ChannelOptions.Types.SocketOption(level: .ip, name: .init(rawValue: CInt(IP_FREEBIND))), value: 1)
+                }
+                channels.append(try await bootstrap.bind(host: "\(listener.address)", port: port).get())
+            }
+        } catch {
+            for c in channels { try? await c.close() }
+            throw error
+        }
+        self.channels = channels
+    }
+
+    /// The ports listened on (as many as listeners): the tests bind port 0.
+    var ports: [Int] { channels.compactMap { $0.localAddress?.port } }
+
+    func close() async { for c in channels { try? await c.close() } }
+
+    private struct Refused: Error {}
+
+    /// Admits an accepted connection under the caps, or refuses it by failing the
+    /// initializer (NIO then closes it before it is registered: no read, no response).
+    private static func initialize(_ channel: any Channel, service: PXEService, connections: HTTPConnectionTable) -> EventLoopFuture<Void> {
+        let limits = service.config.pxed.http
+        let client = channel.remoteAddress?.ipAddress.flatMap(IPv4Address.init) ?? IPv4Address(rawValue: 0)
+        switch connections.admit(client, limits: limits, now: .now()) {
+        case .refused(let reason, let log):
+            service.counters.add("http_refused_connections")
+            if let log {
+                // One line a minute at most: a flood must not flood the journal as well.
+                service.logger.notice("HTTP connection from \(client) refused: \(reason)\(log > 0 ? " (and \(log) more refused since the last such message)" : "")")
+            }
+            return channel.eventLoop.makeFailedFuture(Refused())
+        case .admitted:
+            break
+        }
+        channel.closeFuture.whenComplete { _ in connections.release(client) }
+        return channel.eventLoop.makeCompletedFuture {
+            let handler = HTTPBootHandler(service: service, timeouts: .init(limits))
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(HTTPBytesObserver(connection: handler))
+            try sync.configureHTTPServerPipeline(withErrorHandling: true)
+            try sync.addHandler(handler)
+        }
+    }
 }
 
-final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// Open connections, all together and per client address; shared by the event loops.
+final class HTTPConnectionTable: Sendable {
+    enum Admission: Equatable {
+        case admitted
+        /// `log`: nil while refusal messages are held back, else how many were held back.
+        case refused(String, log: Int?)
+    }
+
+    struct Counts {
+        var total = 0
+        var perClient: [IPv4Address: Int] = [:]
+        var lastLogged: NIODeadline?
+        var unlogged = 0
+    }
+
+    private let counts = Mutex(Counts())
+
+    var total: Int { counts.withLock { $0.total } }
+
+    func admit(_ client: IPv4Address, limits: PxedConfig.HTTPLimits, now: NIODeadline) -> Admission {
+        counts.withLock { c in
+            let reason: String
+            if c.total >= limits.maxConnections {
+                reason = "\(c.total) connections open (http_max_connections)"
+            } else if c.perClient[client, default: 0] >= limits.maxConnectionsPerClient {
+                reason = "\(c.perClient[client, default: 0]) connections open from that address (http_max_connections_per_client)"
+            } else {
+                c.total += 1
+                c.perClient[client, default: 0] += 1
+                return .admitted
+            }
+            if let last = c.lastLogged, now - last < .minutes(1) {
+                c.unlogged += 1
+                return .refused(reason, log: nil)
+            }
+            defer { c.lastLogged = now; c.unlogged = 0 }
+            return .refused(reason, log: c.unlogged)
+        }
+    }
+
+    func release(_ client: IPv4Address) {
+        counts.withLock { c in
+            c.total -= 1
+            let n = c.perClient[client, default: 1] - 1
+            c.perClient[client] = n > 0 ? n : nil
+        }
+    }
+}
+
+/// First in the pipeline, before the HTTP decoder: tells the connection that bytes came in,
+/// which starts the head timeout of a request after an idle keep-alive pause.
+final class HTTPBytesObserver: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    let connection: HTTPBootHandler
+    init(connection: HTTPBootHandler) { self.connection = connection }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        connection.bytesReceived()
+        context.fireChannelRead(data)
+    }
+}
+
+/// Serves one connection's requests, one at a time: it asks an HTTPConnectionMachine what to
+/// do and does it (serve, read, arm the timer, close).
+final class HTTPBootHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    let service: PXEService
-    private var head: HTTPRequestHead?
+    /// A file goes out in regions of this size, each reporting its completion: progress for
+    /// the send timeout, so a slow client on a large initrd is not taken for a stuck one.
+    static let sendChunk = 1 << 20
 
-    init(service: PXEService) { self.service = service }
+    let service: PXEService
+    private let timeouts: HTTPConnectionMachine.Timeouts
+    private var machine: HTTPConnectionMachine?
+    private var context: ChannelHandlerContext?
+    private var timer: Scheduled<Void>?
+    /// Events that arrive while actions are being performed (a write's promise completes
+    /// inside the flush): handled in order after them, not re-entrantly, so a long pipeline
+    /// of small responses does not recurse.
+    private var pending = CircularBuffer<HTTPConnectionMachine.Event>()
+    private var feeding = false
+
+    init(service: PXEService, timeouts: HTTPConnectionMachine.Timeouts) {
+        self.service = service
+        self.timeouts = timeouts
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { start() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelInactive()
+    }
+
+    private func start() {
+        guard machine == nil, let context else { return }
+        var m = HTTPConnectionMachine(timeouts: timeouts, now: .now())
+        let actions = m.start()
+        machine = m
+        perform(actions, context)
+    }
+
+    func bytesReceived() { feed(.bytesReceived(.now())) }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let h): head = h
+        case .head(let h): feed(.requestHead(h))
         case .body: break
-        case .end:
-            guard let h = head else { return }
-            head = nil
-            respond(context: context, to: h)
+        case .end: feed(.requestEnd(.now()))
+        }
+    }
+
+    func read(context: ChannelHandlerContext) { feed(.read) }
+
+    private func feed(_ event: HTTPConnectionMachine.Event) {
+        pending.append(event)
+        guard !feeding else { return }
+        feeding = true
+        defer { feeding = false }
+        while let e = pending.popFirst() {
+            guard let context, var m = machine else {
+                // Not started (no channelActive yet): reads pass, nothing else can happen.
+                if case .read = e { self.context?.read() }
+                continue
+            }
+            let actions = m.handle(e)
+            machine = m
+            perform(actions, context)
+        }
+    }
+
+    private func perform(_ actions: [HTTPConnectionMachine.Action], _ context: ChannelHandlerContext) {
+        for action in actions {
+            switch action {
+            case .serve(let request):
+                respond(context: context, to: request)
+            case .read:
+                context.read()
+            case .scheduleTimer(let deadline):
+                timer?.cancel()
+                timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+                    self?.feed(.timer(.now()))
+                }
+            case .close(let timeout):
+                timer?.cancel()
+                timer = nil
+                if let timeout {
+                    service.counters.add("http_timeouts")
+                    let limit = switch timeout {
+                    case .head: timeouts.head
+                    case .idle: timeouts.idle
+                    case .send: timeouts.send
+                    }
+                    service.logger.info("HTTP connection from \(context.remoteAddress?.ipAddress ?? "?") closed: \(timeout.rawValue) timeout (\(Self.format(limit)))")
+                }
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    static func format(_ t: TimeAmount) -> String {
+        t.nanoseconds % 1_000_000_000 == 0 ? "\(t.nanoseconds / 1_000_000_000) s" : "\(t.nanoseconds / 1_000_000) ms"
+    }
+
+    /// The response's last part is written: the machine learns when it has been sent.
+    private func finish(_ context: ChannelHandlerContext, keepAlive: Bool, then: @escaping (Bool) -> Void = { _ in }) {
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [weak self] result in
+            let sent = if case .success = result { true } else { false }
+            then(sent)
+            self?.feed(.responseSent(.now(), keepAlive: keepAlive && sent))
         }
     }
 
@@ -91,7 +324,7 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         var st = stat()
         guard fd >= 0, fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
-            if fd >= 0 { close(fd) }
+            if fd >= 0 { Glibc.close(fd) }
             return simple(context, request, .notFound, "no such image file \(image)/\(file)\n")
         }
         let size = Int(st.st_size)
@@ -103,7 +336,7 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
             switch Self.byteRange(spec, size: size) {
             case .none: break
             case .some(.none):
-                close(fd)
+                Glibc.close(fd)
                 return simple(context, request, .rangeNotSatisfiable, "range \(spec) is outside the file's \(size) bytes\n",
                               extra: [("Content-Range", "bytes */\(size)")])
             case .some(.some(let r)):
@@ -117,18 +350,23 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
         if request.method == .GET, !range.isEmpty {
-            let region = FileRegion(fileHandle: handle, readerIndex: range.lowerBound, endIndex: range.upperBound)
-            context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: nil)
+            var offset = range.lowerBound
+            while offset < range.upperBound {
+                let end = min(offset + Self.sendChunk, range.upperBound)
+                let region = FileRegion(fileHandle: handle, readerIndex: offset, endIndex: end)
+                let promise = context.eventLoop.makePromise(of: Void.self)
+                promise.futureResult.assumeIsolated().whenSuccess { [weak self] _ in self?.feed(.responseProgress(.now())) }
+                context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: promise)
+                offset = end
+            }
         }
-        let service = self.service, keepAlive = request.isKeepAlive, complete = range.upperBound == size && request.method == .GET
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { result in
+        let service = self.service, complete = range.upperBound == size && request.method == .GET
+        finish(context, keepAlive: request.isKeepAlive) { sent in
             try? handle.close()
-            if case .success = result {
+            if sent {
                 service.counters.add("http_files")
                 if complete, let node { service.fileSent(mac: node, image: image, file: file) }
             }
-            if !keepAlive { channel.close(promise: nil) }
         }
     }
 
@@ -141,8 +379,7 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
         if request.method != .HEAD {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
         }
-        let keepAlive = request.isKeepAlive, channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in if !keepAlive { channel.close(promise: nil) } }
+        finish(context, keepAlive: request.isKeepAlive)
     }
 
     /// RFC 9110 14.1.2, one range: nil when the header is not a single byte range (serve the

@@ -41,13 +41,13 @@ public final class PXEDaemonService: Sendable {
             : try DHCPServer(service: service, interface: config.pxed.interface, proxy: config.pxed.mode == .proxy, logger: logger)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         do {
-            http = try await HTTPBootServer(service: service, port: config.pxed.httpPort, group: group)
+            http = try await HTTPBootServer(service: service, listeners: HTTPBootServer.listeners(config.pxed), port: config.pxed.httpPort, group: group)
         } catch {
             try? await group.shutdownGracefully()
             throw error
         }
         dhcp?.start()
-        logger.info("serving: DHCP \(config.pxed.mode.rawValue) on \(config.pxed.interface), TFTP \(config.pxed.tftpPort == 0 ? "off" : "port \(config.pxed.tftpPort)") from \(service.bootDirectory), HTTP port \(config.pxed.httpPort) from \(service.imagesDirectory)")
+        logger.info("serving: DHCP \(config.pxed.mode.rawValue) on \(config.pxed.interface), TFTP \(config.pxed.tftpPort == 0 ? "off" : "port \(config.pxed.tftpPort)") from \(service.bootDirectory), HTTP on \(HTTPBootServer.listeners(config.pxed).map { "\($0):\(config.pxed.httpPort)" }.joined(separator: " and ")) from \(service.imagesDirectory)")
     }
 
     /// Follows cm-vipd's role when configured; otherwise waits until cancelled.
@@ -94,6 +94,10 @@ public final class PXEDaemonService: Sendable {
         keep("tftp_max_per_client", \.tftpMaxPerClient)
         keep("boot_dir", \.bootDirectory)
         keep("follow_vipd", \.followVipd)
+        if HTTPBootServer.listeners(config.pxed) != HTTPBootServer.listeners(opened) {
+            // DHCP takes the new addresses at once; the HTTP sockets stay where they are bound.
+            logger.warning("pxed.toml: server_address or boot_address changed; HTTP boot stays on \(HTTPBootServer.listeners(opened).map(\.description).joined(separator: " and ")) until the next restart (systemctl restart cm-pxed)")
+        }
         if !restart.isEmpty {
             logger.warning("pxed.toml: \(restart.joined(separator: ", ")) changed; the old values stay in force until the next restart (systemctl restart cm-pxed)")
         }

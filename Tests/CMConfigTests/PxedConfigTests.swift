@@ -23,6 +23,9 @@ let minimalPxed = "[pxed]\ninterface = \"br0\"\nserver_address = \"10.77.0.1\"\n
         #expect(c.pxed.tftpMaxTransfers == 512 && c.pxed.tftpMaxPerClient == 8)
         #expect(c.pxed.namePattern == "node%03d" && c.pxed.biosBootfile == "undionly.kpxe" && c.pxed.uefiBootfile == "ipxe.efi")
         #expect(!c.pxed.followVipd && c.pxed.defaultGroup == "default")
+        #expect(c.pxed.http == PxedConfig.HTTPLimits())
+        #expect(c.pxed.http.maxConnections == 512 && c.pxed.http.maxConnectionsPerClient == 32 && c.pxed.http.headerTimeout == .seconds(10))
+        #expect(c.pxed.http.idleTimeout == .seconds(30) && c.pxed.http.sendTimeout == .seconds(60))
         let d = try #require(c.dhcp)
         #expect(d.rangeStart == IPv4Address("10.77.0.150") && d.rangeEnd == IPv4Address("10.77.0.199") && d.leaseTime == .seconds(3600))
         #expect(d.routers.isEmpty && d.dnsServers.isEmpty && d.domain == nil)
@@ -37,6 +40,32 @@ let minimalPxed = "[pxed]\ninterface = \"br0\"\nserver_address = \"10.77.0.1\"\n
     @Test func proxyModeNeedsNoDHCPTable() throws {
         let c = try PxedConfig.parse(ConfigSource(path: "pxed.toml", text: "[pxed]\nmode = \"proxy\"\ninterface = \"eth0\"\nserver_address = \"192.168.1.5\"\n"))
         #expect(c.pxed.mode == .proxy && c.dhcp == nil)
+    }
+
+    @Test func httpLimits() throws {
+        let text = minimalPxed.replacingOccurrences(of: "[dhcp]", with: """
+            http_max_connections = 64
+            http_max_connections_per_client = 4
+            http_header_timeout = "500ms"
+            http_idle_timeout = "2m"
+            http_send_timeout = "1m30s"
+            [dhcp]
+            """)
+        let h = try PxedConfig.parse(ConfigSource(path: "pxed.toml", text: text)).pxed.http
+        #expect(h.maxConnections == 64 && h.maxConnectionsPerClient == 4 && h.headerTimeout == .milliseconds(500))
+        #expect(h.idleTimeout == .seconds(120) && h.sendTimeout == .seconds(90))
+    }
+
+    // Apart from errorMessages: one literal array of them all is more than the type checker
+    // finishes in reasonable time.
+    @Test(arguments: [
+        ("http_max_connections = 0", #"pxed.toml:4:24: pxed: http_max_connections: 0 out of range 1…65536"#),
+        ("http_header_timeout = \"10\"",
+         #"pxed.toml:4:23: pxed: http_header_timeout: "10" is not a duration (write NUMBER UNIT, units ms s m h d w, e.g. "500ms", "1m30s")"#),
+        ("http_send_timeout = \"10ms\"", #"pxed.toml:4:21: pxed: http_send_timeout: 10ms out of range 100ms…1h"#),
+    ])
+    func httpLimitErrors(line: String, expected: String) {
+        #expect(pxedErrors(minimalPxed.replacingOccurrences(of: "[dhcp]", with: line + "\n[dhcp]")) == expected)
     }
 
     @Test func namePatterns() throws {

@@ -9,14 +9,15 @@
 #     name and address; `cmctl node boot --image` picks the next boot's image once.
 #  3. 5,000 DISCOVERs from made-up MAC addresses add no node and are rate limited; then four
 #     VMs boot at once (their offers take the flood's); a UEFI VM (OVMF) boots too.
-#  4. HTTP Range requests; bad input: TFTP path traversal, absolute paths, symlinks out of
-#     the root and writes are refused with TFTP errors; a good file arrives intact with
-#     blksize and windowsize; 2,000 RRQs from one address start at most 8 transfers (the
-#     rest duplicates or "busy"), add no threads, and a download after them works;
-#     malformed DHCP datagrams are dropped and counted; the daemon
-#     goes on. cm-healthd checks an inventory node; the inventory is imported from CSV,
-#     exported as TOML and imported again; a bad CSV, an import that clashes half-way and a
-#     script fetch from an address DHCP did not give that MAC address change nothing.
+#  4. HTTP Range requests; HTTP listens on server_address only; bad input: TFTP path
+#     traversal, absolute paths, symlinks out of the root and writes are refused with TFTP
+#     errors; a good file arrives intact with blksize and windowsize; 2,000 RRQs from one
+#     address start at most 8 transfers (the rest duplicates or "busy"), add no threads,
+#     and a download after them works; malformed DHCP datagrams are dropped and counted;
+#     the daemon goes on. cm-healthd checks an inventory node; the inventory is imported
+#     from CSV, exported as TOML and imported again; a bad CSV, an import that clashes
+#     half-way and a script fetch from an address DHCP did not give that MAC address change
+#     nothing.
 #  5. proxyDHCP: dnsmasq hands out addresses (no boot options), cm-pxed only boot information;
 #     a fetch from another node's fixed address is an observation and deletes nothing (kill -9).
 #  6. follow_vipd: DHCP is answered only while cm-vipd reports this master active; silent
@@ -156,6 +157,9 @@ got=$(ip netns exec "$CL" curl -s -r "$size"- -o /dev/null -w '%{http_code}' "$i
 [ "$got" = 416 ] || fail "a range past the end gave $got, expected 416"
 got=$(ip netns exec "$CL" curl -s -o /dev/null -w '%{http_code}' "http://$SERVER:8067/images/../etc/passwd" --path-as-is)
 [ "$got" = 404 ] || fail "/images/../etc/passwd gave $got"
+# HTTP listens on server_address only, not on the master's other addresses.
+got=$(ip netns exec "$NS" curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:8067/images/default/initrd.img" || true)
+[ "$got" = 000 ] || fail "HTTP answered on 127.0.0.1 with $got; it should listen on $SERVER only"
 head -c 3000000 /dev/urandom > "$T/boot/payload.bin"
 ln -s /etc/passwd "$T/boot/escape"
 tftp_get() { ip netns exec "$CL" busybox tftp "$@" $SERVER 2>&1; }
@@ -249,7 +253,7 @@ echo "$out" | grep -q 'entry 2 (52:54:00:77:01:04).*nothing imported' || fail "c
 cmctl node add 52:54:00:77:00:98 --name web1 --address 10.177.0.250 >/dev/null
 ip netns exec "$CL" curl -fsS "http://$SERVER:8067/boot/52-54-00-77-09-01.ipxe" | grep -q '^#!ipxe' || fail "no script for an unknown MAC"
 [ -z "$(node_field 52:54:00:77:09:01 name)" ] && [ "$(node_field 52:54:00:77:00:98 name)" = web1 ] || { nodes; fail "a script fetch made a node"; }
-pass "HTTP: 206 for a range, 416 past the end, 404 for ..; TFTP: traversal, absolute, symlink escape and write refused ($refused refusals); 3 MB intact; malformed DHCP counted; cm-pxed alive; cm-healthd follows the inventory; CSV import, TOML export and re-import; a clashing import and a stray script fetch change nothing"
+pass "HTTP: 206 for a range, 416 past the end, 404 for .., nothing on 127.0.0.1; TFTP: traversal, absolute, symlink escape and write refused ($refused refusals); 3 MB intact; malformed DHCP counted; cm-pxed alive; cm-healthd follows the inventory; CSV import, TOML export and re-import; a clashing import and a stray script fetch change nothing"
 
 log "5. proxyDHCP beside dnsmasq"
 kill -TERM "$PID_pxed"; wait "$PID_pxed" 2>/dev/null || true
