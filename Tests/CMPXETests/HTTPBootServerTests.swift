@@ -175,7 +175,7 @@ import Glibc
         try? await group.shutdownGracefully()
     }
 
-    @Test func aClientThatPipelinesAThousandRequestsAndNeverReadsHoldsOneFile() async throws {
+    @Test func atScale_aClientThatPipelinesAThousandRequestsAndNeverReadsHoldsOneFile() async throws {
         try await withServer(limits(send: .seconds(1))) { server, port in
             let big = dir + "/images/debian/big.img"
             // The service's SQLite files are open already; the image file is not.

@@ -62,7 +62,7 @@ import Testing
         #expect(second.file == "ipxe.efi" && second.yiaddr == IPv4Address("10.77.0.112"))
     }
 
-    @Test func fiveThousandMadeUpClientsLeaveNoNodeAndARealOneStillBoots() throws {
+    @Test func atScale_fiveThousandMadeUpClientsLeaveNoNodeAndARealOneStillBoots() throws {
         let s = try service(try pxedConfig())
         let start = Date(timeIntervalSince1970: 1_800_000_000)
         var offers = 0
@@ -262,7 +262,7 @@ import Testing
         #expect(try service(try pxedConfig()).nodes.map(\.name) == ["imp1", "web2"])
     }
 
-    @Test func twentyThousandNodesImportedInPartsAndListedInPages() throws {
+    @Test func atScale_twentyThousandNodesImportedInPartsAndListedInPages() throws {
         let s = try service(try pxedConfig(mode: "off"))
         let entries = (0..<20_000).map { i in
             NodeSpec(name: String(format: "n%05d", i), mac: MACAddress(bytes: [0x52, 0x54, 0, 1, UInt8(i >> 8), UInt8(i & 0xff)])!,

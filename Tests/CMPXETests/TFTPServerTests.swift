@@ -42,7 +42,7 @@ import Glibc
         Issue.record("not within \(seconds) s: \(what)")
     }
 
-    @Test func floodStaysWithinTheCapsAndARealClientStillGetsItsFile() async throws {
+    @Test func atScale_floodStaysWithinTheCapsAndARealClientStillGetsItsFile() async throws {
         let counters = Counters()
         let server = try await TFTPServer(
             settings: .init(root: dir, port: 0, maxBlockSize: 1468, maxWindowSize: 8, retries: 2, maxTransfers: 128, maxPerClient: 8,

@@ -20,7 +20,7 @@ import Testing
 
     /// 20,000 nodes and 20,000 checks over a real socket: every one arrives once, in order,
     /// and no page comes near the frame limit; the same list in one answer would not fit.
-    @Test func twentyThousandNodesAndChecksCrossTheSocketInPages() async throws {
+    @Test func atScale_twentyThousandNodesAndChecksCrossTheSocketInPages() async throws {
         let t = Date(timeIntervalSince1970: 1_800_000_000)
         let nodes = (0..<20_000).map { i in
             NodeInfo(name: String(format: "node%05d", i), mac: MACAddress(bytes: [0x52, 0x54, 0, 0, UInt8(i >> 8), UInt8(i & 0xff)])!,

@@ -62,7 +62,7 @@ import Testing
         #expect(s.handle(message(.discover, d), now: now + s.offerHold + 2).reply?.yiaddr == IPv4Address("10.77.0.101"))
     }
 
-    @Test func thousandsOfMadeUpClientsThenARealOne() throws {
+    @Test func atScale_thousandsOfMadeUpClientsThenARealOne() throws {
         var s = machine(first: "10.77.0.10", last: "10.77.0.59", statics: Dictionary(uniqueKeysWithValues: (0..<200).map {
             (MACAddress(bytes: [0x52, 0x54, 0, 1, UInt8($0 >> 8), UInt8($0 & 0xff)])!, IPv4Address(rawValue: IPv4Address("10.77.1.0")!.rawValue + UInt32($0)))
         }))
