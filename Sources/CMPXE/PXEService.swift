@@ -433,7 +433,7 @@ public final class PXEService: Sendable {
                 if known { reply.updated += 1 } else { reply.added += 1 }
             }
             do { try inventory.save(changed) } catch {
-                return .failure(WireError(.conflict, "storing the import: \(error); nothing imported"))
+                return .failure(Self.storing("the import", error, "; nothing imported"))
             }
             s = scratch
             return .success(reply)
@@ -450,11 +450,17 @@ public final class PXEService: Sendable {
         let result: Result<NodeInfo, WireError> = state.withLock { s in
             let node: NodeInfo
             do throws(WireError) { node = try change(s) } catch { return .failure(error) }
-            do { try inventory.save(node) } catch { return .failure(WireError(.conflict, "storing node \(node.name): \(error)")) }
+            do { try inventory.save(node) } catch { return .failure(Self.storing("node \(node.name)", error)) }
             Self.commit(node, to: &s)
             return .success(node)
         }
         return try result.get()
+    }
+
+    /// A failed save as the client sees it: a name or address another node holds is a
+    /// conflict; anything else (a full disk) is the daemon's trouble.
+    private static func storing(_ what: String, _ error: any Error, _ tail: String = "") -> WireError {
+        WireError(error is InventoryConflict ? .conflict : .internal, "storing \(what): \(error)\(tail)")
     }
 
     private static func commit(_ node: NodeInfo, to s: inout State) {
