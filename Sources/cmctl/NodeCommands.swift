@@ -195,7 +195,8 @@ struct Node: AsyncParsableCommand {
                         let part = NodeImportRequest(nodes: Array(entries[start..<end]), staging: staging, more: end < entries.count)
                         let reply = try await conn.request(MessageType.nodeImport, part, as: NodeImportReply.self)
                         guard part.more else { return reply }
-                        staging = reply.staging
+                        guard let kept = reply.staging else { throw CLIError.failed("cm-pxed did not keep the import's first part") }
+                        staging = kept
                         start = end
                     }
                 }
