@@ -29,7 +29,7 @@ public func fuzzLBHTTP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let (client, server) = (fds[0], fds[1])
     var big: Int32 = 1 << 20
     setsockopt(client, SOL_SOCKET, SO_SNDBUF, &big, 4)
-    _ = engine.admit(loop)
+    _ = engine.admit(loop, frontend: runtime.limiter)
     _ = engine.assign(from: loop, incomingCPU: -1)
     let session = H1Session(loop: loop, clientFD: server, peer: SocketAddressV4(address: sockaddr_in()), runtime: runtime)
     loop.register(session, fd: server, writable: false)
