@@ -58,7 +58,7 @@ final class TFTPServer: Sendable {
     private let requestChannel: any Channel
 
     init(settings: Settings, counters: Counters, logger: Logger) async throws {
-        guard let real = realpath(settings.root, nil) else { throw UDPSocket.Failure("TFTP root \(settings.root)") }
+        guard let real = realpath(settings.root, nil) else { throw SystemError("TFTP root \(settings.root)") }
         let realRoot = String(cString: real)
         free(real)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)

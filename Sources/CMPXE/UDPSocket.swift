@@ -7,26 +7,21 @@ import Glibc
 /// A blocking IPv4 UDP socket for cm-pxed's DHCP and TFTP threads: a receive timeout lets the
 /// thread notice shutdown.
 final class UDPSocket: @unchecked Sendable {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-        init(_ what: String, errno e: Int32 = errno) { description = "\(what): \(String(cString: strerror(e)))" }
-    }
-
     let fd: Int32
 
     init(bind address: IPv4Address, port: UInt16, device: String? = nil, broadcast: Bool = false, reuse: Bool = true) throws {
         fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Failure("socket") }
+        guard fd >= 0 else { throw SystemError("socket") }
         var one: Int32 = 1
         if reuse { setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) }
         if broadcast { setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, socklen_t(MemoryLayout<Int32>.size)) }
         if let device {
             let ok = device.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
-            if ok != 0 { let e = errno; close(fd); throw Failure("binding to interface \(device)", errno: e) }
+            if ok != 0 { let e = errno; close(fd); throw SystemError("binding to interface \(device)", errno: e) }
         }
-        var sa = Self.socketAddress(address, port)
+        var sa = IPv4Endpoint(address: address, port: port).sockaddrIn
         let rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        if rc != 0 { let e = errno; close(fd); throw Failure("binding \(address):\(port)", errno: e) }
+        if rc != 0 { let e = errno; close(fd); throw SystemError("binding \(address):\(port)", errno: e) }
     }
 
     deinit { close(fd) }
@@ -57,15 +52,15 @@ final class UDPSocket: @unchecked Sendable {
         }
         if n < 0 {
             if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return nil }
-            throw Failure("receiving")
+            throw SystemError("receiving")
         }
-        return (n, Self.endpoint(sa))
+        return (n, IPv4Endpoint(sa))
     }
 
     func send(_ bytes: UnsafeRawBufferPointer, to: IPv4Endpoint) throws {
-        var sa = Self.socketAddress(to.address, to.port)
+        var sa = to.sockaddrIn
         let n = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        if n < 0 { throw Failure("sending to \(to)") }
+        if n < 0 { throw SystemError("sending to \(to)") }
     }
 
     func send(_ bytes: [UInt8], to: IPv4Endpoint) throws {
@@ -73,9 +68,9 @@ final class UDPSocket: @unchecked Sendable {
     }
 
     func connect(to peer: IPv4Endpoint) throws {
-        var sa = Self.socketAddress(peer.address, peer.port)
+        var sa = peer.sockaddrIn
         let rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        if rc != 0 { throw Failure("connecting to \(peer)") }
+        if rc != 0 { throw SystemError("connecting to \(peer)") }
     }
 
     /// On a connected socket.
@@ -89,17 +84,5 @@ final class UDPSocket: @unchecked Sendable {
         guard r > 0 else { return nil }
         let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         return n >= 0 ? n : nil
-    }
-
-    static func socketAddress(_ a: IPv4Address, _ port: UInt16) -> sockaddr_in {
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = port.bigEndian
-        sa.sin_addr.s_addr = a.rawValue.bigEndian
-        return sa
-    }
-
-    static func endpoint(_ sa: sockaddr_in) -> IPv4Endpoint {
-        IPv4Endpoint(address: IPv4Address(rawValue: UInt32(bigEndian: sa.sin_addr.s_addr)), port: UInt16(bigEndian: sa.sin_port))
     }
 }

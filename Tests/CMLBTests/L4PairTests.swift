@@ -223,7 +223,7 @@ import Testing
 /// clients).
 func connectClient(to endpoint: IPv4Endpoint) -> Int32 {
     let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var address = L4Socket.address(endpoint)
+    var address = endpoint.sockaddrIn
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }

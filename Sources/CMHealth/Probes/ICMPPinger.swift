@@ -212,9 +212,7 @@ final class PingHandler: ChannelDuplexHandler {
         withUnsafeBytes(of: token.bigEndian) { payload.append(contentsOf: $0) }
         var buffer = context.channel.allocator.buffer(capacity: ICMPEcho.headerLength + payload.count)
         ICMPEcho(kind: .echoRequest, identifier: identifier, sequence: sequence, payload: payload).serialize(into: &buffer)
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_addr.s_addr = request.address.rawValue.bigEndian
+        let sa = IPv4Endpoint(address: request.address, port: 0).sockaddrIn
         let envelope = AddressedEnvelope(remoteAddress: SocketAddress(sa, host: request.address.description), data: buffer)
         let sent = context.eventLoop.makePromise(of: Void.self)
         sent.futureResult.assumeIsolated().whenFailure { [self] error in

@@ -27,10 +27,7 @@ public struct TCPProber: Sendable {
     /// "connected in 0.3 ms", "connect: Connection refused", "timeout after 1s".
     public func probe(_ address: IPv4Address, port: UInt16, timeout: Duration) async -> ProbeResult {
         let start = ContinuousClock.now
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = port.bigEndian
-        sa.sin_addr.s_addr = address.rawValue.bigEndian
+        let sa = IPv4Endpoint(address: address, port: port).sockaddrIn
         // The host string only names the address in NIO's descriptions; no resolving.
         let target = SocketAddress(sa, host: address.description)
         do {

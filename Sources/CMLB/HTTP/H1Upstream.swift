@@ -40,9 +40,9 @@ final class H1Upstream: LoopHandler, H1ParserDelegate {
     /// Starts a non-blocking connect; the session hears of its end through `handle`. Fails
     /// when the connect failed at once. A session connects for a request in hand, which goes
     /// out as soon as it is up (`dataReady`).
-    static func connect(to server: IPv4Endpoint, loop: L4Loop) -> Result<H1Upstream, L4Error> {
+    static func connect(to server: IPv4Endpoint, loop: L4Loop) -> Result<H1Upstream, SystemError> {
         let (fd, done, e) = L4Socket.connect(to: server, dataReady: true)
-        guard fd >= 0 else { return .failure(L4Error("connect", errno: e)) }
+        guard fd >= 0 else { return .failure(SystemError("connect", errno: e)) }
         let upstream = H1Upstream(loop: loop, fd: fd, server: server, now: loop.now)
         loop.register(upstream, fd: fd)
         if done { upstream.connecting = false }

@@ -26,7 +26,7 @@ final class L4Engine: Sendable {
     /// With `pin`, loop i runs on the i-th CPU the process may use (wrapping around); with
     /// `incomingCPU` too, connections follow their CPU (`choose`). Without `start` no thread
     /// runs them (tests call `L4Loop.poll`).
-    init(threads: Int, pin: Bool, incomingCPU: Bool = false, limiter: ConnectionLimiter, start: Bool = true) throws(L4Error) {
+    init(threads: Int, pin: Bool, incomingCPU: Bool = false, limiter: ConnectionLimiter, start: Bool = true) throws(SystemError) {
         self.limiter = limiter
         byIncomingCPU = pin && incomingCPU
         let cpus = pin ? CPUAffinity.allowed() : []
@@ -132,11 +132,6 @@ final class L4Engine: Sendable {
     }
 }
 
-struct L4Error: Error, CustomStringConvertible {
-    var description: String
-    init(_ what: String, errno e: Int32 = errno) { description = "\(what): \(String(cString: strerror(e)))" }
-}
-
 /// A frontend's listening socket, watched by every loop.
 final class L4Listener: Sendable {
     let fd: Int32
@@ -148,22 +143,22 @@ final class L4Listener: Sendable {
     }
 
     /// Binds `endpoint` (the address need not exist yet: IP_FREEBIND) and listens.
-    static func bind(_ endpoint: IPv4Endpoint) throws(L4Error) -> Int32 {
+    static func bind(_ endpoint: IPv4Endpoint) throws(SystemError) -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw L4Error("socket") }
+        guard fd >= 0 else { throw SystemError("socket") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, 4)
         setsockopt(fd, Int32(IPPROTO_IP), IP_FREEBIND, &one, 4)
         // Accepted sockets inherit it: no setsockopt per connection.
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
-        var address = L4Socket.address(endpoint)
+        var address = endpoint.sockaddrIn
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         if rc != 0 || listen(fd, 4096) != 0 {
             let e = errno
             close(fd)
-            throw L4Error("bind \(endpoint)", errno: e)
+            throw SystemError("bind \(endpoint)", errno: e)
         }
         return fd
     }
@@ -243,13 +238,13 @@ final class L4Loop: @unchecked Sendable {
 
     static let wakeTag: UInt64 = UInt64.max
 
-    init(index: Int, cpu: Int?) throws(L4Error) {
+    init(index: Int, cpu: Int?) throws(SystemError) {
         self.index = index
         self.cpu = cpu
         epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
-        guard epfd >= 0 else { throw L4Error("epoll_create1") }
+        guard epfd >= 0 else { throw SystemError("epoll_create1") }
         wakeFD = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
-        guard wakeFD >= 0 else { throw L4Error("eventfd") }
+        guard wakeFD >= 0 else { throw SystemError("eventfd") }
         var event = epoll_event()
         event.events = EPOLLIN.rawValue
         event.data.u64 = Self.wakeTag
@@ -494,14 +489,6 @@ final class L4Loop: @unchecked Sendable {
 
 /// Outgoing connections of both modes.
 enum L4Socket {
-    static func address(_ endpoint: IPv4Endpoint) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = endpoint.port.bigEndian
-        address.sin_addr.s_addr = endpoint.address.rawValue.bigEndian
-        return address
-    }
-
     /// The CPU that took `fd`'s latest packets (SO_INCOMING_CPU), -1 when the kernel does not say.
     static func incomingCPU(_ fd: Int32) -> Int32 {
         var cpu: Int32 = -1
@@ -527,7 +514,7 @@ enum L4Socket {
             var zero: Int32 = 0
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &zero, 4)
         }
-        var address = Self.address(server)
+        var address = server.sockaddrIn
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }

@@ -47,9 +47,7 @@ final class VRRPSocket {
 
     /// Sends one VRRP message (the kernel adds the IP header with our source address).
     func send(_ message: [UInt8], from source: IPv4Address, to destination: IPv4Address) throws(SystemError) {
-        var to = sockaddr_in()
-        to.sin_family = sa_family_t(AF_INET)
-        to.sin_addr.s_addr = destination.rawValue.bigEndian
+        var to = IPv4Endpoint(address: destination, port: 0).sockaddrIn
         // The source is chosen by binding per send through IP_PKTINFO.
         var pktinfo = in_pktinfo()
         pktinfo.ipi_ifindex = interface.index

@@ -1,17 +1,5 @@
+import CMTypes
 import Glibc
-
-/// A failed system call: what was being done, and errno's text.
-public struct SystemError: Error, CustomStringConvertible, Sendable {
-    public var what: String
-    public var errno: Int32
-
-    public init(_ what: String, errno: Int32 = Glibc.errno) {
-        self.what = what
-        self.errno = errno
-    }
-
-    public var description: String { "\(what): \(String(cString: strerror(errno)))" }
-}
 
 /// Closes the descriptor when the value goes away (sockets owned by one runner thread).
 final class FileDescriptor: @unchecked Sendable {
