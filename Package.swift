@@ -51,7 +51,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swiftSettings),
         .target(name: "CMConfig", dependencies: [
-            "CMTypes", "PXEProtocols",
+            "CMTypes",
             .product(name: "TOMLKit", package: "TOMLKit"),
         ], swiftSettings: swiftSettings),
         .target(name: "CMStore", dependencies: [

@@ -1,6 +1,5 @@
 import CMTypes
 import Foundation
-import PXEProtocols
 
 /// /etc/clustermaker/pxed.toml — pxed.toml(5).
 public struct PxedConfig: Sendable, Equatable {

@@ -1,3 +1,4 @@
+import CMTypes
 import PXEProtocols
 import Testing
 
