@@ -15,10 +15,6 @@ extension Topic {
     public static let health = "health"
 }
 
-public enum HealthState: String, Codable, Sendable, CaseIterable {
-    case unknown, up, down
-}
-
 public struct ProbeSummary: Codable, Sendable, Equatable {
     public var ok: Bool
     public var message: String

@@ -146,7 +146,7 @@ public actor HealthMonitor {
                 instances[id] = existing
             } else {
                 let restored = restoredStates[id]
-                let machine = CheckStateMachine(rise: check.rise, fall: check.fall, initial: restored.map { CheckState(wire: $0.0) } ?? .unknown)
+                let machine = CheckStateMachine(rise: check.rise, fall: check.fall, initial: restored?.0 ?? .unknown)
                 instances[id] = Instance(id: id, check: check, node: node, machine: machine, since: restored?.1, lastProbe: nil,
                                          task: startProbing(id, check: check, node: node))
             }
@@ -191,7 +191,7 @@ public actor HealthMonitor {
         for action in instance.machine.handle(.probe(ok: result.ok, message: result.message)) {
             guard case .transition(let from, let to, let message) = action else { continue }
             instance.since = now
-            let transition = HealthTransition(id: id, from: from.wire, to: to.wire, at: now, message: message)
+            let transition = HealthTransition(id: id, from: from, to: to, at: now, message: message)
             do {
                 try store.record(TransitionRecord(check: id, from: from, to: to, at: now, message: message))
             } catch {
@@ -348,7 +348,7 @@ public actor HealthMonitor {
     }
 
     private func status(_ i: Instance) -> CheckStatus {
-        CheckStatus(id: i.id, type: i.check.kind.name, address: i.node.address, state: i.machine.state.wire, since: i.since,
+        CheckStatus(id: i.id, type: i.check.kind.name, address: i.node.address, state: i.machine.state, since: i.since,
                     lastProbe: i.lastProbe, consecutiveSuccesses: i.machine.consecutiveSuccesses,
                     consecutiveFailures: i.machine.consecutiveFailures, intervalMs: i.check.interval.milliseconds,
                     timeoutMs: i.check.timeout.milliseconds, rise: i.check.rise, fall: i.check.fall)

@@ -1,24 +1,7 @@
-import CMWire
+import CMTypes
 
-public enum CheckState: String, Codable, Sendable, CaseIterable {
-    case unknown, up, down
-
-    public init(wire: HealthState) {
-        switch wire {
-        case .unknown: self = .unknown
-        case .up: self = .up
-        case .down: self = .down
-        }
-    }
-
-    public var wire: HealthState {
-        switch self {
-        case .unknown: return .unknown
-        case .up: return .up
-        case .down: return .down
-        }
-    }
-}
+/// A check's state inside cm-healthd: the same three values it publishes.
+public typealias CheckState = HealthState
 
 /// Rise/fall counting for one check instance, as HAProxy and keepalived do it: `rise`
 /// consecutive successes make a check up, `fall` consecutive failures make it down; a result

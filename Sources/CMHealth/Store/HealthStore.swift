@@ -20,7 +20,7 @@ public struct TransitionRecord: Sendable, Equatable {
         self.message = message
     }
 
-    public var wire: HealthTransition { HealthTransition(id: check, from: from.wire, to: to.wire, at: at, message: message) }
+    public var wire: HealthTransition { HealthTransition(id: check, from: from, to: to, at: at, message: message) }
 }
 
 public struct StoredSeries: Sendable, Equatable {
@@ -115,7 +115,7 @@ public final class HealthStore: Sendable {
                 WHERE id IN (SELECT MAX(id) FROM transitions GROUP BY check_id)
                 """)
             var out: [CheckID: (HealthState, Date)] = [:]
-            for t in rows.compactMap(Self.transition) { out[t.check] = (t.to.wire, t.at) }
+            for t in rows.compactMap(Self.transition) { out[t.check] = (t.to, t.at) }
             return out
         }
     }
