@@ -125,7 +125,7 @@ let package = Package(
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "CMDaemonTests", dependencies: ["CMDaemon"], swiftSettings: swiftSettings),
         .testTarget(name: "CMStoreTests", dependencies: ["CMStore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
-        .testTarget(name: "CMLBTests", dependencies: ["CMLB", "CMConfig", "CMTypes", "CLinux", "CMWire", "CMHealth"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMLBTests", dependencies: ["CMLB", "CMConfig", "CMTypes", "CLinux", "CMWire"], swiftSettings: swiftSettings),
         .testTarget(name: "CMPXETests", dependencies: [
             "CMPXE", "CMConfig", "CMWire", "CMTypes", "PXEProtocols",
             .product(name: "NIOCore", package: "swift-nio"),

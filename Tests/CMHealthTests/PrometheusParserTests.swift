@@ -1,3 +1,4 @@
+import CMWire
 import CMHealth
 import Foundation
 import Testing

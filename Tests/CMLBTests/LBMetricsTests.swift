@@ -1,5 +1,4 @@
 @testable import CMLB
-import CMHealth
 import CMTypes
 import CMWire
 import Foundation

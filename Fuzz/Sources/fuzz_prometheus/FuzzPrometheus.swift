@@ -1,5 +1,5 @@
 import FuzzSupport
-import CMHealth
+import CMWire
 
 /// Scraped bytes come from the network: the exposition parser and the metrics calculator
 /// must turn any of them into samples or a PrometheusParseError.
