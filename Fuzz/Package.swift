@@ -20,7 +20,9 @@ let package = Package(
         .executableTarget(name: "fuzz_wire", dependencies: [
             "FuzzSupport", .product(name: "CMWire", package: mainPackage), .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .executableTarget(name: "fuzz_prometheus", dependencies: ["FuzzSupport", .product(name: "CMWire", package: mainPackage)]),
+        .executableTarget(name: "fuzz_prometheus", dependencies: [
+            "FuzzSupport", .product(name: "CMWire", package: mainPackage), .product(name: "CMHealth", package: mainPackage),
+        ]),
         .executableTarget(name: "fuzz_vrrp", dependencies: ["FuzzSupport", .product(name: "VRRP", package: mainPackage)]),
         .executableTarget(name: "fuzz_dhcp", dependencies: ["FuzzSupport", .product(name: "PXEProtocols", package: mainPackage)]),
         .executableTarget(name: "fuzz_tftp", dependencies: ["FuzzSupport", .product(name: "PXEProtocols", package: mainPackage)]),

@@ -1,4 +1,5 @@
 import FuzzSupport
+import CMHealth
 import CMWire
 
 /// Scraped bytes come from the network: the exposition parser and the metrics calculator
