@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "cm-vipd", targets: ["cm-vipd"]),
         .executable(name: "cm-lbd", targets: ["cm-lbd"]),
         .executable(name: "cm-pxed", targets: ["cm-pxed"]),
+        .executable(name: "cm-replicad", targets: ["cm-replicad"]),
         .executable(name: "cmctl", targets: ["cmctl"]),
         .library(name: "CMWire", targets: ["CMWire"]),
         .library(name: "CMConfig", targets: ["CMConfig"]),
@@ -21,6 +22,7 @@ let package = Package(
         .library(name: "CMVIP", targets: ["CMVIP"]),
         .library(name: "CMLB", targets: ["CMLB"]),
         .library(name: "CMPXE", targets: ["CMPXE"]),
+        .library(name: "CMImage", targets: ["CMImage"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -85,9 +87,16 @@ let package = Package(
         // third of TCP mode's user-space time went to them; bench-lb TCP keep-alive 1.00 → 1.05-1.10
         // of HAProxy (2026-12-02). Debug builds (and so the tests) keep them.
         swiftSettings: swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
+        // Node OS images: the revision store, builds (mmdebstrap, apt in a chroot), tree diffs.
+        .target(name: "CMImage", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
+        // The cluster filesystem: the GlusterFS volume (gluster --xml) and nfs-ganesha's exports.
+        .target(name: "CMReplication", dependencies: [
+            "CMTypes", "CMConfig", "CMImage", "CMWire",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         // Network boot: DHCP/proxyDHCP, TFTP and HTTP servers, node inventory.
         .target(name: "CMPXE", dependencies: [
-            "CMTypes", "CMWire", "CMConfig", "CMStore", "PXEProtocols",
+            "CMTypes", "CMImage", "CMWire", "CMConfig", "CMStore", "PXEProtocols",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -115,11 +124,18 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
+        .executableTarget(name: "cm-replicad", dependencies: [
+            "CMReplication", "CMDaemon", "CMConfig", "CMWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .executableTarget(name: "cmctl", dependencies: [
-            "CMWire", "CMConfig", "CMDaemon",
+            "CMWire", "CMConfig", "CMDaemon", "CMImage",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
 
+        .testTarget(name: "CMReplicationTests", dependencies: ["CMReplication", "CMImage", "CMConfig", "CMTypes"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMImageTests", dependencies: ["CMImage", "CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMTypesTests", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMWireTests", dependencies: ["CMWire", "CMTypes", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),

@@ -201,7 +201,7 @@ public struct PxedConfig: Sendable, Equatable {
                 if !names.insert(name).inserted { t.error("name", "duplicate group name \"\(name)\"") }
             }
             let image = t.string("image", default: "default")
-            if !Self.isName(image) { t.error("image", "\"\(image)\" is not a valid image name (1-32 of A-Z, a-z, 0-9, \"_\", \"-\")") }
+            if ImageRef(image) == nil { t.error("image", "\"\(image)\" is not an image: NAME or NAME@REVISION, a name being \(ImageRef.nameRule)") }
             let args = t.string("kernel_args", default: "")
             if args.contains("\n") { t.error("kernel_args", "must be one line") }
             if let name { config.groups.append(Group(name: name, image: image, kernelArgs: args)) }

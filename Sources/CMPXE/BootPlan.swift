@@ -79,7 +79,7 @@ public enum BootPlan {
     public static let defaultTemplate = """
         #!ipxe
         echo ClusterMaker: {{node}} ({{mac}}) boots image {{image}}
-        kernel {{base}}/vmlinuz initrd=initrd.img {{kernel_args}}
+        kernel {{base}}/vmlinuz initrd=initrd.img {{root_args}} {{kernel_args}}
         initrd {{base}}/initrd.img
         boot
 
@@ -104,10 +104,53 @@ public enum BootPlan {
             text = text.split(separator: "\n", omittingEmptySubsequences: false)
                 .filter { !$0.hasPrefix("initrd ") }.joined(separator: "\n").replacingOccurrences(of: " initrd=initrd.img", with: "")
         }
+        let root = files.contains("root") ? ImageRef(image).flatMap { rootArgs(node: node, image: $0, config: config) } ?? "" : ""
         let values = ["base": "\(baseURL(config))/boot/\(mac)/\(image)", "node": node.name, "mac": node.mac.description,
-                      "image": image, "kernel_args": kernelArgs(for: node, config: config), "server": baseURL(config)]
+                      "image": image, "kernel_args": kernelArgs(for: node, config: config), "server": baseURL(config), "root_args": root]
         for (k, v) in values { text = text.replacingOccurrences(of: "{{\(k)}}", with: v) }
-        return text
+        // An empty placeholder leaves two spaces (or one at the end) on the kernel line.
+        return text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            guard line.hasPrefix("kernel ") else { return String(line) }
+            return line.split(separator: " ").joined(separator: " ")
+        }.joined(separator: "\n")
+    }
+
+    /// The kernel arguments of a node booting a revision's shared root (the image's
+    /// initramfs script reads the cm.* ones): the revision's export and /shared, both from the
+    /// boot address (the masters' virtual IP), the node's network, hostname and machine-id.
+    public static func rootArgs(node: NodeInfo, image: ImageRef, config: PxedConfig) -> String? {
+        guard let rev = image.revision else { return nil }
+        let nfs = config.pxed.advertisedAddress
+        return ["boot=clustermaker", "cm.root=\(nfs):/images/\(image.name)/\(rev)", "cm.shared=\(nfs):/shared",
+                "cm.node=\(baseURL(config))/node/\(urlForm(node.mac))",
+                "ip=\(ipArgument(node: node, config: config))", "net.ifnames=0",
+                "systemd.hostname=\(node.name)", "systemd.machine_id=\(machineID(node.mac))"].joined(separator: " ")
+    }
+
+    /// The kernel's ip= (Documentation/admin-guide/nfs/nfsroot.rst): the node's fixed address
+    /// with the DHCP section's netmask and router when it has one; else DHCP again.
+    static func ipArgument(node: NodeInfo, config: PxedConfig) -> String {
+        guard let address = node.address, let dhcp = config.dhcp, dhcp.network.contains(address) else { return "dhcp" }
+        let gateway = dhcp.routers.first.map(\.description) ?? ""
+        return "\(address)::\(gateway):\(IPv4Address(rawValue: dhcp.network.mask)):\(node.name):eth0:off"
+    }
+
+    /// A node's machine-id (machine-id(5)): 128 bits derived from its MAC address, the same at
+    /// every boot and on every master, different for every node. FNV-1a over two seeds.
+    public static func machineID(_ mac: MACAddress) -> String {
+        func fnv(_ seed: UInt64) -> UInt64 {
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ seed
+            for b in Array("clustermaker machine-id \(mac)".utf8) {
+                h ^= UInt64(b)
+                h &*= 0x0000_0100_0000_01b3
+            }
+            // A final mix so that MACs one bit apart differ everywhere.
+            h ^= h >> 33
+            h &*= 0xff51_afd7_ed55_8ccd
+            h ^= h >> 33
+            return h
+        }
+        return String(format: "%016llx%016llx", fnv(1), fnv(2))
     }
 
     /// The file whose complete download means the node booted: the initrd, else the kernel.

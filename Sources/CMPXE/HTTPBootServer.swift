@@ -310,17 +310,31 @@ final class HTTPBootHandler: ChannelDuplexHandler, RemovableChannelHandler {
             sendFile(context, request, image: parts[2], file: parts[3], node: mac)
         case 3 where parts[0] == "images":
             sendFile(context, request, image: parts[1], file: parts[2], node: nil)
+        case 3 where parts[0] == "node" && parts[2] == "hosts":
+            simple(context, request, .ok, service.hostsFile(), contentType: "text/plain; charset=utf-8")
+        case 3 where parts[0] == "node" && parts[2] == "ssh_host_ed25519_key":
+            guard let mac = BootPlan.mac(urlForm: parts[1]) else { return simple(context, request, .notFound, "no such node address \"\(parts[1])\"\n") }
+            switch service.hostKey(mac: mac, client: client) {
+            case .success(let file):
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return simple(context, request, .internalServerError, "cannot read the key\n") }
+                service.counters.add("http_host_keys")
+                simple(context, request, .ok, text, contentType: "application/octet-stream")
+            case .failure(let refusal):
+                service.counters.add("http_refused")
+                service.logger.notice("SSH host key of \(mac) refused to \(client): \(refusal.reason)")
+                simple(context, request, .forbidden, "refused: \(refusal.reason)\n")
+            }
         default:
-            simple(context, request, .notFound, "not found: \(path) (cm-pxed serves /boot/MAC.ipxe, /boot/MAC/IMAGE/FILE, /images/IMAGE/FILE)\n")
+            simple(context, request, .notFound, "not found: \(path) (cm-pxed serves /boot/MAC.ipxe, /boot/MAC/IMAGE/FILE, /images/IMAGE/FILE, /node/MAC/hosts, /node/MAC/ssh_host_ed25519_key)\n")
         }
     }
 
     private func sendFile(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, image: String, file: String, node: MACAddress?) {
-        guard PxedConfig.isName(image), BootPlan.isServableName(file) else {
+        guard BootPlan.isServableName(file), let dir = service.imageDirectory(image, config: service.config) else {
             service.counters.add("http_refused")
             return simple(context, request, .notFound, "no such image file \(image)/\(file)\n")
         }
-        let path = "\(service.imagesDirectory)/\(image)/\(file)"
+        let path = "\(dir)/\(file)"
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         var st = stat()
         guard fd >= 0, fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {

@@ -1,4 +1,5 @@
 import CMConfig
+import CMImage
 import CMTypes
 import CMWire
 import Foundation
@@ -100,15 +101,28 @@ public final class PXEService: Sendable {
         config.pxed.imagesDirectory ?? (stateDirectory as NSString).appendingPathComponent("images")
     }
 
+    func imageStore(_ config: PxedConfig) -> ImageStore { ImageStore(directory: imagesDirectory(config)) }
+
+    /// The directory a node boots `image` ("NAME" or "NAME@REV") from, nil if there is none.
+    func imageDirectory(_ image: String, config: PxedConfig) -> String? {
+        guard let ref = ImageRef(image) else { return nil }
+        return try? imageStore(config).bootDirectory(ref)
+    }
+
+    /// `image` with the revision it means now ("compute" → "compute@4"), so that the kernel,
+    /// the initramfs and the root a node boots all come from one revision even when a new
+    /// one is published while it boots.
+    func pinned(_ image: String, config: PxedConfig) -> String {
+        guard let ref = ImageRef(image), ref.revision == nil, let rev = try? imageStore(config).resolve(ref) else { return image }
+        return ImageRef(name: ref.name, revision: rev).description
+    }
+
     func imageFiles(_ image: String, config: PxedConfig) -> Set<String> {
-        guard PxedConfig.isName(image) else { return [] }
-        let dir = (imagesDirectory(config) as NSString).appendingPathComponent(image)
+        guard let dir = imageDirectory(image, config: config) else { return [] }
         return Set((try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { BootPlan.isServableName($0) } ?? [])
     }
 
-    public var images: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: imagesDirectory)) ?? []).filter { PxedConfig.isName($0) }.sorted()
-    }
+    public var images: [String] { imageStore(config).images() }
 
     // MARK: DHCP
 
@@ -255,7 +269,7 @@ public final class PXEService: Sendable {
         let (text, events, note): (String, [NodeEvent], String?) = state.withLock { s in
             let known = s.nodes[mac]
             var node = known ?? NodeInfo(name: s.nextName, mac: mac, group: s.config.pxed.defaultGroup, state: .discovered, firstSeen: now)
-            let image = BootPlan.image(for: node, config: s.config)
+            let image = pinned(BootPlan.image(for: node, config: s.config), config: s.config)
             guard record else { return (render(node, image: image, config: s.config), [], nil) }
             if let refusal = recordingRefusal(mac: mac, known: known, client: client, in: s, now: now) {
                 return (render(node, image: image, config: s.config), [], refusal)
@@ -323,9 +337,9 @@ public final class PXEService: Sendable {
 
     /// The image's own iPXE script template, boot.ipxe.in, if it has one.
     func template(_ image: String, _ config: PxedConfig) -> String? {
-        guard PxedConfig.isName(image) else { return nil }
-        let dir = (imagesDirectory(config) as NSString).appendingPathComponent(image)
-        return try? String(contentsOfFile: (dir as NSString).appendingPathComponent("boot.ipxe.in"), encoding: .utf8)
+        guard let ref = ImageRef(image), let dir = imageDirectory(image, config: config) else { return nil }
+        return (try? String(contentsOfFile: "\(dir)/boot.ipxe.in", encoding: .utf8))
+            ?? (try? String(contentsOfFile: "\(imageStore(config).path(ref.name))/boot.ipxe.in", encoding: .utf8))
     }
 
     /// A file of `image` was sent completely to the node `mac`: its final stage means booted.
@@ -346,6 +360,56 @@ public final class PXEService: Sendable {
         if let event {
             logger.notice("node \(event.node) (\(mac)) booted: fetched \(image)/\(file)")
             try? events.publish(topic: Topic.node, type: MessageType.nodeEvent, body: event)
+        }
+    }
+
+    // MARK: Node identity
+
+    /// /etc/hosts for the nodes: every node with an address, by name (and name.domain).
+    func hostsFile() -> String {
+        let (nodes, domain) = state.withLock { ($0.nodes.sorted(), $0.config.dhcp?.domain) }
+        var out = "# The cluster's nodes, from cm-pxed's inventory.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        for n in nodes {
+            guard let a = n.reachableAddress else { continue }
+            out += "\(a)\t" + ([domain.map { "\(n.name).\($0)" }, n.name].compactMap { $0 }.joined(separator: " ")) + "\n"
+        }
+        return out
+    }
+
+    /// The node's SSH host key (ed25519), made on first request and kept in
+    /// STATE_DIR/identity/MAC/, so a node has the same key at every boot and on every image.
+    /// A private key goes only to the node itself: a request from the address DHCP gave that
+    /// MAC address, its fixed address, or (proxy mode) the address it fetched its boot script
+    /// from. Returns the key file, or why not.
+    func hostKey(mac: MACAddress, client: IPv4Address, now: Date = Date()) -> Result<String, IdentityRefusal> {
+        let allowed: Bool = state.withLock { s in
+            guard let node = s.nodes[mac] else { return false }
+            if node.address == client || node.seenAddress == client { return true }
+            if s.config.pxed.mode == .dhcp, let lease = s.machine?.leases[client], lease.mac == mac, lease.state == .bound,
+               lease.expires > Int64(now.timeIntervalSince1970) { return true }
+            return false
+        }
+        guard allowed else { return .failure(IdentityRefusal(reason: "\(client) is not where node \(mac) is")) }
+        let dir = "\(stateDirectory)/identity/\(BootPlan.urlForm(mac))", key = "\(dir)/ssh_host_ed25519_key"
+        if FileManager.default.fileExists(atPath: key) { return .success(key) }
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-keygen")
+            p.arguments = ["-q", "-t", "ed25519", "-N", "", "-C", "root@\(BootPlan.urlForm(mac))", "-f", key + ".new"]
+            p.standardInput = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { return .failure(IdentityRefusal(reason: "ssh-keygen failed (status \(p.terminationStatus))")) }
+            // Two requests at once: the first rename wins, both send that key.
+            _ = rename(key + ".new.pub", key + ".pub")
+            if link(key + ".new", key) != 0 && errno != EEXIST { return .failure(IdentityRefusal(reason: "storing \(key): \(String(cString: strerror(errno)))")) }
+            unlink(key + ".new")
+            logger.notice("made the SSH host key of node \(mac): \(key)")
+            return .success(key)
+        } catch {
+            return .failure(IdentityRefusal(reason: "ssh-keygen: \(error)"))
         }
     }
 
@@ -484,7 +548,7 @@ public final class PXEService: Sendable {
         guard var node = find(r.node, in: s) else { throw WireError(.notFound, "no node \"\(r.node)\" (by name or MAC address)") }
         if let problem = validate(name: r.name, address: r.address, group: r.group, image: r.image.flatMap { $0.isEmpty ? nil : $0 },
                                   except: node.mac, in: s) { throw problem }
-        if let nextImage = r.nextImage, !nextImage.isEmpty, !PxedConfig.isName(nextImage) {
+        if let nextImage = r.nextImage, !nextImage.isEmpty, ImageRef(nextImage) == nil {
             throw WireError(.invalidArgument, "\"\(nextImage)\" is not an image name")
         }
         if let v = r.name { node.name = v }
@@ -529,7 +593,7 @@ public final class PXEService: Sendable {
         if let group, s.config.group(group) == nil {
             return WireError(.invalidArgument, "no group \"\(group)\" in pxed.toml (groups: \(s.config.groups.map(\.name).joined(separator: ", ")))")
         }
-        if let image, !PxedConfig.isName(image) { return WireError(.invalidArgument, "\"\(image)\" is not an image name") }
+        if let image, ImageRef(image) == nil { return WireError(.invalidArgument, "\"\(image)\" is not an image (NAME or NAME@REVISION)") }
         return nil
     }
 
@@ -560,3 +624,5 @@ struct StagedImport {
         case kept(String)
     }
 }
+
+struct IdentityRefusal: Error { var reason: String }

@@ -3,11 +3,13 @@ import CMConfig
 import CMTypes
 import CMWire
 import Foundation
+import CMImage
+import Glibc
 
 struct Node: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The node inventory (cm-pxed): list, show, add, change, remove, next boot, import and export.",
-        subcommands: [List.self, Show.self, Add.self, Set.self, Rm.self, Boot.self, Watch.self, Import.self, Export.self],
+        subcommands: [List.self, Show.self, Add.self, Set.self, Rm.self, Boot.self, Watch.self, Import.self, Export.self, Diff.self],
         defaultSubcommand: List.self)
 
     static func table(_ nodes: [NodeInfo]) -> String {
@@ -143,6 +145,36 @@ struct Node: AsyncParsableCommand {
         }
     }
 
+    struct Diff: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What a running node changed against its image: files added (A), changed (C), removed (D) in its overlay.",
+            discussion: "Reads the node's tmpfs upper layer over SSH as root with the master's key (CONFIG_DIR/ssh/id_ed25519) and compares it with the image revision the node booted.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: ImageOptions
+        @Argument(help: "Node name or MAC address.") var node: String
+        @Option(help: "Private key for root on the node (default: CONFIG_DIR/ssh/id_ed25519).") var sshKey: String?
+
+        func run() async throws {
+            try await reportingErrors {
+                let n = try await global.call(.pxed) { try await $0.request(MessageType.nodeShow, NodeRef(node: node), as: NodeInfo.self) }
+                guard let address = n.reachableAddress else { throw CLIError.failed("node \(n.name) has no known address") }
+                guard let booted = n.lastImage.flatMap(ImageRef.init), let rev = booted.revision else {
+                    throw CLIError.failed("node \(n.name) did not boot an image revision with a shared root (last image: \(n.lastImage ?? "none"))")
+                }
+                let store = try options.store()
+                let root = "\(store.path(booted.name, rev))/root"
+                guard FileManager.default.fileExists(atPath: root) else { throw CLIError.failed("\(booted) is not in \(store.directory) any more") }
+                let listing = try OverlayListing.read(address: address.description, key: sshKey ?? "\(options.configDir)/ssh/id_ed25519")
+                let d = TreeDiff.overlay(listing) { path in
+                    var st = stat()
+                    return lstat(root + path, &st) == 0
+                }
+                if global.json { return try printJSON(d) }
+                for l in d.lines { print(l) }
+            }
+        }
+    }
+
     struct Watch: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stream node events (discovered, booting, booted) until interrupted.")
         @OptionGroup var global: GlobalOptions
@@ -261,6 +293,34 @@ struct Pxe: AsyncParsableCommand {
                 print("nodes: \(s.nodes), bound leases: \(s.leases), images: \(s.images.isEmpty ? "none" : s.images.joined(separator: ", "))")
                 print("counters: " + s.counters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
             }
+        }
+    }
+}
+
+/// A node's overlay upper layer, listed over SSH.
+enum OverlayListing {
+    static let upper = "/run/clustermaker/overlay/upper"
+
+    static func read(address: String, key: String) throws -> [(type: Character, path: String)] {
+        guard FileManager.default.isReadableFile(atPath: key) else { throw CLIError.failed("\(key): cannot read the SSH key") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
+        p.arguments = ["-i", key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                       "-o", "LogLevel=ERROR", "root@\(address)", "find \(upper) -mindepth 1 -xdev -printf '%y\\t%P\\n'"]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw CLIError.failed("ssh root@\(address): \(errors.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "exit status \(p.terminationStatus)" : errors.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: "\t", maxSplits: 1)
+            guard parts.count == 2, let t = parts[0].first else { return nil }
+            return (t, String(parts[1]))
         }
     }
 }

@@ -37,6 +37,14 @@ enum Format {
         return f.string(from: date)
     }
 
+    /// "45s", "2m05s", "1h02m": elapsed time for progress lines.
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
+        return String(format: "%dh%02dm", s / 3600, s % 3600 / 60)
+    }
+
     static func number(_ v: Double) -> String {
         if v.isNaN { return "NaN" }
         if abs(v) >= 1e9 { return String(format: "%.2fG", v / 1e9) }

@@ -100,7 +100,7 @@ let minimalPxed = "[pxed]\ninterface = \"br0\"\nserver_address = \"10.77.0.1\"\n
         (minimalPxed + "[[group]]\nname = \"a b\"\n", #"pxed.toml:1:1: pxed: default_group: no [[group]] is named "default"\#npxed.toml:8:8: group "a b": name: "a b" is not a valid group name (1-32 of A-Z, a-z, 0-9, "_", "-")"#),
         (minimalPxed + "[[group]]\nname = \"compute\"\n", #"pxed.toml:1:1: pxed: default_group: no [[group]] is named "default""#),
         (minimalPxed + "[[group]]\nname = \"default\"\nimage = \"x/y\"\n",
-         #"pxed.toml:9:9: group "default": image: "x/y" is not a valid image name (1-32 of A-Z, a-z, 0-9, "_", "-")"#),
+         #"pxed.toml:9:9: group "default": image: "x/y" is not an image: NAME or NAME@REVISION, a name being 1-32 of A-Z, a-z, 0-9, "_", "-", not starting with "-""#),
         (minimalPxed + "[[group]]\nname = \"default\"\n[[group]]\nname = \"default\"\n", #"pxed.toml:10:8: group "default": name: duplicate group name "default""#),
         (minimalPxed.replacingOccurrences(of: "[dhcp]", with: "http_prot = 80\n[dhcp]"), #"pxed.toml:4:1: pxed: http_prot: unknown key (did you mean "http_port"?)"#),
     ])

@@ -125,3 +125,32 @@ func pxeMessage(_ type: DHCPMessageType, mac: String, arch: UInt16? = 0, ipxe: B
         #expect(got == expected)
     }
 }
+
+@Suite struct SharedRootBootTests {
+    @Test func aRevisionWithARootBootsFromItsExportOnTheBootAddress() throws {
+        let config = try pxedConfig()
+        let node = NodeInfo(name: "node007", mac: MACAddress("52:54:00:00:00:07")!, address: IPv4Address("10.77.0.107"), group: "default")
+        let text = BootPlan.script(node: node, image: "debian@3", template: nil, files: ["vmlinuz", "initrd.img", "root"], config: config)
+        let kernel = try #require(text.split(separator: "\n").first { $0.hasPrefix("kernel ") })
+        #expect(kernel.contains("/boot/52-54-00-00-00-07/debian@3/vmlinuz initrd=initrd.img boot=clustermaker"))
+        #expect(kernel.contains(" cm.root=10.77.0.100:/images/debian/3 cm.shared=10.77.0.100:/shared "))
+        #expect(kernel.contains(" ip=10.77.0.107:::255.255.255.0:node007:eth0:off "))
+        #expect(kernel.contains(" systemd.hostname=node007 systemd.machine_id=\(BootPlan.machineID(node.mac)) "))
+        #expect(kernel.hasSuffix(" console=ttyS0"))
+        // A kernel-only image (no root) gets none of it.
+        let plain = BootPlan.script(node: node, image: "debian", template: nil, files: ["vmlinuz", "initrd.img"], config: config)
+        #expect(!plain.contains("cm.root"))
+    }
+
+    @Test func aNodeWithoutAFixedAddressAsksDHCPAgain() throws {
+        let node = NodeInfo(name: "node008", mac: MACAddress("52:54:00:00:00:08")!, group: "default")
+        #expect(BootPlan.rootArgs(node: node, image: ImageRef(name: "debian", revision: 1), config: try pxedConfig())?.contains(" ip=dhcp ") == true)
+    }
+
+    @Test func machineIdsAreStablePerNodeAndDifferBetweenNodes() {
+        let a = BootPlan.machineID(MACAddress("52:54:00:00:00:01")!), b = BootPlan.machineID(MACAddress("52:54:00:00:00:02")!)
+        #expect(a == BootPlan.machineID(MACAddress("52:54:00:00:00:01")!))
+        #expect(a != b)
+        #expect(a.count == 32 && a.allSatisfy(\.isHexDigit) && a != String(repeating: "0", count: 32))
+    }
+}

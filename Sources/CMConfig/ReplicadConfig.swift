@@ -1,0 +1,89 @@
+import CMTypes
+import Foundation
+
+/// /etc/clustermaker/replicad.toml: cm-replicad's cluster filesystem (the GlusterFS volume)
+/// and its NFS serving (nfs-ganesha's exports). replicad.toml(5).
+public struct ReplicadConfig: Sendable, Equatable {
+    public struct Volume: Sendable, Equatable {
+        /// The GlusterFS volume the suite manages.
+        public var name = "clustermaker"
+        /// This master's address on the cluster network: its brick's host, and where
+        /// ganesha and the FUSE mount fetch the volume's layout.
+        public var address = IPv4Address(rawValue: 0)
+        /// This master's brick: a directory of a local filesystem.
+        public var brick = "/var/lib/clustermaker/brick"
+        /// Where the volume is mounted on this master (images/ and shared/ are on it).
+        public var mount = "/srv/clustermaker"
+        /// glusterd's control socket (the `gluster` command's --glusterd-sock).
+        public var glusterdSocket = "/run/glusterd.socket"
+        /// How long a brick may be silent before clients give up on it: the stall of a
+        /// master failure (GlusterFS's network.ping-timeout, default 42 s).
+        public var pingTimeout: Duration = .seconds(3)
+    }
+
+    public struct NFS: Sendable, Equatable {
+        /// The file ganesha.conf includes (`%include`); written by cm-replicad, renamed into place.
+        public var exportsFile = "/etc/ganesha/clustermaker-exports.conf"
+        /// ganesha's PID file: a reload is SIGHUP (as nfs-ganesha.service's ExecReload).
+        public var ganeshaPidFile = "/run/ganesha/ganesha.pid"
+        /// Networks allowed to mount (the cluster network). Required.
+        public var clients: [IPv4Network] = []
+        /// How often the image store is looked at for new or removed revisions.
+        public var scanInterval: Duration = .seconds(2)
+    }
+
+    public var volume = Volume()
+    public var nfs = NFS()
+
+    public init() {}
+
+    public static let fileName = "replicad.toml"
+
+    public static func load(configDir: String) throws(ConfigErrors) -> ReplicadConfig {
+        try parse(ConfigSource.read((configDir as NSString).appendingPathComponent(fileName)))
+    }
+
+    public static func parse(_ source: ConfigSource) throws(ConfigErrors) -> ReplicadConfig {
+        let doc = try ConfigDocument(source)
+        let root = doc.rootReader
+        var config = ReplicadConfig()
+
+        let v = root.table("volume")
+        let name = v.string("name", default: "clustermaker")
+        if isVolumeName(name) { config.volume.name = name } else {
+            v.error("name", "\"\(name)\" is not a GlusterFS volume name (1-64 of A-Z, a-z, 0-9, \"_\", \"-\")")
+        }
+        config.volume.address = v.ipv4("address", required: true) ?? IPv4Address(rawValue: 0)
+        for (key, keyPath) in [("brick", \Volume.brick), ("mount", \Volume.mount), ("glusterd_socket", \Volume.glusterdSocket)] {
+            if let d = v.string(key) {
+                if d.hasPrefix("/") && !d.contains("\n") && d.count > 1 { config.volume[keyPath: keyPath] = d } else { v.error(key, "\"\(d)\" is not an absolute path") }
+            }
+        }
+        config.volume.pingTimeout = v.duration("ping_timeout", range: .seconds(1) ... .seconds(1800), default: .seconds(3))
+        v.finish()
+
+        let n = root.table("nfs")
+        for (key, keyPath) in [("exports_file", \NFS.exportsFile), ("ganesha_pid_file", \NFS.ganeshaPidFile)] {
+            if let d = n.string(key) {
+                if d.hasPrefix("/") && !d.contains("\n") && d.count > 1 { config.nfs[keyPath: keyPath] = d } else { n.error(key, "\"\(d)\" is not an absolute path") }
+            }
+        }
+        if let clients = n.stringArray("clients") {
+            for c in clients {
+                if let net = IPv4Network(c) { config.nfs.clients.append(net) } else { n.error("clients", "\"\(c)\" is not an IPv4 network (10.77.0.0/24)") }
+            }
+            if clients.isEmpty { n.error("clients", "at least one network must be allowed to mount") }
+        } else {
+            n.tableError("missing required key \"clients\" (the cluster network, e.g. [\"10.77.0.0/24\"])")
+        }
+        config.nfs.scanInterval = n.duration("scan_interval", range: .milliseconds(200) ... .seconds(3600), default: .seconds(2))
+        n.finish()
+        root.finish()
+        try doc.check()
+        return config
+    }
+
+    public static func isVolumeName(_ s: String) -> Bool {
+        (1...64).contains(s.utf8.count) && s.utf8.allSatisfy { TOMLPositions.isBare($0) }
+    }
+}

@@ -1,0 +1,173 @@
+/// The files every image gets so that a node boots it from the shared root: written into the
+/// root after its essential packages (so the kernel's initramfs is made with them once) and
+/// after the rest (the identity and SSH parts). See docs/images.md.
+public enum NodeFiles {
+    /// The kernel command line keys the boot script reads (cm-pxed writes them):
+    ///   boot=clustermaker                 use this script instead of local/nfs
+    ///   cm.root=SERVER:/PATH              the image revision's NFS export (read-only lower layer)
+    ///   cm.shared=SERVER:/PATH            the cluster's shared directory, mounted at /shared
+    ///   cm.nfs=OPTIONS                    NFS mount options (default below)
+    ///   cm.overlay_size=SIZE              the tmpfs upper layer's size (default 50%)
+    public static let defaultNFSOptions = "vers=4.1,proto=tcp,hard,timeo=10,retrans=2"
+
+    /// /etc/initramfs-tools/scripts/clustermaker: sourced by initramfs-tools' init after
+    /// scripts/nfs, so configure_networking and nfs_top come from there; replaces mountroot.
+    public static let initramfsScript = #"""
+        # ClusterMaker's shared root (boot=clustermaker): the image revision read-only over
+        # NFSv4.1, a tmpfs upper layer per node, overlayfs on top. Installed by cmctl image build.
+        # shellcheck shell=sh
+
+        cm_cmdline() {
+            for x in $(cat /proc/cmdline); do
+                case "$x" in
+                cm.root=*) CM_ROOT="${x#cm.root=}" ;;
+                cm.shared=*) CM_SHARED="${x#cm.shared=}" ;;
+                cm.nfs=*) CM_NFS="${x#cm.nfs=}" ;;
+                cm.overlay_size=*) CM_OVERLAY_SIZE="${x#cm.overlay_size=}" ;;
+                cm.node=*) CM_NODE="${x#cm.node=}" ;;
+                esac
+            done
+            CM_NFS="${CM_NFS:-vers=4.1,proto=tcp,hard,timeo=10,retrans=2}"
+            CM_OVERLAY_SIZE="${CM_OVERLAY_SIZE:-50%}"
+        }
+
+        # Writes a mount unit for /shared into /run (it moves to the real root with /run), so
+        # the image itself names no server.
+        cm_shared_unit() {
+            [ -n "$CM_SHARED" ] || return 0
+            mkdir -p /run/systemd/system/remote-fs.target.wants
+            cat > /run/systemd/system/shared.mount <<EOF
+        [Unit]
+        Description=The cluster's shared directory (ClusterMaker)
+        [Mount]
+        What=$CM_SHARED
+        Where=/shared
+        Type=nfs4
+        Options=$CM_NFS
+        EOF
+            ln -sf ../shared.mount /run/systemd/system/remote-fs.target.wants/shared.mount
+        }
+
+        # The node's own SSH host key and the cluster's /etc/hosts from cm-pxed (which gives a
+        # private key only to the node it belongs to), kept in /run: never in the image, never
+        # in the overlay.
+        cm_identity() {
+            [ -n "$CM_NODE" ] || return 0
+            id=/run/clustermaker/identity
+            mkdir -p "$id" && chmod 0700 "$id"
+            if busybox wget -q -T 10 -O "$id/key.new" "$CM_NODE/ssh_host_ed25519_key" && [ -s "$id/key.new" ]; then
+                chmod 0600 "$id/key.new" && mv "$id/key.new" "$id/ssh_host_ed25519_key"
+            else
+                rm -f "$id/key.new"
+                echo "ClusterMaker: no SSH host key from $CM_NODE: one is made for this boot"
+            fi
+            busybox wget -q -T 10 -O /run/clustermaker/hosts "$CM_NODE/hosts" || rm -f /run/clustermaker/hosts
+        }
+
+        mountroot() {
+            cm_cmdline
+            [ -n "$CM_ROOT" ] || panic "ClusterMaker: no cm.root=SERVER:/PATH on the kernel command line"
+            nfs_top
+            modprobe af_packet 2>/dev/null
+            modprobe nfsv4
+            modprobe overlay
+            wait_for_udev 10
+            configure_networking
+            nfs_premount
+            cm_identity
+            lower=/run/clustermaker/lower
+            rw=/run/clustermaker/overlay
+            mkdir -p "$lower" "$rw"
+            server="${CM_ROOT%%:*}"
+            tries=0
+            until mount -t nfs4 -o "ro,$CM_NFS,addr=$server" "$CM_ROOT" "$lower"; do
+                tries=$((tries + 1))
+                [ "$tries" -lt 60 ] || panic "ClusterMaker: cannot mount $CM_ROOT (NFSv4.1) after 60 tries"
+                echo "ClusterMaker: mounting $CM_ROOT failed, retrying"
+                sleep 1
+            done
+            mount -t tmpfs -o "mode=0755,size=$CM_OVERLAY_SIZE" cm-overlay "$rw" || panic "ClusterMaker: no tmpfs for the overlay"
+            mkdir -p "$rw/upper" "$rw/work"
+            mount -t overlay -o "lowerdir=$lower,upperdir=$rw/upper,workdir=$rw/work" cm-root "${rootmnt?}" \
+                || panic "ClusterMaker: overlay over $CM_ROOT failed"
+            [ -s /run/clustermaker/hosts ] && mount -o bind /run/clustermaker/hosts "${rootmnt}/etc/hosts"
+            cm_shared_unit
+            echo "ClusterMaker: root is $CM_ROOT (read-only) with a tmpfs overlay of $CM_OVERLAY_SIZE"
+        }
+
+        """#
+
+    /// /etc/initramfs-tools/hooks/clustermaker: the modules the script needs.
+    public static let initramfsHook = #"""
+        #!/bin/sh
+        # ClusterMaker: the modules boot=clustermaker needs (installed by cmctl image build).
+        PREREQ=""
+        prereqs() { echo "$PREREQ"; }
+        case "$1" in prereqs) prereqs; exit 0 ;; esac
+        . /usr/share/initramfs-tools/hook-functions
+        manual_add_modules nfsv4 overlay af_packet
+
+        """#
+
+    /// /etc/initramfs-tools/conf.d/clustermaker: network drivers and NFS in the initramfs.
+    public static let initramfsConf = """
+        # ClusterMaker (cmctl image build): an initramfs for network boot.
+        MODULES=netboot
+
+        """
+
+    /// The node's SSH host key is the one cm-pxed keeps for it (fetched by the initramfs into
+    /// /run); this makes one for this boot only if that failed.
+    public static let sshKeysUnit = """
+        [Unit]
+        Description=SSH host key for this node when cm-pxed gave none (ClusterMaker)
+        Before=ssh.service
+        ConditionPathExists=!/run/clustermaker/identity/ssh_host_ed25519_key
+
+        [Service]
+        Type=oneshot
+        ExecStart=/bin/mkdir -p -m 0700 /run/clustermaker/identity
+        ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /run/clustermaker/identity/ssh_host_ed25519_key
+
+        [Install]
+        WantedBy=ssh.service
+
+        """
+
+    /// Files written after every package: path in the root → (content, mode).
+    public static let late: [(path: String, content: String, mode: Int)] = [
+        ("/etc/systemd/system/cm-node-ssh-keys.service", sshKeysUnit, 0o644),
+        ("/etc/ssh/sshd_config.d/clustermaker.conf",
+         "# ClusterMaker: the node's own host key, from cm-pxed at boot (never in the image).\nHostKey /run/clustermaker/identity/ssh_host_ed25519_key\n", 0o644),
+    ]
+
+    /// Files written after the essential packages: path in the root → (content, mode).
+    public static let early: [(path: String, content: String, mode: Int)] = [
+        ("/etc/initramfs-tools/scripts/clustermaker", initramfsScript, 0o644),
+        ("/etc/initramfs-tools/hooks/clustermaker", initramfsHook, 0o755),
+        ("/etc/initramfs-tools/conf.d/clustermaker", initramfsConf, 0o644),
+    ]
+
+    /// The last step of a build, run with the root as $1 (by mmdebstrap's customize hook, or
+    /// by cmctl after `--from` and `image shell`): no identity of its own, the master's key.
+    public static let finishScript = #"""
+        #!/bin/sh
+        # ClusterMaker: make a root a node image (cmctl image build). $1: the root; $2: the
+        # public key file that may log in as root.
+        set -eu
+        r="$1"
+        # Every node has its own identity: none in the image.
+        rm -f "$r"/etc/ssh/ssh_host_*_key "$r"/etc/ssh/ssh_host_*_key.pub "$r/etc/hostname"
+        : > "$r/etc/machine-id"
+        rm -f "$r/var/lib/dbus/machine-id"
+        mkdir -p "$r/shared" "$r/etc/systemd/system/ssh.service.wants"
+        ln -sf ../cm-node-ssh-keys.service "$r/etc/systemd/system/ssh.service.wants/cm-node-ssh-keys.service"
+        if [ -n "${2:-}" ]; then
+            mkdir -p -m 0700 "$r/root/.ssh"
+            cp "$2" "$r/root/.ssh/authorized_keys"
+            chmod 0600 "$r/root/.ssh/authorized_keys"
+        fi
+        # The root is read-only under the overlay: no fsck, nothing to resize, no swap.
+        printf '# ClusterMaker node: the root is an NFS export under a tmpfs overlay.\n' > "$r/etc/fstab"
+        """#
+}

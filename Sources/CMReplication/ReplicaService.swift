@@ -1,0 +1,231 @@
+import CMConfig
+import CMImage
+import CMTypes
+import CMWire
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+
+/// cm-replicad's work today: the suite's GlusterFS volume (created with this master's brick,
+/// started, tuned, mounted here) and nfs-ganesha's exports of it (one per image revision and
+/// /shared, rewritten when the image store changes, reloaded safely). Replication to a backup
+/// master comes with the clone (docs/architecture.md).
+public final class ReplicaService: Sendable {
+    struct State {
+        var config: ReplicadConfig
+        var volume: GlusterVolume?
+        var bricks: [GlusterBrickStatus] = []
+        var mounted = false
+        var exports = 0
+        var lastReload: Date?
+        var problem: String?
+    }
+
+    let state: Mutex<State>
+    let logger: Logger
+
+    public init(config: ReplicadConfig, logger: Logger) {
+        state = Mutex(State(config: config))
+        self.logger = logger
+    }
+
+    public var config: ReplicadConfig { state.withLock { $0.config } }
+
+    public func apply(_ config: ReplicadConfig) { state.withLock { $0.config = config } }
+
+    var gluster: GlusterCLI { GlusterCLI(socket: config.volume.glusterdSocket) }
+
+    // MARK: The volume
+
+    /// Creates, starts and tunes the volume if it is not yet, and mounts it here.
+    public func ensureVolume() throws {
+        let c = config.volume
+        let cli = gluster
+        var volume = try cli.volume(c.name)
+        if volume == nil {
+            try FileManager.default.createDirectory(atPath: c.brick, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            var args = ["volume", "create", c.name, "\(c.address):\(c.brick)"]
+            if Self.onRootFilesystem(c.brick) {
+                // GlusterFS refuses a brick on the root filesystem unless forced: it fills "/".
+                logger.warning("brick \(c.brick) is on the root filesystem: creating the volume with force (a dedicated filesystem is better)")
+                args.append("force")
+            }
+            _ = try cli.run(args)
+            logger.notice("created GlusterFS volume \(c.name) with brick \(c.address):\(c.brick)")
+            volume = try cli.volume(c.name)
+        }
+        guard var v = volume else { throw GlusterError("volume \(c.name) is not there after creating it") }
+        if v.status != "Started" {
+            _ = try cli.run(["volume", "start", c.name])
+            logger.notice("started GlusterFS volume \(c.name)")
+        }
+        let ping = "\(Int(c.pingTimeout.components.seconds))"
+        if v.options["network.ping-timeout"] != ping {
+            _ = try cli.run(["volume", "set", c.name, "network.ping-timeout", ping])
+            logger.notice("volume \(c.name): network.ping-timeout \(ping) s")
+        }
+        v = try cli.volume(c.name) ?? v
+        let bricks = (try? cli.status(c.name)) ?? []
+        try mount(c)
+        for dir in ["images", "shared"] {
+            try FileManager.default.createDirectory(atPath: "\(c.mount)/\(dir)", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        }
+        state.withLock {
+            $0.volume = v
+            $0.bricks = bricks
+            $0.mounted = true
+        }
+    }
+
+    /// Mounts the volume at `mount` with GlusterFS's FUSE client (POSIX ACLs on: images keep
+    /// theirs) unless it is mounted there already.
+    func mount(_ c: ReplicadConfig.Volume) throws {
+        if Self.isMounted(c.mount) { return }
+        try FileManager.default.createDirectory(atPath: c.mount, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/glusterfs")
+        p.arguments = ["--acl", "--volfile-server=\(c.address)", "--volfile-id=\(c.name)", c.mount]
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw GlusterError("mounting volume \(c.name) at \(c.mount): glusterfs exited with status \(p.terminationStatus)") }
+        let deadline = Date().addingTimeInterval(15)
+        while !Self.isMounted(c.mount) {
+            guard Date() < deadline else { throw GlusterError("volume \(c.name) is not mounted at \(c.mount) 15 s after glusterfs started") }
+            usleep(100_000)
+        }
+        logger.notice("mounted volume \(c.name) at \(c.mount)")
+    }
+
+    static func onRootFilesystem(_ path: String) -> Bool {
+        var a = stat(), b = stat()
+        return stat(path, &a) == 0 && stat("/", &b) == 0 && a.st_dev == b.st_dev
+    }
+
+    /// A GlusterFS FUSE mount at exactly `path` (/proc/self/mountinfo, field 5 and the type
+    /// after " - ").
+    public static func isMounted(_ path: String, mountinfo: String? = nil) -> Bool {
+        let text = mountinfo ?? ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "")
+        let wanted = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
+        return text.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 4, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { return false }
+            return fields[4].replacingOccurrences(of: "\\040", with: " ") == wanted && fields[dash + 1] == "fuse.glusterfs"
+        }
+    }
+
+    // MARK: Exports
+
+    /// Writes ganesha's exports from the image store on the volume when they changed, and
+    /// reloads ganesha. Nothing is written when an export's directory is missing (the old
+    /// exports stay, and say why); a ganesha that dies on the reload gets the old file back.
+    @discardableResult
+    public func syncExports() throws -> ExportsSyncReply {
+        let c = config
+        guard Self.isMounted(c.volume.mount) else { throw GlusterError("volume \(c.volume.name) is not mounted at \(c.volume.mount)") }
+        let store = ImageStore(directory: "\(c.volume.mount)/images")
+        let exports = GaneshaExports.forStore(store, backend: .gluster, volume: c.volume.name, volumeServer: c.volume.address.description,
+                                              clients: c.nfs.clients.map(\.description))
+        for e in exports.exports {
+            var d: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: c.volume.mount + e.path, isDirectory: &d), d.boolValue else {
+                throw GlusterError("export \(e.pseudo): \(e.path) is not a directory on volume \(c.volume.name); the exports were left as they were")
+            }
+        }
+        let text = exports.render()
+        let file = c.nfs.exportsFile
+        let old = try? String(contentsOfFile: file, encoding: .utf8)
+        state.withLock { $0.exports = exports.exports.count }
+        if old == text { return ExportsSyncReply(exports: exports.exports.count, reloaded: false) }
+        try Self.replace(file, with: text)
+        logger.notice("wrote \(exports.exports.count) NFS exports to \(file)")
+        do {
+            try reloadGanesha(c.nfs.ganeshaPidFile)
+        } catch {
+            if let old { try? Self.replace(file, with: old) }
+            throw error
+        }
+        state.withLock { $0.lastReload = Date() }
+        return ExportsSyncReply(exports: exports.exports.count, reloaded: true)
+    }
+
+    /// Written beside the file and renamed over it: ganesha never reads half of it.
+    static func replace(_ file: String, with text: String) throws {
+        let tmp = "\(file).tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SystemError("creating \(tmp)") }
+        let bytes = Array(text.utf8)
+        let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count && fsync(fd) == 0
+        close(fd)
+        guard ok, rename(tmp, file) == 0 else {
+            unlink(tmp)
+            throw SystemError("writing \(file)")
+        }
+    }
+
+    /// SIGHUP, as nfs-ganesha.service's ExecReload: ganesha re-reads its exports, keeping the
+    /// ones whose configuration is unchanged and the clients' state on them.
+    func reloadGanesha(_ pidFile: String) throws {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 else {
+            throw GlusterError("ganesha is not running (no PID in \(pidFile)): the exports are written and load when it starts")
+        }
+        guard kill(pid, SIGHUP) == 0 else { throw SystemError("signalling ganesha (PID \(pid) from \(pidFile))") }
+        usleep(500_000)
+        guard kill(pid, 0) == 0 else { throw GlusterError("ganesha (PID \(pid)) exited after reloading the exports: the old ones were put back") }
+        logger.notice("ganesha (PID \(pid)) reloaded its exports")
+    }
+
+    // MARK: Status and the loop
+
+    public func status() -> VolumeStatusReply {
+        let c = config
+        let volume = try? gluster.volume(c.volume.name)
+        let bricks = volume == nil ? [] : ((try? gluster.status(c.volume.name)) ?? [])
+        return state.withLock { s in
+            if let volume { s.volume = volume }
+            s.bricks = bricks
+            let v = volume ?? s.volume
+            return VolumeStatusReply(volume: c.volume.name, state: v?.status ?? "missing", type: v?.type ?? "-", replicaCount: v?.replicaCount ?? 0,
+                                     bricks: (v?.bricks ?? []).map { b in VolumeBrick(brick: b, online: bricks.first { $0.brick == b }?.online ?? false) },
+                                     mount: c.volume.mount, mounted: Self.isMounted(c.volume.mount),
+                                     pingTimeoutSeconds: v?.options["network.ping-timeout"].flatMap { Int($0) },
+                                     exportsFile: c.nfs.exportsFile, exports: s.exports, lastReload: s.lastReload, problem: s.problem)
+        }
+    }
+
+    public var statusLine: String {
+        state.withLock { s in
+            s.problem.map { "problem: \($0)" } ?? "volume \(s.config.volume.name) \(s.volume?.status ?? "not ready"), \(s.exports) NFS exports"
+        }
+    }
+
+    /// Sets (or clears, with nil) the current problem, logging each new one once.
+    func note(_ problem: String?) {
+        let changed = state.withLock { s -> Bool in
+            defer { s.problem = problem }
+            return s.problem != problem
+        }
+        guard changed else { return }
+        if let problem { logger.error("\(problem)") } else { logger.notice("volume and exports are in order again") }
+    }
+
+    /// Keeps the volume up and the exports in step with the image store until cancelled.
+    public func run() async {
+        var ready = false
+        while !Task.isCancelled {
+            do {
+                if !ready || !Self.isMounted(config.volume.mount) {
+                    try ensureVolume()
+                    ready = true
+                }
+                try syncExports()
+                note(nil)
+            } catch {
+                note("\(error)")
+            }
+            try? await Task.sleep(for: config.nfs.scanInterval)
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import CMConfig
+import CMImage
+@testable import CMReplication
+import Foundation
+import Testing
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+func fixture(_ name: String) throws -> XMLDocument {
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(name)")
+    return try XMLDocument(data: try Data(contentsOf: url))
+}
+
+@Suite struct GlusterCLITests {
+    @Test func volumeInfoAsGlusterd10PrintsIt() throws {
+        let v = try #require(try GlusterCLI.parseVolumes(fixture("volume-info.xml")).first)
+        #expect(v.name == "clustermaker")
+        #expect(v.status == "Started")
+        #expect(v.type == "Distribute")
+        #expect(v.replicaCount == 1)
+        #expect(v.bricks == ["10.178.0.1:/srv/test/brick/b"])
+        #expect(v.options["network.ping-timeout"] == "3")
+    }
+
+    @Test func brickStatus() throws {
+        let s = try GlusterCLI.parseStatus(fixture("volume-status.xml"))
+        #expect(s.count == 1)
+        #expect(s[0].brick == "10.178.0.1:/srv/test/brick/b" && s[0].online && s[0].pid != nil)
+    }
+
+    @Test func aMissingVolumeIsGlusterdsOwnError() throws {
+        #expect(throws: GlusterError.self) { try GlusterCLI.check(fixture("volume-info-missing.xml"), ["volume", "info", "nope"]) }
+        do {
+            try GlusterCLI.check(fixture("volume-info-missing.xml"), ["volume", "info", "nope"])
+        } catch {
+            #expect("\(error)".contains("Volume does not exist"))
+        }
+    }
+}
+
+@Suite struct MountTests {
+    let mountinfo = """
+        22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+        90 22 0:52 / /srv/clustermaker rw,relatime shared:50 - fuse.glusterfs 10.77.0.1:clustermaker rw,user_id=0,group_id=0
+        91 22 0:53 / /srv/with\\040space rw,relatime shared:51 - fuse.glusterfs 10.77.0.1:x rw
+        92 22 0:54 / /srv/other rw,relatime shared:52 - tmpfs tmpfs rw
+        """
+
+    @Test func onlyAGlusterFSMountAtThatPathCounts() {
+        #expect(ReplicaService.isMounted("/srv/clustermaker", mountinfo: mountinfo))
+        #expect(ReplicaService.isMounted("/srv/clustermaker/", mountinfo: mountinfo))
+        #expect(ReplicaService.isMounted("/srv/with space", mountinfo: mountinfo))
+        #expect(!ReplicaService.isMounted("/srv/other", mountinfo: mountinfo))
+        #expect(!ReplicaService.isMounted("/srv", mountinfo: mountinfo))
+    }
+}
+
+@Suite struct ReplicadConfigTests {
+    func parse(_ text: String) throws(ConfigErrors) -> ReplicadConfig {
+        try ReplicadConfig.parse(ConfigSource(path: "replicad.toml", text: text))
+    }
+
+    @Test func defaultsAndRequiredKeys() throws {
+        let c = try parse("[volume]\naddress = \"10.77.0.1\"\n[nfs]\nclients = [\"10.77.0.0/24\"]\n")
+        #expect(c.volume.name == "clustermaker")
+        #expect(c.volume.mount == "/srv/clustermaker")
+        #expect(c.volume.pingTimeout == .seconds(3))
+        #expect(c.nfs.clients.map(\.description) == ["10.77.0.0/24"])
+        #expect(c.nfs.exportsFile == "/etc/ganesha/clustermaker-exports.conf")
+    }
+
+    @Test func errorsNameTheKey() {
+        for (text, expected) in [
+            ("[volume]\n[nfs]\nclients = [\"10.77.0.0/24\"]\n", "address"),
+            ("[volume]\naddress = \"10.77.0.1\"\n[nfs]\n", "clients"),
+            ("[volume]\naddress = \"10.77.0.1\"\nbrick = \"relative\"\n[nfs]\nclients = [\"10.77.0.0/24\"]\n", "brick: \"relative\" is not an absolute path"),
+            ("[volume]\naddress = \"10.77.0.1\"\nname = \"a/b\"\n[nfs]\nclients = [\"10.77.0.0/24\"]\n", "not a GlusterFS volume name"),
+            ("[volume]\naddress = \"10.77.0.1\"\n[nfs]\nclients = [\"10.77.0.1/24\"]\n", "not an IPv4 network"),
+            ("[volume]\naddress = \"10.77.0.1\"\nbogus = 1\n[nfs]\nclients = [\"10.77.0.0/24\"]\n", "bogus"),
+        ] {
+            do {
+                _ = try parse(text)
+                Issue.record("accepted: \(text)")
+            } catch {
+                #expect("\(error)".contains(expected), "\(error)")
+                #expect("\(error)".contains("replicad.toml:"), "\(error)")
+            }
+        }
+    }
+}
+
+@Suite struct GaneshaExportsTests {
+    @Test func oneReadOnlyExportPerRevisionAndSharedReadWrite() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cm-ganesha-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = ImageStore(directory: dir)
+        for _ in 0..<2 {
+            let staged = try store.incoming("base")
+            try FileManager.default.createDirectory(atPath: "\(staged)/root", withIntermediateDirectories: true)
+            try store.publish(staged, info: ImageRevisionInfo(name: "base", suite: "bookworm", packages: [], createdBy: "t", how: "build"))
+        }
+        let e = GaneshaExports.forStore(store, backend: .gluster, volume: "clustermaker", volumeServer: "10.77.0.1", clients: ["10.77.0.0/24"])
+        #expect(e.exports.map(\.pseudo) == ["/shared", "/images/base/1", "/images/base/2"])
+        #expect(e.exports.map(\.id) == [1, 2, 3])
+        let text = e.render()
+        #expect(text.contains("Pseudo = \"/images/base/2\";"))
+        #expect(text.contains("volpath = \"/images/base/2/root\";"))
+        #expect(text.contains("CLIENT { Clients = 10.77.0.0/24; Access_Type = RO; }"))
+        #expect(text.contains("CLIENT { Clients = 10.77.0.0/24; Access_Type = RW; }"))
+        #expect(text.components(separatedBy: "Access_Type = None;").count == 4)
+        // A removed revision's number and export id are not given to the next one: clients'
+        // file handles carry the id.
+        try store.remove("base", revision: 2)
+        let staged = try store.incoming("base")
+        try FileManager.default.createDirectory(atPath: "\(staged)/root", withIntermediateDirectories: true)
+        let next = try store.publish(staged, info: ImageRevisionInfo(name: "base", suite: "bookworm", packages: [], createdBy: "t", how: "build"))
+        #expect(next.revision == 3 && next.exportId == 4)
+        // VFS: absolute paths on the master.
+        let vfs = GaneshaExports.forStore(store, top: "/srv/cm", backend: .vfs, clients: ["10.77.0.0/24"]).render()
+        #expect(vfs.contains("Path = \"/srv/cm/images/base/1/root\";") && vfs.contains("FSAL { Name = VFS; }"))
+    }
+}
