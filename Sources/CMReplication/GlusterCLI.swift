@@ -1,8 +1,5 @@
 import CMTypes
 import Foundation
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
 
 /// What `gluster volume info` and `volume status` say of one volume.
 public struct GlusterVolume: Sendable, Equatable, Codable {
@@ -43,7 +40,7 @@ public struct GlusterCLI: Sendable {
     }
 
     /// Runs `gluster ARGS --xml`; returns the XML document, or throws glusterd's own error text.
-    public func run(_ args: [String], timeout: TimeInterval = 120) throws -> XMLDocument {
+    public func run(_ args: [String], timeout: TimeInterval = 120) throws -> XMLTree {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: command)
         p.arguments = ["--glusterd-sock=\(socket)", "--mode=script", "--xml", "--timeout=\(Int(timeout))"] + args
@@ -55,7 +52,7 @@ public struct GlusterCLI: Sendable {
         let data = out.fileHandleForReading.readDataToEndOfFile()
         let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        guard let doc = try? XMLDocument(data: data) else {
+        guard let doc = try? XMLTree.parse(String(decoding: data, as: UTF8.self)) else {
             let text = (String(decoding: data, as: UTF8.self) + errText).trimmingCharacters(in: .whitespacesAndNewlines)
             throw GlusterError("gluster \(args.joined(separator: " ")): \(text.isEmpty ? "exit status \(p.terminationStatus)" : text)")
         }
@@ -64,16 +61,13 @@ public struct GlusterCLI: Sendable {
     }
 
     /// glusterd's opRet/opErrstr: non-zero is a failure with its text.
-    static func check(_ doc: XMLDocument, _ args: [String]) throws {
-        let ret = Int(Self.text(doc, "/cliOutput/opRet") ?? "0") ?? 0
+    static func check(_ doc: XMLTree, _ args: [String]) throws {
+        guard doc.name == "cliOutput" else { throw GlusterError("gluster \(args.joined(separator: " ")): <\(doc.name)> instead of <cliOutput>") }
+        let ret = Int(doc.value("opRet") ?? "0") ?? 0
         if ret != 0 {
-            let why = Self.text(doc, "/cliOutput/opErrstr").flatMap { $0.isEmpty ? nil : $0 } ?? "failed (opRet \(ret))"
+            let why = doc.value("opErrstr").flatMap { $0.isEmpty ? nil : $0 } ?? "failed (opRet \(ret))"
             throw GlusterError("gluster \(args.joined(separator: " ")): \(why)")
         }
-    }
-
-    static func text(_ node: XMLNode, _ xpath: String) -> String? {
-        (try? node.nodes(forXPath: xpath))?.first?.stringValue?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// The volume, or nil if glusterd has none of that name.
@@ -89,25 +83,26 @@ public struct GlusterCLI: Sendable {
         try Self.parseStatus(run(["volume", "status", name]))
     }
 
-    public static func parseVolumes(_ doc: XMLDocument) throws -> [GlusterVolume] {
-        try doc.nodes(forXPath: "/cliOutput/volInfo/volumes/volume").map { v in
+    public static func parseVolumes(_ doc: XMLTree) -> [GlusterVolume] {
+        doc.all("volInfo/volumes/volume").map { v in
             var options: [String: String] = [:]
-            for o in (try? v.nodes(forXPath: "options/option")) ?? [] {
-                if let k = text(o, "name"), let value = text(o, "value") { options[k] = value }
+            for o in v.all("options/option") {
+                if let k = o.value("name"), let value = o.value("value") { options[k] = value }
             }
-            return GlusterVolume(name: text(v, "name") ?? "", id: text(v, "id") ?? "", status: text(v, "statusStr") ?? "",
-                                 type: text(v, "typeStr") ?? "", replicaCount: Int(text(v, "replicaCount") ?? "") ?? 1,
-                                 arbiterCount: Int(text(v, "arbiterCount") ?? "") ?? 0,
-                                 bricks: ((try? v.nodes(forXPath: "bricks/brick/name")) ?? []).compactMap { $0.stringValue },
+            return GlusterVolume(name: v.value("name") ?? "", id: v.value("id") ?? "", status: v.value("statusStr") ?? "",
+                                 type: v.value("typeStr") ?? "", replicaCount: Int(v.value("replicaCount") ?? "") ?? 1,
+                                 arbiterCount: Int(v.value("arbiterCount") ?? "") ?? 0,
+                                 bricks: v.all("bricks/brick").compactMap { $0.value("name") },
                                  options: options)
         }
     }
 
-    public static func parseStatus(_ doc: XMLDocument) throws -> [GlusterBrickStatus] {
-        try doc.nodes(forXPath: "/cliOutput/volStatus/volumes/volume/node").compactMap { n in
-            guard let host = text(n, "hostname"), let path = text(n, "path"), path.hasPrefix("/") else { return nil }  // self-heal daemons have no brick path
-            return GlusterBrickStatus(brick: "\(host):\(path)", online: text(n, "status") == "1",
-                                      pid: Int(text(n, "pid") ?? ""), port: Int(text(n, "port") ?? ""))
+    public static func parseStatus(_ doc: XMLTree) -> [GlusterBrickStatus] {
+        doc.all("volStatus/volumes/volume/node").compactMap { n in
+            // Self-heal daemons and the like are listed too, without a brick path.
+            guard let host = n.value("hostname"), let path = n.value("path"), path.hasPrefix("/") else { return nil }
+            return GlusterBrickStatus(brick: "\(host):\(path)", online: n.value("status") == "1",
+                                      pid: Int(n.value("pid") ?? ""), port: Int(n.value("port") ?? ""))
         }
     }
 }

@@ -83,19 +83,34 @@ public final class ReplicaService: Sendable {
     func mount(_ c: ReplicadConfig.Volume) throws {
         if Self.isMounted(c.mount) { return }
         try FileManager.default.createDirectory(atPath: c.mount, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let (program, args) = Self.mountCommand(c, underSystemd: FileManager.default.fileExists(atPath: "/run/systemd/system"))
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/sbin/glusterfs")
-        p.arguments = ["--acl", "--volfile-server=\(c.address)", "--volfile-id=\(c.name)", c.mount]
+        p.executableURL = URL(fileURLWithPath: program)
+        p.arguments = args
         p.standardInput = FileHandle.nullDevice
         try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw GlusterError("mounting volume \(c.name) at \(c.mount): glusterfs exited with status \(p.terminationStatus)") }
+        // Polled, not waited for: the FUSE client's first process lives until its daemon has
+        // mounted, and a failed mount ends it early.
         let deadline = Date().addingTimeInterval(15)
         while !Self.isMounted(c.mount) {
-            guard Date() < deadline else { throw GlusterError("volume \(c.name) is not mounted at \(c.mount) 15 s after glusterfs started") }
+            if !p.isRunning, p.terminationStatus != 0 {
+                throw GlusterError("mounting volume \(c.name) at \(c.mount): \((program as NSString).lastPathComponent) exited with status \(p.terminationStatus)")
+            }
+            guard Date() < deadline else { throw GlusterError("volume \(c.name) is not mounted at \(c.mount) 15 s after \((program as NSString).lastPathComponent) started") }
             usleep(100_000)
         }
         logger.notice("mounted volume \(c.name) at \(c.mount)")
+    }
+
+    /// Under systemd the mount is asked of PID 1 (systemd-mount: a transient mount unit in the
+    /// host's namespace, seen by everyone, while this daemon keeps its sandbox); without
+    /// systemd, GlusterFS's FUSE client mounts it directly.
+    static func mountCommand(_ c: ReplicadConfig.Volume, underSystemd: Bool) -> (String, [String]) {
+        if underSystemd {
+            return ("/usr/bin/systemd-mount", ["--no-block", "--type=glusterfs", "--options=acl,_netdev",
+                                               "--description=ClusterMaker volume \(c.name)", "\(c.address):/\(c.name)", c.mount])
+        }
+        return ("/usr/sbin/glusterfs", ["--acl", "--volfile-server=\(c.address)", "--volfile-id=\(c.name)", c.mount])
     }
 
     static func onRootFilesystem(_ path: String) -> Bool {
@@ -140,11 +155,14 @@ public final class ReplicaService: Sendable {
         if old == text { return ExportsSyncReply(exports: exports.exports.count, reloaded: false) }
         try Self.replace(file, with: text)
         logger.notice("wrote \(exports.exports.count) NFS exports to \(file)")
-        do {
-            try reloadGanesha(c.nfs.ganeshaPidFile)
-        } catch {
+        switch reloadGanesha(c.nfs.ganeshaPidFile) {
+        case .reloaded: break
+        case .notRunning(let why):
+            // Nothing to put back: ganesha reads this file when it starts.
+            throw GlusterError(why)
+        case .died(let why):
             if let old { try? Self.replace(file, with: old) }
-            throw error
+            throw GlusterError(why)
         }
         state.withLock { $0.lastReload = Date() }
         return ExportsSyncReply(exports: exports.exports.count, reloaded: true)
@@ -164,17 +182,20 @@ public final class ReplicaService: Sendable {
         }
     }
 
+    enum Reload { case reloaded, notRunning(String), died(String) }
+
     /// SIGHUP, as nfs-ganesha.service's ExecReload: ganesha re-reads its exports, keeping the
     /// ones whose configuration is unchanged and the clients' state on them.
-    func reloadGanesha(_ pidFile: String) throws {
+    func reloadGanesha(_ pidFile: String) -> Reload {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
-              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 else {
-            throw GlusterError("ganesha is not running (no PID in \(pidFile)): the exports are written and load when it starts")
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1, kill(pid, 0) == 0 else {
+            return .notRunning("ganesha is not running (no live PID in \(pidFile)): the exports are written and load when it starts")
         }
-        guard kill(pid, SIGHUP) == 0 else { throw SystemError("signalling ganesha (PID \(pid) from \(pidFile))") }
+        guard kill(pid, SIGHUP) == 0 else { return .notRunning("signalling ganesha (PID \(pid)): \(String(cString: strerror(errno)))") }
         usleep(500_000)
-        guard kill(pid, 0) == 0 else { throw GlusterError("ganesha (PID \(pid)) exited after reloading the exports: the old ones were put back") }
+        guard kill(pid, 0) == 0 else { return .died("ganesha (PID \(pid)) exited after reloading the exports: the old ones were put back") }
         logger.notice("ganesha (PID \(pid)) reloaded its exports")
+        return .reloaded
     }
 
     // MARK: Status and the loop

@@ -50,6 +50,9 @@ struct Config: AsyncParsableCommand {
             if FileManager.default.fileExists(atPath: dir.appendingPathComponent(PxedConfig.fileName)) {
                 record(PxedConfig.fileName) { () throws(ConfigErrors) in _ = try PxedConfig.load(configDir: configDir) }
             }
+            if FileManager.default.fileExists(atPath: dir.appendingPathComponent(ReplicadConfig.fileName)) {
+                record(ReplicadConfig.fileName) { () throws(ConfigErrors) in _ = try ReplicadConfig.load(configDir: configDir) }
+            }
             if json {
                 try printJSON(results)
             } else {

@@ -3,18 +3,15 @@ import CMImage
 @testable import CMReplication
 import Foundation
 import Testing
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
 
-func fixture(_ name: String) throws -> XMLDocument {
+func fixture(_ name: String) throws -> XMLTree {
     let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(name)")
-    return try XMLDocument(data: try Data(contentsOf: url))
+    return try XMLTree.parse(String(decoding: try Data(contentsOf: url), as: UTF8.self))
 }
 
 @Suite struct GlusterCLITests {
     @Test func volumeInfoAsGlusterd10PrintsIt() throws {
-        let v = try #require(try GlusterCLI.parseVolumes(fixture("volume-info.xml")).first)
+        let v = try #require(GlusterCLI.parseVolumes(fixture("volume-info.xml")).first)
         #expect(v.name == "clustermaker")
         #expect(v.status == "Started")
         #expect(v.type == "Distribute")
@@ -24,7 +21,7 @@ func fixture(_ name: String) throws -> XMLDocument {
     }
 
     @Test func brickStatus() throws {
-        let s = try GlusterCLI.parseStatus(fixture("volume-status.xml"))
+        let s = GlusterCLI.parseStatus(try fixture("volume-status.xml"))
         #expect(s.count == 1)
         #expect(s[0].brick == "10.178.0.1:/srv/test/brick/b" && s[0].online && s[0].pid != nil)
     }
@@ -35,6 +32,23 @@ func fixture(_ name: String) throws -> XMLDocument {
             try GlusterCLI.check(fixture("volume-info-missing.xml"), ["volume", "info", "nope"])
         } catch {
             #expect("\(error)".contains("Volume does not exist"))
+        }
+    }
+}
+
+@Suite struct XMLTreeTests {
+    @Test func elementsTextEntitiesAndSkippedParts() throws {
+        let t = try XMLTree.parse("<?xml version=\"1.0\"?>\n<!-- c --><a x=\"1>2\"><b>one &amp; &lt;two&gt;</b><b/><c><![CDATA[<raw>]]></c></a>")
+        #expect(t.name == "a")
+        #expect(t.all("b").count == 2)
+        #expect(t.value("b") == "one & <two>")
+        #expect(t.value("c") == "<raw>")
+    }
+
+    @Test func badInputIsAnErrorNeverACrash() {
+        for bad in ["", "Connection failed. Please check if gluster daemon is operational.", "<a>", "<a></b>", "<a", "<a x=\"", "<>",
+                    "<a><![CDATA[x</a>", String(repeating: "<a>", count: 100) + String(repeating: "</a>", count: 100)] {
+            #expect(throws: XMLTree.ParseError.self, "\(bad.prefix(20))") { try XMLTree.parse(bad) }
         }
     }
 }

@@ -63,6 +63,19 @@ cmctl volume status > "$T/volume-status.out"
 grep -q "clustermaker (Started, Distribute)" "$T/volume-status.out" || fail "volume status: $(cat "$T/volume-status.out")"
 pass "cm-replicad made, started and mounted the volume and wrote ganesha's exports"
 
+log "nfs-ganesha (GLUSTER backend) with cm-replicad's exports"
+cat > "$T/ganesha.conf" <<CONF
+NFS_CORE_PARAM { Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Bind_Addr = $SERVER; }
+NFSV4 { Graceless = true; RecoveryBackend = fs; Minor_Versions = 1, 2; }
+%include "$T/exports.conf"
+CONF
+ip netns exec "$NS" unshare -m --propagation private sh -c "mount -t tmpfs tmpfs /run && mkdir -p /run/rpcbind && \
+  mount --bind $T/ganesha/lib /var/lib/nfs/ganesha && (rpcbind -f -w &) && sleep 0.3 && \
+  exec ganesha.nfsd -F -f $T/ganesha.conf -L $T/ganesha.log -p $T/ganesha.pid" > "$T/ganesha.out" 2>&1 &
+PIDS+=($!)
+wait_for 30 "ganesha listens on 2049" ip netns exec "$NS" bash -c "exec 3<>/dev/tcp/$SERVER/2049"
+wait_for 10 "cm-replicad sees ganesha" bash -c "'$BIN/cmctl' volume status --json --runtime-dir '$T/run' | jq -e '.problem == null'"
+
 log "unknown package: the build fails with apt's message and leaves no image"
 if cmctl image build broken --packages cm-no-such-package --images-dir "$T/vol/images" --work-dir "$CACHE" --config-dir "$T/etc" > "$T/broken.out" 2>&1; then
   fail "a build with an unknown package succeeded"
@@ -78,19 +91,9 @@ cmctl image build base --note "test image" --images-dir "$T/vol/images" --work-d
 log "built in $(( ($(now_ms) - start) / 1000 )) s: $(tail -1 "$T/build.out")"
 cmctl image show base --json --images-dir "$T/vol/images" --config-dir "$T/etc" | jq -e '.revision == 1 and .exportId >= 2' >/dev/null || fail "base@1 not published"
 
-log "nfs-ganesha (GLUSTER backend) with cm-replicad's exports"
-grep -q 'Pseudo = "/images/base/1"' "$T/exports.conf" || fail "no export for base@1: $(cat "$T/exports.conf")"
-cat > "$T/ganesha.conf" <<CONF
-NFS_CORE_PARAM { Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Bind_Addr = $SERVER; }
-NFSV4 { Graceless = true; RecoveryBackend = fs; Minor_Versions = 1, 2; }
-%include "$T/exports.conf"
-CONF
-ip netns exec "$NS" unshare -m --propagation private sh -c "mount -t tmpfs tmpfs /run && mkdir -p /run/rpcbind && \
-  mount --bind $T/ganesha/lib /var/lib/nfs/ganesha && (rpcbind -f -w &) && sleep 0.3 && \
-  exec ganesha.nfsd -F -f $T/ganesha.conf -L $T/ganesha.log -p $T/ganesha.pid" > "$T/ganesha.out" 2>&1 &
-PIDS+=($!)
-wait_for 30 "ganesha listens on 2049" ip netns exec "$NS" bash -c "exec 3<>/dev/tcp/$SERVER/2049"
-wait_for 10 "cm-replicad sees ganesha" bash -c "'$BIN/cmctl' volume status --json --runtime-dir '$T/run' | jq -e '.problem == null'"
+grep -q 'Pseudo = "/images/base/1"' "$T/exports.conf" || fail "no export for base@1 after the build: $(cat "$T/exports.conf")"
+grep -q "ganesha (PID [0-9]*) reloaded its exports" "$T/replicad.log" || fail "ganesha was not reloaded after the build"
+pass "the new revision is exported at once: cm-replicad rewrote the exports and ganesha reloaded them"
 
 log "cm-pxed (full DHCP) boots a VM"
 cat > "$T/etc/pxed.toml" <<CONF
