@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "CMLB", targets: ["CMLB"]),
         .library(name: "CMPXE", targets: ["CMPXE"]),
         .library(name: "CMImage", targets: ["CMImage"]),
+        .library(name: "CMReplication", targets: ["CMReplication"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -143,7 +144,7 @@ let package = Package(
         .testTarget(name: "CMStoreTests", dependencies: ["CMStore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
         .testTarget(name: "CMLBTests", dependencies: ["CMLB", "CMConfig", "CMTypes", "CLinux", "CMWire"], swiftSettings: swiftSettings),
         .testTarget(name: "CMPXETests", dependencies: [
-            "CMPXE", "CMConfig", "CMWire", "CMTypes", "PXEProtocols",
+            "CMPXE", "CMImage", "CMConfig", "CMWire", "CMTypes", "PXEProtocols",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

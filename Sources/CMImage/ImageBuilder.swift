@@ -45,6 +45,10 @@ public struct ImageBuilder: Sendable {
     public let cacheDirectory: String
     /// mmdebstrap's MIRROR arguments: URLs or sources files. Empty: the master's own apt sources.
     public var mirrors: [String]
+    /// Reuse a base root mmdebstrap made for the same suite, packages, sources and node files
+    /// at most this long ago (WORK/base/KEY), instead of running it again. Nil: never (a
+    /// build gets today's packages). For tests and repeated builds.
+    public var reuseBaseFor: TimeInterval?
 
     /// The packages every image has on top of Debian's minimal base.
     public static let basePackages = [
@@ -52,11 +56,12 @@ public struct ImageBuilder: Sendable {
         "nfs-common", "openssh-server", "prometheus-node-exporter", "procps", "less",
     ]
 
-    public init(store: ImageStore, workDirectory: String, cacheDirectory: String, mirrors: [String] = []) {
+    public init(store: ImageStore, workDirectory: String, cacheDirectory: String, mirrors: [String] = [], reuseBaseFor: TimeInterval? = nil) {
         self.store = store
         self.workDirectory = workDirectory
         self.cacheDirectory = cacheDirectory
         self.mirrors = mirrors
+        self.reuseBaseFor = reuseBaseFor
     }
 
     /// A Debian package name (Debian policy 5.6.7), so nothing else reaches apt's command line.
@@ -116,8 +121,13 @@ public struct ImageBuilder: Sendable {
                     tracker.stage("update-initramfs", 80)
                     try writeFiles(NodeFiles.early, into: root)
                     try inChroot(root, "update-initramfs -u -k all", log: log, tracker: &tracker)
+                } else if let cached = cachedBase(r) {
+                    tracker.stage("copying the cached base root", 10)
+                    log.write("reusing the base root \(cached) (--reuse-base-for)")
+                    try run(["cp", "-a", "--reflink=auto", cached, root], log: log)
                 } else {
                     try mmdebstrap(r, root: root, work: work, log: log, tracker: &tracker)
+                    if reuseBaseFor != nil { keepBase(r, root: root, log: log) }
                 }
                 tracker.stage("node files", 90)
                 try finish(root: root, sshKey: r.sshKey, work: work, log: log)
@@ -146,6 +156,40 @@ public struct ImageBuilder: Sendable {
     }
 
     struct BuildFailure: Error { var message: String }
+
+    /// The base root cache's key: everything mmdebstrap's result depends on.
+    func baseKey(_ r: BuildRequest) -> String {
+        let mirrorArgs = mirrors.isEmpty ? AptSources.mirrors(suite: r.suite) : mirrors
+        let sources = mirrorArgs.map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? $0 }
+        let text = ([r.suite] + (Self.basePackages + r.packages).sorted() + sources + NodeFiles.early.map { "\($0.path)\n\($0.content)" })
+            .joined(separator: "\u{0}")
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in text.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        return "\(r.suite)-" + String(h, radix: 16)
+    }
+
+    func cachedBase(_ r: BuildRequest) -> String? {
+        guard let limit = reuseBaseFor else { return nil }
+        let dir = "\(workDirectory)/base/\(baseKey(r))"
+        guard let attrs = try? FileManager.default.attributesOfItem(atPath: dir), let made = attrs[.modificationDate] as? Date,
+              Date().timeIntervalSince(made) <= limit, FileManager.default.fileExists(atPath: "\(dir)/root/boot") else { return nil }
+        return "\(dir)/root"
+    }
+
+    /// Keeps a copy of a fresh base root for `cachedBase`; a failure only costs the next build time.
+    func keepBase(_ r: BuildRequest, root: String, log: BuildLog) {
+        let dir = "\(workDirectory)/base/\(baseKey(r))", tmp = "\(dir).tmp-\(getpid())"
+        try? FileManager.default.removeItem(atPath: tmp)
+        do {
+            try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+            try run(["cp", "-a", "--reflink=auto", root, "\(tmp)/root"], log: log)
+            try? FileManager.default.removeItem(atPath: dir)
+            guard rename(tmp, dir) == 0 else { throw SystemError("renaming \(tmp)") }
+        } catch {
+            log.write("not keeping the base root: \(error)")
+            try? FileManager.default.removeItem(atPath: tmp)
+        }
+    }
 
     /// `cmctl image shell`: a shell (or `command`) in a copy of a revision's root; what it
     /// changed becomes the next revision. Nil when nothing changed. A shell that fails

@@ -296,7 +296,9 @@ final class HTTPBootHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return simple(context, request, .methodNotAllowed, "only GET and HEAD\n", extra: [("Allow", "GET, HEAD")])
         }
         let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+        // Components are percent-decoded after the split: iPXE writes "base@2" as "base%402",
+        // and a decoded "/" stays inside its component (where the name checks refuse it).
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map { String($0).removingPercentEncoding ?? String($0) }
         switch parts.count {
         case 2 where parts[0] == "boot" && parts[1].hasSuffix(".ipxe"):
             guard let mac = BootPlan.mac(urlForm: parts[1].dropLast(5)) else {

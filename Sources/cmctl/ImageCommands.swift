@@ -52,7 +52,7 @@ struct ProgressLine {
     var lastStage = ""
 
     mutating func show(_ p: BuildProgress) {
-        let text = String(format: "%-32@ %3d%%  %@", p.stage as NSString, p.percent, Format.duration(p.elapsed) as NSString)
+        let text = p.stage.padding(toLength: max(32, p.stage.count), withPad: " ", startingAt: 0) + String(format: " %3d%%  ", p.percent) + Format.duration(p.elapsed)
         if tty {
             FileHandle.standardError.write(Data("\r\u{1b}[K\(text)".utf8))
         } else if p.stage != lastStage {
@@ -78,6 +78,8 @@ extension Image {
         @Option(help: "A note kept with the revision.") var note: String?
         @Option(help: "Public key allowed to log in to the nodes as root (default: /etc/clustermaker/ssh/id_ed25519.pub, made if missing).")
         var sshKey: String?
+        @Option(help: ArgumentHelp("Reuse a base root built at most this many hours ago with the same suite, packages and sources instead of running mmdebstrap (kept in WORK_DIR/base).", valueName: "hours"))
+        var reuseBaseFor: Int?
 
         func run() async throws {
             try await reportingErrors {
@@ -90,7 +92,12 @@ extension Image {
                 var line = ProgressLine()
                 let info: ImageRevisionInfo
                 do {
-                    info = try options.builder().build(request) { line.show($0) }
+                    var builder = try options.builder()
+                    if let h = reuseBaseFor {
+                        guard h > 0 else { throw CLIError.failed("--reuse-base-for: a number of hours above 0") }
+                        builder.reuseBaseFor = TimeInterval(h) * 3600
+                    }
+                    info = try builder.build(request) { line.show($0) }
                     line.end()
                 } catch let e as ImageStoreError {
                     line.end()

@@ -1,4 +1,5 @@
 import CMConfig
+import CMImage
 @testable import CMPXE
 import CMTypes
 import CMWire
@@ -223,6 +224,23 @@ import Glibc
             #expect(slow.received.isEmpty, "no response to a head that came too late")
             #expect(server.service.counters.value("http_timeouts") == 1)
             #expect(server.service.counters.value("http_requests") == 0)
+        }
+    }
+
+    @Test func aRevisionIsServedUnderItsPercentEncodedNameAndHostKeysOnlyToTheirNode() async throws {
+        // A published revision: IMAGES/base/1/{image.json,vmlinuz}.
+        let store = ImageStore(directory: dir + "/images")
+        let staged = try store.incoming("base")
+        try Data("k".utf8).write(to: URL(fileURLWithPath: staged + "/vmlinuz"))
+        try store.publish(staged, info: ImageRevisionInfo(name: "base", suite: "bookworm", packages: [], createdBy: "t", how: "build"))
+        try await withServer(limits()) { server, port in
+            let c = try RawClient(port: port)
+            #expect(c.send("GET /images/base%401/vmlinuz HTTP/1.1\r\nHost: t\r\n\r\n") && c.readResponse()?.status == 200, "iPXE writes @ as %40")
+            #expect(c.send("GET /images/base%2F..%2Fdebian/vmlinuz HTTP/1.1\r\nHost: t\r\n\r\n") && c.readResponse()?.status == 404)
+            #expect(c.send("GET /node/52-54-00-00-00-09/hosts HTTP/1.1\r\nHost: t\r\n\r\n") && c.readResponse()?.status == 200)
+            // No such node, and 127.0.0.1 is nobody's address: no key.
+            #expect(c.send("GET /node/52-54-00-00-00-09/ssh_host_ed25519_key HTTP/1.1\r\nHost: t\r\n\r\n") && c.readResponse()?.status == 403)
+            #expect(!FileManager.default.fileExists(atPath: dir + "/identity/52-54-00-00-00-09"))
         }
     }
 
