@@ -53,7 +53,7 @@ public struct ImageBuilder: Sendable {
     /// The packages every image has on top of Debian's minimal base.
     public static let basePackages = [
         "systemd-sysv", "linux-image-amd64", "initramfs-tools", "udev", "kmod", "iproute2", "busybox",
-        "nfs-common", "openssh-server", "prometheus-node-exporter", "procps", "less",
+        "nfs-common", "netbase", "openssh-server", "prometheus-node-exporter", "procps", "less", "curl",
     ]
 
     public init(store: ImageStore, workDirectory: String, cacheDirectory: String, mirrors: [String] = [], reuseBaseFor: TimeInterval? = nil) {

@@ -24,7 +24,6 @@ public enum NodeFiles {
                 cm.shared=*) CM_SHARED="${x#cm.shared=}" ;;
                 cm.nfs=*) CM_NFS="${x#cm.nfs=}" ;;
                 cm.overlay_size=*) CM_OVERLAY_SIZE="${x#cm.overlay_size=}" ;;
-                cm.node=*) CM_NODE="${x#cm.node=}" ;;
                 esac
             done
             CM_NFS="${CM_NFS:-vers=4.1,proto=tcp,hard,timeo=10,retrans=2}"
@@ -48,22 +47,6 @@ public enum NodeFiles {
             ln -sf ../shared.mount /run/systemd/system/remote-fs.target.wants/shared.mount
         }
 
-        # The node's own SSH host key and the cluster's /etc/hosts from cm-pxed (which gives a
-        # private key only to the node it belongs to), kept in /run: never in the image, never
-        # in the overlay.
-        cm_identity() {
-            [ -n "$CM_NODE" ] || return 0
-            id=/run/clustermaker/identity
-            mkdir -p "$id" && chmod 0700 "$id"
-            if busybox wget -q -T 10 -O "$id/key.new" "$CM_NODE/ssh_host_ed25519_key" && [ -s "$id/key.new" ]; then
-                chmod 0600 "$id/key.new" && mv "$id/key.new" "$id/ssh_host_ed25519_key"
-            else
-                rm -f "$id/key.new"
-                echo "ClusterMaker: no SSH host key from $CM_NODE: one is made for this boot"
-            fi
-            busybox wget -q -T 10 -O /run/clustermaker/hosts "$CM_NODE/hosts" || rm -f /run/clustermaker/hosts
-        }
-
         mountroot() {
             cm_cmdline
             [ -n "$CM_ROOT" ] || panic "ClusterMaker: no cm.root=SERVER:/PATH on the kernel command line"
@@ -74,7 +57,6 @@ public enum NodeFiles {
             wait_for_udev 10
             configure_networking
             nfs_premount
-            cm_identity
             lower=/run/clustermaker/lower
             rw=/run/clustermaker/overlay
             mkdir -p "$lower" "$rw"
@@ -90,7 +72,6 @@ public enum NodeFiles {
             mkdir -p "$rw/upper" "$rw/work"
             mount -t overlay -o "lowerdir=$lower,upperdir=$rw/upper,workdir=$rw/work" cm-root "${rootmnt?}" \
                 || panic "ClusterMaker: overlay over $CM_ROOT failed"
-            [ -s /run/clustermaker/hosts ] && mount -o bind /run/clustermaker/hosts "${rootmnt}/etc/hosts"
             cm_shared_unit
             echo "ClusterMaker: root is $CM_ROOT (read-only) with a tmpfs overlay of $CM_OVERLAY_SIZE"
         }
@@ -116,27 +97,58 @@ public enum NodeFiles {
 
         """
 
-    /// The node's SSH host key is the one cm-pxed keeps for it (fetched by the initramfs into
-    /// /run); this makes one for this boot only if that failed.
-    public static let sshKeysUnit = """
+    /// /usr/lib/clustermaker/node-identity: the node's own SSH host key and the cluster's
+    /// /etc/hosts from cm-pxed (`cm.node=URL` on the kernel command line; cm-pxed gives a
+    /// private key only to the node it belongs to), kept in /run: never in the image, never in
+    /// the node's overlay. Without cm-pxed's key, one is made for this boot.
+    public static let identityScript = #"""
+        #!/bin/sh
+        # ClusterMaker: this node's identity from cm-pxed (cm-node-identity.service).
+        set -u
+        url=
+        for x in $(cat /proc/cmdline); do
+            case "$x" in cm.node=*) url="${x#cm.node=}" ;; esac
+        done
+        id=/run/clustermaker/identity
+        mkdir -p "$id" && chmod 0700 "$id"
+        key="$id/ssh_host_ed25519_key"
+        if [ -n "$url" ] && [ ! -s "$key" ]; then
+            if curl -sf --retry 5 --retry-connrefused --retry-delay 1 --max-time 30 -o "$key.new" "$url/ssh_host_ed25519_key" && [ -s "$key.new" ]; then
+                chmod 0600 "$key.new" && mv "$key.new" "$key"
+            else
+                rm -f "$key.new"
+                echo "no SSH host key from $url: making one for this boot"
+            fi
+        fi
+        [ -s "$key" ] || ssh-keygen -q -t ed25519 -N "" -f "$key"
+        if [ -n "$url" ] && curl -sf --retry 5 --retry-connrefused --retry-delay 1 --max-time 30 -o /run/clustermaker/hosts.new "$url/hosts"; then
+            mv /run/clustermaker/hosts.new /run/clustermaker/hosts
+            mountpoint -q /etc/hosts || mount --bind /run/clustermaker/hosts /etc/hosts
+        fi
+        exit 0
+
+        """#
+
+    public static let identityUnit = """
         [Unit]
-        Description=SSH host key for this node when cm-pxed gave none (ClusterMaker)
-        Before=ssh.service
-        ConditionPathExists=!/run/clustermaker/identity/ssh_host_ed25519_key
+        Description=This node's SSH host key and the cluster's /etc/hosts from cm-pxed (ClusterMaker)
+        Before=ssh.service network-online.target
+        After=local-fs.target
 
         [Service]
         Type=oneshot
-        ExecStart=/bin/mkdir -p -m 0700 /run/clustermaker/identity
-        ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /run/clustermaker/identity/ssh_host_ed25519_key
+        RemainAfterExit=yes
+        ExecStart=/usr/lib/clustermaker/node-identity
 
         [Install]
-        WantedBy=ssh.service
+        WantedBy=multi-user.target
 
         """
 
     /// Files written after every package: path in the root → (content, mode).
     public static let late: [(path: String, content: String, mode: Int)] = [
-        ("/etc/systemd/system/cm-node-ssh-keys.service", sshKeysUnit, 0o644),
+        ("/usr/lib/clustermaker/node-identity", identityScript, 0o755),
+        ("/etc/systemd/system/cm-node-identity.service", identityUnit, 0o644),
         ("/etc/ssh/sshd_config.d/clustermaker.conf",
          "# ClusterMaker: the node's own host key, from cm-pxed at boot (never in the image).\nHostKey /run/clustermaker/identity/ssh_host_ed25519_key\n", 0o644),
     ]
@@ -160,14 +172,25 @@ public enum NodeFiles {
         rm -f "$r"/etc/ssh/ssh_host_*_key "$r"/etc/ssh/ssh_host_*_key.pub "$r/etc/hostname"
         : > "$r/etc/machine-id"
         rm -f "$r/var/lib/dbus/machine-id"
-        mkdir -p "$r/shared" "$r/etc/systemd/system/ssh.service.wants"
-        ln -sf ../cm-node-ssh-keys.service "$r/etc/systemd/system/ssh.service.wants/cm-node-ssh-keys.service"
+        mkdir -p "$r/shared" "$r/etc/systemd/system/multi-user.target.wants" "$r/etc/systemd/system/ssh.service.wants"
+        ln -sf ../cm-node-identity.service "$r/etc/systemd/system/multi-user.target.wants/cm-node-identity.service"
+        ln -sf ../cm-node-identity.service "$r/etc/systemd/system/ssh.service.wants/cm-node-identity.service"
         if [ -n "${2:-}" ]; then
             mkdir -p -m 0700 "$r/root/.ssh"
             cp "$2" "$r/root/.ssh/authorized_keys"
             chmod 0600 "$r/root/.ssh/authorized_keys"
         fi
-        # The root is read-only under the overlay: no fsck, nothing to resize, no swap.
+        # The root is read-only under the overlay: no fsck, nothing to resize, no swap, no local
+        # ext4 to scrub.
         printf '# ClusterMaker node: the root is an NFS export under a tmpfs overlay.\n' > "$r/etc/fstab"
+        ln -sf /dev/null "$r/etc/systemd/system/e2scrub_reap.service"
+        # Nodes change by image revisions, not by apt on each node.
+        ln -sf /dev/null "$r/etc/systemd/system/apt-daily.timer"
+        ln -sf /dev/null "$r/etc/systemd/system/apt-daily-upgrade.timer"
+        # The journal in RAM: the overlay is RAM too, and this keeps it out of `cmctl node diff`.
+        mkdir -p "$r/etc/systemd/journald.conf.d"
+        printf '[Journal]\nStorage=volatile\n' > "$r/etc/systemd/journald.conf.d/clustermaker.conf"
+        # The cluster's hosts file is bind-mounted here at boot (cm-node-identity.service).
+        [ -e "$r/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$r/etc/hosts"
         """#
 }

@@ -22,6 +22,16 @@ public struct GlusterBrickStatus: Sendable, Equatable, Codable {
     public var port: Int?
 }
 
+/// One brick's line of `gluster volume heal VOLUME info summary`.
+public struct GlusterHealBrick: Sendable, Equatable, Codable {
+    public var brick: String
+    /// "Connected", "Transport endpoint is not connected", …
+    public var status: String
+    /// Files this brick holds that its replicas do not yet (total), and those in split brain.
+    public var pending: Int
+    public var splitBrain: Int
+}
+
 public struct GlusterError: Error, CustomStringConvertible, Sendable {
     public var description: String
     public init(_ d: String) { description = d }
@@ -81,6 +91,20 @@ public struct GlusterCLI: Sendable {
 
     public func status(_ name: String) throws -> [GlusterBrickStatus] {
         try Self.parseStatus(run(["volume", "status", name]))
+    }
+
+    /// Heal status of a replicated volume (nil for one that is not: nothing to heal).
+    public func heal(_ volume: GlusterVolume) throws -> [GlusterHealBrick]? {
+        guard volume.replicaCount > 1 else { return nil }
+        return Self.parseHeal(try run(["volume", "heal", volume.name, "info", "summary"]))
+    }
+
+    public static func parseHeal(_ doc: XMLTree) -> [GlusterHealBrick] {
+        doc.all("healInfo/bricks/brick").map { b in
+            GlusterHealBrick(brick: b.value("name") ?? "?", status: b.value("status") ?? "?",
+                             pending: Int(b.value("totalNumberOfEntries") ?? "") ?? 0,
+                             splitBrain: Int(b.value("numberOfEntriesInSplitBrain") ?? "") ?? 0)
+        }
     }
 
     public static func parseVolumes(_ doc: XMLTree) -> [GlusterVolume] {

@@ -204,12 +204,17 @@ public final class ReplicaService: Sendable {
         let c = config
         let volume = try? gluster.volume(c.volume.name)
         let bricks = volume == nil ? [] : ((try? gluster.status(c.volume.name)) ?? [])
+        let heal = volume.flatMap { try? gluster.heal($0) } ?? []
         return state.withLock { s in
             if let volume { s.volume = volume }
             s.bricks = bricks
             let v = volume ?? s.volume
             return VolumeStatusReply(volume: c.volume.name, state: v?.status ?? "missing", type: v?.type ?? "-", replicaCount: v?.replicaCount ?? 0,
-                                     bricks: (v?.bricks ?? []).map { b in VolumeBrick(brick: b, online: bricks.first { $0.brick == b }?.online ?? false) },
+                                     bricks: (v?.bricks ?? []).map { b in
+                                         let h = heal.first { $0.brick == b }
+                                         return VolumeBrick(brick: b, online: bricks.first { $0.brick == b }?.online ?? false,
+                                                            healPending: h?.pending, splitBrain: h?.splitBrain)
+                                     },
                                      mount: c.volume.mount, mounted: Self.isMounted(c.volume.mount),
                                      pingTimeoutSeconds: v?.options["network.ping-timeout"].flatMap { Int($0) },
                                      exportsFile: c.nfs.exportsFile, exports: s.exports, lastReload: s.lastReload, problem: s.problem)

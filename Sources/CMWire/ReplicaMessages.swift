@@ -10,9 +10,15 @@ extension MessageType {
 public struct VolumeBrick: Codable, Sendable, Equatable {
     public var brick: String
     public var online: Bool
-    public init(brick: String, online: Bool) {
+    /// Replicated volumes: entries this brick holds that a replica still lacks (heal info), and
+    /// those in split brain. Nil for a volume that is not replicated.
+    public var healPending: Int?
+    public var splitBrain: Int?
+    public init(brick: String, online: Bool, healPending: Int? = nil, splitBrain: Int? = nil) {
         self.brick = brick
         self.online = online
+        self.healPending = healPending
+        self.splitBrain = splitBrain
     }
 }
 

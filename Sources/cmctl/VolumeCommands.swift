@@ -10,7 +10,7 @@ struct Volume: AsyncParsableCommand {
         defaultSubcommand: Status.self)
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The volume: state, type, bricks online, mount, NFS exports.")
+        static let configuration = CommandConfiguration(abstract: "The volume: state, type, bricks online, heal info (replicated volumes), mount, NFS exports.")
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
@@ -24,8 +24,10 @@ struct Volume: AsyncParsableCommand {
                     exports:  \(s.exports) in \(s.exportsFile)\(s.lastReload.map { ", ganesha reloaded \(Format.age(since: $0))" } ?? "")
                     """)
                 if let p = s.problem { print("problem:  \(p)") }
-                var t = Table("BRICK", "ONLINE")
-                for b in s.bricks { t.add(b.brick, b.online ? "yes" : "NO") }
+                var t = Table("BRICK", "ONLINE", "HEAL PENDING", "SPLIT BRAIN")
+                for b in s.bricks {
+                    t.add(b.brick, b.online ? "yes" : "NO", b.healPending.map(String.init) ?? "-", b.splitBrain.map(String.init) ?? "-")
+                }
                 print("")
                 print(t.render())
             }

@@ -188,3 +188,29 @@ import Testing
         #expect(AptSources.mirrors(suite: "trixie", etc: etc) == ["http://mirror.example/debian"])
     }
 }
+
+@Suite struct NodeFilesTests {
+    /// `sh -n` on every script a node runs: a syntax error there is a node that does not boot.
+    @Test func theNodesScriptsAreValidShell() throws {
+        let scripts = [("initramfs", NodeFiles.initramfsScript), ("hook", NodeFiles.initramfsHook), ("finish", NodeFiles.finishScript),
+                       ("identity", NodeFiles.identityScript)]
+        for (name, text) in scripts {
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("cm-node-\(name)-\(UUID().uuidString).sh").path
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            try text.write(toFile: file, atomically: true, encoding: .utf8)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-n", file]
+            try p.run()
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0, "\(name)")
+        }
+    }
+
+    @Test func everyFileGoesUnderTheRootAndTheIdentityUnitRunsItsScript() {
+        for f in NodeFiles.early + NodeFiles.late { #expect(f.path.hasPrefix("/") && !f.path.contains("..")) }
+        #expect(NodeFiles.identityUnit.contains("ExecStart=/usr/lib/clustermaker/node-identity"))
+        #expect(NodeFiles.late.contains { $0.path == "/usr/lib/clustermaker/node-identity" && $0.mode == 0o755 })
+        #expect(NodeFiles.initramfsScript.contains("mountroot()"))
+    }
+}

@@ -73,7 +73,7 @@ pass "cm-replicad made, started and mounted the volume and wrote ganesha's expor
 log "nfs-ganesha (GLUSTER backend) with cm-replicad's exports"
 cat > "$T/ganesha.conf" <<CONF
 NFS_CORE_PARAM { Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Bind_Addr = $SERVER; }
-NFSV4 { Graceless = true; RecoveryBackend = fs; Minor_Versions = 1, 2; }
+NFSV4 { Graceless = true; RecoveryBackend = fs; Minor_Versions = 1, 2; Allow_Numeric_Owners = true; Only_Numeric_Owners = true; }
 %include "$T/exports.conf"
 CONF
 ip netns exec "$NS" unshare -m --propagation private sh -c "mount -t tmpfs tmpfs /run && mkdir -p /run/rpcbind && \
@@ -155,6 +155,17 @@ for a in $A1 $A2; do
   wait_for 60 "node-exporter answers on $a" ip netns exec "$NS" curl -sf "http://$a:9100/metrics" -o /dev/null
   wait_for 60 "root logs in on $a over SSH with the master's key" on "$a" true
 done
+# cm-healthd checks cm-pxed's nodes (follow_pxed) and scrapes their node-exporter.
+mkdir -p "$T/hc/etc" "$T/hc/state"
+printf '[cluster]\nname = "img"\n' > "$T/hc/etc/cluster.toml"
+printf '[metrics]\ninterval = "2s"\ntimeout = "1s"\n[[check]]\nname = "exporter"\ntype = "http"\nport = 9100\npath = "/metrics"\ninterval = "1s"\nrise = 1\n' \
+  > "$T/hc/etc/healthd.toml"
+start_bg healthd ip netns exec "$NS" "$BIN/cm-healthd" --config-dir "$T/hc/etc" --state-dir "$T/hc/state" --runtime-dir "$T/run" --log-target stderr
+up() { cmctl health list --json | jq -e --arg id "exporter@$1" '.[] | select(.id == $id and .state == "up")'; }
+wait_for 30 "cm-healthd marks node001 up" up node001
+wait_for 30 "cm-healthd marks node002 up" up node002
+scraped() { cmctl metrics node001 --json | jq -e 'tostring | test("cpu")'; }
+wait_for 30 "cm-healthd has node001's metrics from its node-exporter" scraped
 [ "$(on "$A1" hostname)" = node001 ] || fail "node001's hostname is $(on "$A1" hostname)"
 on "$A1" "findmnt -n -o FSTYPE /" | grep -qx overlay || fail "node001's root is not an overlay"
 [ "$(on "$A1" cat /etc/machine-id)" != "$(on "$A2" cat /etc/machine-id)" ] || fail "the nodes share a machine-id"
@@ -164,14 +175,15 @@ ip netns exec "$NS" ssh-keyscan -t ed25519 "$A1" 2>/dev/null > "$T/scan1"
 [ "$(fp "$T/scan1")" = "$(fp "$T/state/identity/${MAC1//:/-}/ssh_host_ed25519_key.pub")" ] || fail "node001's host key is not the one cm-pxed keeps for it"
 code=$(ip netns exec "$NS" curl -s -o /dev/null -w '%{http_code}' "http://$SERVER:8067/node/${MAC1//:/-}/ssh_host_ed25519_key")
 [ "$code" = 403 ] || fail "node001's private host key was given to $SERVER (HTTP $code)"
-pass "node-exporter, SSH with the master's key; hostname, machine-id, host key and /etc/hosts per node; a host key goes only to its node"
+pass "node-exporter, cm-healthd marks both nodes up and scrapes them; SSH with the master's key; hostname, machine-id, host key and /etc/hosts per node; a host key goes only to its node"
 
 on "$A1" "echo from-node001 > /shared/x && echo changed > /etc/cm-test.conf"
 [ "$(on "$A2" cat /shared/x)" = from-node001 ] || fail "node002 does not read node001's /shared/x"
 grep -q from-node001 "$T/vol/shared/x" || fail "/shared/x is not on the volume"
 on "$A2" "test ! -e /etc/cm-test.conf" || fail "node001's /etc change is seen on node002"
 [ ! -e "$T/vol/images/base/1/root/etc/cm-test.conf" ] || fail "a write to /etc reached the image"
-"$BIN/cmctl" node diff node001 --runtime-dir "$T/run" --config-dir "$T/etc" --images-dir "$T/vol/images" > "$T/diff.out" \
+# From the master's network namespace, where the nodes are.
+ip netns exec "$NS" "$BIN/cmctl" node diff node001 --runtime-dir "$T/run" --config-dir "$T/etc" --images-dir "$T/vol/images" > "$T/diff.out" \
   || fail "cmctl node diff failed: $(cat "$T/diff.out")"
 grep -qx "A /etc/cm-test.conf" "$T/diff.out" || fail "node diff does not list /etc/cm-test.conf: $(head -20 "$T/diff.out")"
 pass "/shared is one directory for all nodes; /etc changes stay in the node's overlay and node diff lists them"
