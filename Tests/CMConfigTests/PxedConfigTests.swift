@@ -19,7 +19,7 @@ let minimalPxed = "[pxed]\ninterface = \"br0\"\nserver_address = \"10.77.0.1\"\n
         #expect(c.pxed.mode == .dhcp && c.pxed.interface == "br0" && c.pxed.serverAddress == IPv4Address("10.77.0.1"))
         #expect(c.pxed.bootAddress == nil && c.pxed.advertisedAddress == IPv4Address("10.77.0.1"))
         #expect(c.pxed.httpPort == 8067 && c.pxed.tftpPort == 69 && c.pxed.tftpMaxBlockSize == 1468 && c.pxed.tftpMaxWindowSize == 64)
-        #expect(c.pxed.tftpRetries == 5 && c.pxed.bootDirectory == nil && c.pxed.imagesDirectory == nil)
+        #expect(c.pxed.tftpRetries == 5 && c.pxed.bootDirectory == nil && c.pxed.imagesDirectory == "/srv/clustermaker/images")
         #expect(c.pxed.tftpMaxTransfers == 512 && c.pxed.tftpMaxPerClient == 8)
         #expect(c.pxed.namePattern == "node%03d" && c.pxed.biosBootfile == "undionly.kpxe" && c.pxed.uefiBootfile == "ipxe.efi")
         #expect(!c.pxed.followVipd && c.pxed.defaultGroup == "default")
