@@ -91,67 +91,82 @@ public struct ImageBuilder: Sendable {
     public func build(_ r: BuildRequest, progress: @escaping (BuildProgress) -> Void) throws -> ImageRevisionInfo {
         try validate(r)
         let started = Date()
-        return try store.withLock(r.name, wait: false) {
-            store.sweep()
-            try FileManager.default.createDirectory(atPath: "\(workDirectory)/logs", withIntermediateDirectories: true)
+        return try inWorkspace(r.name, label: "", started: started, failure: "building \(r.name) failed: ") { work, log, logPath in
             try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
-            let stamp = Self.stamp(started)
-            let logPath = "\(workDirectory)/logs/\(r.name)-\(stamp).log"
-            let log = try BuildLog(path: logPath)
-            let work = "\(workDirectory)/\(r.name).\(getpid())"
-            try? FileManager.default.removeItem(atPath: work)
-            try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-            defer { try? FileManager.default.removeItem(atPath: work) }
             var tracker = ProgressTracker(started: started, report: progress)
             var fromInfo: ImageRevisionInfo?
             var packages = r.packages
+            let root = "\(work)/root"
+            if let from = r.from {
+                let rev = try store.resolve(from)!
+                fromInfo = try store.info(from.name, rev)
+                tracker.stage("copying \(from.name)@\(rev)", 5)
+                try run(["cp", "-a", "--reflink=auto", "\(store.path(from.name, rev))/root", root], log: log)
+                if !r.packages.isEmpty {
+                    tracker.stage("apt-get install", 20)
+                    try inChroot(root, "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Use-Pty=0 \(r.packages.joined(separator: " ")) && apt-get clean",
+                                 log: log, tracker: &tracker)
+                }
+                packages = (fromInfo?.packages ?? []) + r.packages
+                tracker.stage("update-initramfs", 80)
+                try writeFiles(NodeFiles.early, into: root)
+                try inChroot(root, "update-initramfs -u -k all", log: log, tracker: &tracker)
+            } else if let cached = cachedBase(r) {
+                tracker.stage("copying the cached base root", 10)
+                log.write("reusing the base root \(cached) (--reuse-base-for)")
+                try run(["cp", "-a", "--reflink=auto", cached, root], log: log)
+            } else {
+                try mmdebstrap(r, root: root, work: work, log: log, tracker: &tracker)
+                if reuseBaseFor != nil { keepBase(r, root: root, log: log) }
+            }
+            tracker.stage("node files", 90)
+            try finish(root: root, sshKey: r.sshKey, work: work, log: log)
+            let kernel = try copyBootFiles(root: root, to: work)
+            tracker.stage("publishing", 93)
+            let info = ImageRevisionInfo(name: r.name, from: fromInfo.map { "\($0.name)@\($0.revision)" }, suite: fromInfo?.suite ?? r.suite,
+                                         packages: packages, createdBy: r.createdBy, how: r.from == nil ? "build" : "build --from",
+                                         note: r.note, kernel: kernel, seconds: Date().timeIntervalSince(started))
+            let published = try publish(work, info, log: log, logPath: logPath)
+            tracker.stage("done", 100)
+            log.write("published \(published.ref) in \(String(format: "%.0f", published.seconds ?? 0)) s")
+            return published
+        }
+    }
+
+    /// What every build and shell shares: the image's lock held throughout, leftovers of
+    /// interrupted runs swept, a log, and a work directory that is removed at the end. A
+    /// BuildFailure becomes an error naming `failure`, the cause and the log.
+    private func inWorkspace<T>(_ name: String, label: String, started: Date, failure: String,
+                                _ body: (_ work: String, _ log: BuildLog, _ logPath: String) throws -> T) throws -> T {
+        try store.withLock(name, wait: false) {
+            store.sweep()
+            try FileManager.default.createDirectory(atPath: "\(workDirectory)/logs", withIntermediateDirectories: true)
+            let logPath = "\(workDirectory)/logs/\(name)\(label)-\(Self.stamp(started)).log"
+            let log = try BuildLog(path: logPath)
+            let work = "\(workDirectory)/\(name).\(getpid())"
+            try? FileManager.default.removeItem(atPath: work)
+            try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            defer { try? FileManager.default.removeItem(atPath: work) }
             do {
-                let root = "\(work)/root"
-                if let from = r.from {
-                    let rev = try store.resolve(from)!
-                    fromInfo = try store.info(from.name, rev)
-                    tracker.stage("copying \(from.name)@\(rev)", 5)
-                    try run(["cp", "-a", "--reflink=auto", "\(store.path(from.name, rev))/root", root], log: log)
-                    if !r.packages.isEmpty {
-                        tracker.stage("apt-get install", 20)
-                        try inChroot(root, "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Use-Pty=0 \(r.packages.joined(separator: " ")) && apt-get clean",
-                                     log: log, tracker: &tracker)
-                    }
-                    packages = (fromInfo?.packages ?? []) + r.packages
-                    tracker.stage("update-initramfs", 80)
-                    try writeFiles(NodeFiles.early, into: root)
-                    try inChroot(root, "update-initramfs -u -k all", log: log, tracker: &tracker)
-                } else if let cached = cachedBase(r) {
-                    tracker.stage("copying the cached base root", 10)
-                    log.write("reusing the base root \(cached) (--reuse-base-for)")
-                    try run(["cp", "-a", "--reflink=auto", cached, root], log: log)
-                } else {
-                    try mmdebstrap(r, root: root, work: work, log: log, tracker: &tracker)
-                    if reuseBaseFor != nil { keepBase(r, root: root, log: log) }
-                }
-                tracker.stage("node files", 90)
-                try finish(root: root, sshKey: r.sshKey, work: work, log: log)
-                let kernel = try copyBootFiles(root: root, to: work)
-                tracker.stage("publishing", 93)
-                let incoming = try store.incoming(r.name)
-                do {
-                    try moveTree(work, into: incoming, log: log)
-                    try? FileManager.default.copyItem(atPath: logPath, toPath: "\(incoming)/build.log")
-                    let info = ImageRevisionInfo(name: r.name, from: fromInfo.map { "\($0.name)@\($0.revision)" }, suite: fromInfo?.suite ?? r.suite,
-                                                 packages: packages, createdBy: r.createdBy, how: r.from == nil ? "build" : "build --from",
-                                                 note: r.note, kernel: kernel, seconds: Date().timeIntervalSince(started))
-                    let published = try store.publish(incoming, info: info)
-                    tracker.stage("done", 100)
-                    log.write("published \(published.ref) in \(String(format: "%.0f", published.seconds ?? 0)) s")
-                    return published
-                } catch {
-                    try? FileManager.default.removeItem(atPath: incoming)
-                    throw error
-                }
+                return try body(work, log, logPath)
             } catch let e as BuildFailure {
                 log.write("FAILED: \(e.message)")
-                throw ImageStoreError("building \(r.name) failed: \(e.message) (log: \(logPath))")
+                throw ImageStoreError("\(failure)\(e.message) (log: \(logPath))")
             }
+        }
+    }
+
+    /// The work directory's root, kernel and initramfs become the image's next revision, with
+    /// the log beside them; nothing is left in the store if that fails.
+    private func publish(_ work: String, _ info: ImageRevisionInfo, log: BuildLog, logPath: String) throws -> ImageRevisionInfo {
+        let incoming = try store.incoming(info.name)
+        do {
+            try moveTree(work, into: incoming, log: log)
+            try? FileManager.default.copyItem(atPath: logPath, toPath: "\(incoming)/build.log")
+            return try store.publish(incoming, info: info)
+        } catch {
+            try? FileManager.default.removeItem(atPath: incoming)
+            throw error
         }
     }
 
@@ -198,51 +213,30 @@ public struct ImageBuilder: Sendable {
         guard let rev = try store.resolve(ref) else { throw ImageStoreError("\(ref.name) is a kernel-only image: it has no root to change") }
         let source = try store.info(ref.name, rev)
         let started = Date()
-        return try store.withLock(ref.name, wait: false) {
-            store.sweep()
-            try FileManager.default.createDirectory(atPath: "\(workDirectory)/logs", withIntermediateDirectories: true)
-            let logPath = "\(workDirectory)/logs/\(ref.name)-shell-\(Self.stamp(started)).log"
-            let log = try BuildLog(path: logPath)
-            let work = "\(workDirectory)/\(ref.name).\(getpid())"
-            try? FileManager.default.removeItem(atPath: work)
-            try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-            defer { try? FileManager.default.removeItem(atPath: work) }
+        return try inWorkspace(ref.name, label: "-shell", started: started, failure: "") { work, log, logPath in
             let root = "\(work)/root", original = "\(store.path(ref.name, rev))/root"
-            do {
-                try run(["cp", "-a", "--reflink=auto", original, root], log: log)
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                p.arguments = Self.chrootCommand(root, command ?? "exec /bin/bash -l || exec /bin/sh")
-                var env = ProcessInfo.processInfo.environment
-                env["PS1"] = "(image \(ref.name)@\(rev)) \\w # "
-                p.environment = env
-                log.write("$ shell in a copy of \(ref.name)@\(rev)\(command.map { ": " + $0 } ?? "")")
-                try p.run()
-                p.waitUntilExit()
-                guard p.terminationStatus == 0 else { throw BuildFailure(message: "the shell exited with status \(p.terminationStatus): nothing committed") }
-                try finish(root: root, sshKey: nil, work: work, log: log)
-                let changes = try TreeDiff.compare(original, root)
-                guard !changes.isEmpty else { return nil }
-                if changes.lines.contains(where: { $0.hasPrefix("A /boot/") || $0.hasPrefix("C /boot/") || $0.contains("/etc/initramfs-tools/") }) {
-                    try run(Self.chrootCommand(root, "update-initramfs -u -k all"), log: log)
-                }
-                let kernel = try copyBootFiles(root: root, to: work)
-                let incoming = try store.incoming(ref.name)
-                do {
-                    try moveTree(work, into: incoming, log: log)
-                    try? FileManager.default.copyItem(atPath: logPath, toPath: "\(incoming)/build.log")
-                    let info = ImageRevisionInfo(name: ref.name, from: "\(ref.name)@\(rev)", suite: source.suite, packages: source.packages,
-                                                 createdBy: createdBy, how: command == nil ? "shell" : "shell --command", note: note ?? command,
-                                                 kernel: kernel, seconds: Date().timeIntervalSince(started))
-                    return try store.publish(incoming, info: info)
-                } catch {
-                    try? FileManager.default.removeItem(atPath: incoming)
-                    throw error
-                }
-            } catch let e as BuildFailure {
-                log.write("FAILED: \(e.message)")
-                throw ImageStoreError("\(e.message) (log: \(logPath))")
+            try run(["cp", "-a", "--reflink=auto", original, root], log: log)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = Self.chrootCommand(root, command ?? "exec /bin/bash -l || exec /bin/sh")
+            var env = ProcessInfo.processInfo.environment
+            env["PS1"] = "(image \(ref.name)@\(rev)) \\w # "
+            p.environment = env
+            log.write("$ shell in a copy of \(ref.name)@\(rev)\(command.map { ": " + $0 } ?? "")")
+            try p.run()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { throw BuildFailure(message: "the shell exited with status \(p.terminationStatus): nothing committed") }
+            try finish(root: root, sshKey: nil, work: work, log: log)
+            let changes = try TreeDiff.compare(original, root)
+            guard !changes.isEmpty else { return nil }
+            if changes.lines.contains(where: { $0.hasPrefix("A /boot/") || $0.hasPrefix("C /boot/") || $0.contains("/etc/initramfs-tools/") }) {
+                try run(Self.chrootCommand(root, "update-initramfs -u -k all"), log: log)
             }
+            let kernel = try copyBootFiles(root: root, to: work)
+            let info = ImageRevisionInfo(name: ref.name, from: "\(ref.name)@\(rev)", suite: source.suite, packages: source.packages,
+                                         createdBy: createdBy, how: command == nil ? "shell" : "shell --command", note: note ?? command,
+                                         kernel: kernel, seconds: Date().timeIntervalSince(started))
+            return try publish(work, info, log: log, logPath: logPath)
         }
     }
 
