@@ -125,7 +125,7 @@ public struct ImageStore: Sendable {
     public func incoming(_ name: String) throws -> String {
         guard ImageRef.isName(name) else { throw ImageStoreError("\"\(name)\" is not a valid image name (\(ImageRef.nameRule))") }
         try FileManager.default.createDirectory(atPath: path(name), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-        let dir = "\(path(name))/.incoming-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let dir = "\(path(name))/.incoming-\(getpid())-\(UInt32.random(in: 0...UInt32.max))@\(Self.host)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
         return dir
     }
@@ -177,25 +177,32 @@ public struct ImageStore: Sendable {
     public func remove(_ name: String, revision: Int?) throws {
         let victim = revision.map { path(name, $0) } ?? path(name)
         guard isDirectory(victim) else { throw ImageStoreError(revision.map { "image \"\(name)\" has no revision \($0)" } ?? "no image \"\(name)\"") }
-        let doomed = "\(directory)/.removing-\(name)-\(revision ?? 0)-\(getpid())"
+        let doomed = "\(directory)/.removing-\(name)-\(revision ?? 0)-\(getpid())@\(Self.host)"
         guard rename(victim, doomed) == 0 else { throw ImageStoreError("removing \(victim): \(String(cString: strerror(errno)))") }
         try FileManager.default.removeItem(atPath: doomed)
     }
 
-    /// Deletes what an interrupted build or removal left behind (its process is gone).
+    /// This host's name: the store is shared by the masters (it is on the cluster volume), and
+    /// a process id means something only on the host that wrote it.
+    static let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
+
+    /// Deletes what an interrupted build or removal on this host left behind: ".incoming-PID-N@HOST"
+    /// and ".removing-NAME-REV-PID@HOST" whose process is gone. Another host's are left alone.
     public func sweep() {
-        func leftovers(_ dir: String, _ prefix: String) -> [String] {
-            ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix(prefix) }.filter { entry in
-                let pid = entry.dropFirst(prefix.count).split(separator: "-").first.flatMap { Int32($0) } ?? 0
-                return pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH)
-            }.map { "\(dir)/\($0)" }
+        func deadHere(_ entry: String, prefix: String) -> Bool {
+            guard entry.hasPrefix(prefix), let at = entry.lastIndex(of: "@"), entry[entry.index(after: at)...] == Self.host else { return false }
+            let fields = entry[entry.index(entry.startIndex, offsetBy: prefix.count)..<at].split(separator: "-")
+            let pid = (prefix == ".incoming-" ? fields.first : fields.last).flatMap { Int32($0) } ?? 0
+            return pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH)
         }
-        for name in ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []) where ImageRef.isName(name) {
-            for d in leftovers(path(name), ".incoming-") { try? FileManager.default.removeItem(atPath: d) }
+        let top = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in top where ImageRef.isName(name) {
+            for entry in ((try? FileManager.default.contentsOfDirectory(atPath: path(name))) ?? []) where deadHere(entry, prefix: ".incoming-") {
+                try? FileManager.default.removeItem(atPath: "\(path(name))/\(entry)")
+            }
         }
-        for entry in ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []) where entry.hasPrefix(".removing-") {
-            let pid = entry.split(separator: "-").last.flatMap { Int32($0) } ?? 0
-            if pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH) { try? FileManager.default.removeItem(atPath: "\(directory)/\(entry)") }
+        for entry in top where deadHere(entry, prefix: ".removing-") {
+            try? FileManager.default.removeItem(atPath: "\(directory)/\(entry)")
         }
     }
 

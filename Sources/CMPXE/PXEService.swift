@@ -380,7 +380,8 @@ public final class PXEService: Sendable {
     /// STATE_DIR/identity/MAC/, so a node has the same key at every boot and on every image.
     /// A private key goes only to the node itself: a request from the address DHCP gave that
     /// MAC address, its fixed address, or (proxy mode) the address it fetched its boot script
-    /// from. Returns the key file, or why not.
+    /// from. Returns the key file, or why not. ssh-keygen runs on the caller's thread (an HTTP
+    /// boot loop): once per node in its lifetime, about 50 ms.
     func hostKey(mac: MACAddress, client: IPv4Address, now: Date = Date()) -> Result<String, IdentityRefusal> {
         let allowed: Bool = state.withLock { s in
             guard let node = s.nodes[mac] else { return false }
@@ -549,7 +550,7 @@ public final class PXEService: Sendable {
         if let problem = validate(name: r.name, address: r.address, group: r.group, image: r.image.flatMap { $0.isEmpty ? nil : $0 },
                                   except: node.mac, in: s) { throw problem }
         if let nextImage = r.nextImage, !nextImage.isEmpty, ImageRef(nextImage) == nil {
-            throw WireError(.invalidArgument, "\"\(nextImage)\" is not an image name")
+            throw WireError(.invalidArgument, "\"\(nextImage)\" is not an image (NAME or NAME@REVISION)")
         }
         if let v = r.name { node.name = v }
         if let v = r.address { node.address = v }

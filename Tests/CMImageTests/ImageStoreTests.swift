@@ -64,12 +64,17 @@ import Testing
         let store = try tempStore()
         defer { try? FileManager.default.removeItem(atPath: store.directory) }
         let dir = try store.incoming("half")
-        // A staging directory of a process that is gone.
-        let orphan = "\(store.path("half"))/.incoming-999999999-1"
+        // A staging directory of a process of this host that is gone, and one of another
+        // master's (the store is shared): only the first is swept.
+        let here = dir.split(separator: "@").last.map(String.init) ?? ""
+        let orphan = "\(store.path("half"))/.incoming-999999999-1@\(here)"
+        let other = "\(store.path("half"))/.incoming-999999999-2@another-master"
         try FileManager.default.moveItem(atPath: dir, toPath: orphan)
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: false)
         #expect(store.images().isEmpty)
         store.sweep()
         #expect(!FileManager.default.fileExists(atPath: orphan))
+        #expect(FileManager.default.fileExists(atPath: other))
     }
 
     @Test func invalidNamesAreRefusedBeforeAnythingIsWritten() throws {
