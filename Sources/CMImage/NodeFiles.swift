@@ -1,6 +1,7 @@
 /// The files every image gets so that a node boots it from the shared root: written into the
 /// root after its essential packages (so the kernel's initramfs is made with them once) and
-/// after the rest (the identity and SSH parts). See docs/images.md.
+/// after the rest (the identity and SSH parts). See docs/operations.md, "Node images and the
+/// shared root", and docs/architecture.md.
 public enum NodeFiles {
     /// The kernel command line keys the boot script reads (cm-pxed writes them):
     ///   boot=clustermaker                 use this script instead of local/nfs
