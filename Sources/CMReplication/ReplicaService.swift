@@ -153,7 +153,7 @@ public final class ReplicaService: Sendable {
         let old = try? String(contentsOfFile: file, encoding: .utf8)
         state.withLock { $0.exports = exports.exports.count }
         if old == text { return ExportsSyncReply(exports: exports.exports.count, reloaded: false) }
-        try Self.replace(file, with: text)
+        try GaneshaExports.install(text, at: file)
         logger.notice("wrote \(exports.exports.count) NFS exports to \(file)")
         switch reloadGanesha(c.nfs.ganeshaPidFile) {
         case .reloaded: break
@@ -161,25 +161,11 @@ public final class ReplicaService: Sendable {
             // Nothing to put back: ganesha reads this file when it starts.
             throw GlusterError(why)
         case .died(let why):
-            if let old { try? Self.replace(file, with: old) }
+            if let old { try? GaneshaExports.install(old, at: file) }
             throw GlusterError(why)
         }
         state.withLock { $0.lastReload = Date() }
         return ExportsSyncReply(exports: exports.exports.count, reloaded: true)
-    }
-
-    /// Written beside the file and renamed over it: ganesha never reads half of it.
-    static func replace(_ file: String, with text: String) throws {
-        let tmp = "\(file).tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SystemError("creating \(tmp)") }
-        let bytes = Array(text.utf8)
-        let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(tmp, file) == 0 else {
-            unlink(tmp)
-            throw SystemError("writing \(file)")
-        }
     }
 
     enum Reload { case reloaded, notRunning(String), died(String) }

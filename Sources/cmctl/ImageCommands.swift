@@ -285,9 +285,7 @@ extension Image {
                 let t = b == .vfs ? (top ?? (store.directory as NSString).deletingLastPathComponent) : ""
                 let text = GaneshaExports.forStore(store, top: t, backend: b, volume: volume, volumeServer: volumeServer, clients: nets).render()
                 guard let output else { return print(text, terminator: "") }
-                let tmp = "\(output).tmp-\(getpid())"
-                try text.write(toFile: tmp, atomically: false, encoding: .utf8)
-                guard rename(tmp, output) == 0 else { throw CLIError.failed("renaming \(tmp) to \(output): \(String(cString: strerror(errno)))") }
+                try catching { try GaneshaExports.install(text, at: output) }
             }
         }
     }
