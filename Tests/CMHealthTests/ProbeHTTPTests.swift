@@ -143,7 +143,8 @@ import Testing
         let r = await httpProbe(engine, request("http://127.0.0.1:\(silent.port)/", timeout: .milliseconds(300)))
         let elapsed = ContinuousClock.now - start
         #expect(!r.ok && r.message == "timeout after 300ms", "\(r.message)")
-        #expect(elapsed >= .milliseconds(290) && elapsed < .seconds(1), "\(elapsed)")
+        // The probe's own timer, not a hang: the silent server never answers at all.
+        #expect(elapsed >= .milliseconds(290) && elapsed < .seconds(5), "\(elapsed)")
     }
 
     @Test func onlyHTTPSchemesAreAllowed() async {

@@ -16,9 +16,11 @@ import Testing
 
     @Test func closedPortIsRefused() async {
         guard let closed = ProbeTestSocket(.closed) else { return }
-        let r = await prober.probe(local, port: closed.port, timeout: .seconds(1))
+        let r = await prober.probe(local, port: closed.port, timeout: .seconds(5))
         #expect(!r.ok && r.message == "connect: Connection refused", "\(r.message)")
-        #expect(r.latency < .seconds(1))
+        // Refused, not timed out: well under the 5 s timer even on a machine busy with other
+        // tests (1.1 s seen when every suite ran at once on two cores).
+        #expect(r.latency < .seconds(4), "\(r.latency)")
     }
 
     @Test func droppedSynTimesOut() async {
