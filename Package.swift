@@ -94,6 +94,7 @@ let package = Package(
         .target(name: "CMReplication", dependencies: [
             "CMTypes", "CMConfig", "CMImage", "CMWire",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: swiftSettings),
         // Network boot: DHCP/proxyDHCP, TFTP and HTTP servers, node inventory.
         .target(name: "CMPXE", dependencies: [
@@ -126,7 +127,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "cm-replicad", dependencies: [
-            "CMReplication", "CMDaemon", "CMConfig", "CMWire",
+            "CMReplication", "CMDaemon", "CMConfig", "CMWire", "CMTypes",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
@@ -135,7 +136,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
 
-        .testTarget(name: "CMReplicationTests", dependencies: ["CMReplication", "CMImage", "CMConfig", "CMTypes"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMReplicationTests", dependencies: ["CMReplication", "CMImage", "CMConfig", "CMTypes", "CMWire",
+                                                      .product(name: "GRDB", package: "GRDB.swift")], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "CMImageTests", dependencies: ["CMImage", "CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMTypesTests", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMWireTests", dependencies: ["CMWire", "CMTypes", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),

@@ -32,8 +32,34 @@ public struct ReplicadConfig: Sendable, Equatable {
         public var scanInterval: Duration = .seconds(2)
     }
 
+    /// Master → standby replication of the daemons' SQLite state through the volume.
+    public struct State: Sendable, Equatable {
+        /// This master's name: its replicas live in VOLUME/state/NAME on the volume. Unique
+        /// among the masters (cluster.toml's [[master]] names); default: the host name.
+        public var master = ""
+        /// Follow cm-vipd's role: only the active master publishes its state. Off: this
+        /// master is always the active one (a single master without cm-vipd).
+        public var followVipd = true
+        /// How often each database is looked at for commits; a change is copied at once, so
+        /// this is most of the recovery point (RPO).
+        public var interval: Duration = .milliseconds(100)
+        /// The databases replicated, by the daemon that owns each (it asks for its own back
+        /// when its master becomes active).
+        public var databases: [Database] = [Database(name: "pxed", path: "/var/lib/clustermaker/pxed/pxed.sqlite")]
+    }
+
+    public struct Database: Sendable, Equatable {
+        public var name: String
+        public var path: String
+        public init(name: String, path: String) {
+            self.name = name
+            self.path = path
+        }
+    }
+
     public var volume = Volume()
     public var nfs = NFS()
+    public var state = State()
 
     public init() {}
 
@@ -78,9 +104,48 @@ public struct ReplicadConfig: Sendable, Equatable {
         }
         config.nfs.scanInterval = n.duration("scan_interval", range: .milliseconds(200) ... .seconds(3600), default: .seconds(2))
         n.finish()
+
+        let st = root.table("state")
+        let master = st.string("master", default: Self.hostName())
+        if isMasterName(master) { config.state.master = master } else {
+            st.error("master", "\"\(master)\" is not a master name (1-63 of a-z, 0-9, \"-\")")
+        }
+        config.state.followVipd = st.bool("follow_vipd", default: true)
+        config.state.interval = st.duration("interval", range: .milliseconds(20) ... .seconds(3600), default: .milliseconds(100))
+        st.finish()
+        if root.has("database") {
+            config.state.databases = []
+            for d in root.tables("database") {
+                guard let name = d.string("name", required: true), let path = d.string("path", required: true) else { d.finish(); continue }
+                if !isMasterName(name) {
+                    d.error("name", "\"\(name)\" is not a database name (1-63 of a-z, 0-9, \"-\"; the owning daemon's, e.g. \"pxed\")")
+                } else if config.state.databases.contains(where: { $0.name == name }) {
+                    d.error("name", "database \"\(name)\" is listed twice")
+                } else if !path.hasPrefix("/") || path.contains("\n") || path.hasSuffix("/") {
+                    d.error("path", "\"\(path)\" is not an absolute file path")
+                } else {
+                    config.state.databases.append(Database(name: name, path: path))
+                }
+                d.finish()
+            }
+        }
         root.finish()
         try doc.check()
         return config
+    }
+
+    /// A master's or database's name: a DNS label in lower case (it names a directory on
+    /// the volume).
+    public static func isMasterName(_ s: String) -> Bool {
+        (1...63).contains(s.utf8.count) && !s.hasPrefix("-")
+            && s.utf8.allSatisfy { (0x61...0x7a).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2d }
+    }
+
+    static func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buf, buf.count) == 0 else { return "master" }
+        let name = String(cString: buf).split(separator: ".").first.map(String.init)?.lowercased() ?? "master"
+        return isMasterName(name) ? name : "master"
     }
 
     public static func isVolumeName(_ s: String) -> Bool {

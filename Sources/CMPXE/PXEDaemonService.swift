@@ -12,6 +12,7 @@ public final class PXEDaemonService: Sendable {
     public let service: PXEService
     let logger: Logger
     let vipdSocket: String
+    let replicadSocket: String
     private let dhcp: DHCPServer?
     private let tftp: TFTPServer?
     private let http: HTTPBootServer
@@ -23,6 +24,7 @@ public final class PXEDaemonService: Sendable {
         service = try PXEService(config: config, stateDirectory: stateDirectory, events: events, logger: logger)
         self.logger = logger
         vipdSocket = SuiteDaemon.vipd.socketPath(runtimeDirectory: runtimeDirectory)
+        replicadSocket = SuiteDaemon.replicad.socketPath(runtimeDirectory: runtimeDirectory)
         opened = config.pxed
         for dir in [service.bootDirectory, service.imagesDirectory] {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -57,6 +59,10 @@ public final class PXEDaemonService: Sendable {
             return
         }
         let service = self.service
+        let role: @Sendable (MasterRole) async -> Void = { role in
+            if role == .active, !service.isActive { await self.restoreReplicatedState() }
+            service.setActive(role == .active)
+        }
         await WireFollower.follow(.vipd, socket: vipdSocket, peer: "cm-pxed", topics: [Topic.vip], logger: logger, failed: { error in
             // Without cm-vipd this master cannot know it is the active one: stay silent
             // rather than answer DHCP beside another master.
@@ -64,12 +70,27 @@ public final class PXEDaemonService: Sendable {
             return "cannot follow cm-vipd's role (\(error)); DHCP stays silent"
         }) { conn in
             let status = try await conn.request(MessageType.vipStatus, Empty(), as: VipStatusReply.self)
-            service.setActive(status.role == .active)
+            await role(status.role)
             while let event = try await conn.nextEvent() {
                 guard event.header.type == MessageType.vipRole else { continue }
-                service.setActive(try event.body(as: VipRoleChange.self).role == .active)
+                await role(try event.body(as: VipRoleChange.self).role)
             }
             throw WireError(.unavailable, "cm-vipd closed the connection")
+        }
+    }
+
+    /// Before answering as the active master: cm-replicad restores the newest replicated
+    /// inventory and leases (the other master's, when it was active last) into the database,
+    /// and they are read again. Without cm-replicad the local database is served, and said so.
+    func restoreReplicatedState() async {
+        do {
+            let reply = try await WireClient.withConnection(path: replicadSocket, daemon: SuiteDaemon.replicad.name, peer: "cm-pxed") { conn in
+                try await conn.request(MessageType.stateReady, StateReadyRequest(database: SuiteDaemon.pxed.short), as: StateReadyReply.self)
+            }
+            if reply.restoredFrom != nil { try service.reloadInventory() }
+            logger.notice("replicated state: \(reply.message)")
+        } catch {
+            logger.warning("the replicated state was not restored (\(error)); serving the local inventory and leases")
         }
     }
 

@@ -93,6 +93,18 @@ public final class PXEService: Sendable {
 
     var isActive: Bool { state.withLock { $0.active } }
 
+    /// Reads the nodes and leases again from the database: cm-replicad restored the newest
+    /// replicated state into it because this master became active.
+    public func reloadInventory() throws {
+        let nodes = NodeTable(try inventory.nodes())
+        let leases = try inventory.leases()
+        state.withLock { s in
+            s.nodes = nodes
+            s.machine = Self.machine(s.config, nodes: nodes, leases: leases)
+        }
+        logger.notice("inventory reloaded: \(nodes.count) nodes, \(leases.count) leases")
+    }
+
     // MARK: Directories
 
     public var bootDirectory: String { config.pxed.bootDirectory ?? (stateDirectory as NSString).appendingPathComponent("boot") }

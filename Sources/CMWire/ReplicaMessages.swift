@@ -1,3 +1,4 @@
+import CMTypes
 import Foundation
 
 // cm-replicad: the cluster filesystem (GlusterFS volume) and its NFS exports.
@@ -62,5 +63,120 @@ public struct ExportsSyncReply: Codable, Sendable, Equatable {
     public init(exports: Int, reloaded: Bool) {
         self.exports = exports
         self.reloaded = reloaded
+    }
+}
+
+// cm-replicad: the daemons' SQLite state, replicated from the active master through the volume.
+extension MessageType {
+    /// This master's replication: role, epoch, each database's copy, the other masters' replicas.
+    public static let stateStatus = "state.status"
+    /// A daemon whose master became active waits here until its database holds the newest
+    /// replicated state (body `StateReadyRequest`, reply `StateReadyReply`).
+    public static let stateReady = "state.ready"
+}
+
+public struct StateReadyRequest: Codable, Sendable, Equatable {
+    /// The database's name in replicad.toml ("pxed").
+    public var database: String
+    public init(database: String) { self.database = database }
+}
+
+public struct StateReadyReply: Codable, Sendable, Equatable {
+    /// The master whose replica was restored into the database; nil when the local database
+    /// was already the newest (or there is no replica yet).
+    public var restoredFrom: String?
+    public var epoch: Epoch?
+    /// When that replica was copied on its master: the state is as of then.
+    public var copied: Date?
+    public var message: String
+    public init(restoredFrom: String?, epoch: Epoch?, copied: Date?, message: String) {
+        self.restoredFrom = restoredFrom
+        self.epoch = epoch
+        self.copied = copied
+        self.message = message
+    }
+}
+
+/// One database as this master replicates it.
+public struct DatabaseReplication: Codable, Sendable, Equatable {
+    public var name: String
+    public var path: String
+    /// The last copy this master published (active) or the newest one it could restore (standby).
+    public var copied: Date?
+    public var bytes: Int?
+    /// A commit seen and not yet on the volume since then: the replication lag.
+    public var pendingSince: Date?
+    public var problem: String?
+    public init(name: String, path: String, copied: Date?, bytes: Int?, pendingSince: Date?, problem: String?) {
+        self.name = name
+        self.path = path
+        self.copied = copied
+        self.bytes = bytes
+        self.pendingSince = pendingSince
+        self.problem = problem
+    }
+}
+
+/// A master's replica directory on the volume (its meta.json).
+public struct MasterReplica: Codable, Sendable, Equatable {
+    public var master: String
+    public var epoch: Epoch
+    /// When this master became active at that epoch.
+    public var since: Date
+    /// Its last copy.
+    public var updated: Date
+    public var databases: [String: Date]
+    public init(master: String, epoch: Epoch, since: Date, updated: Date, databases: [String: Date]) {
+        self.master = master
+        self.epoch = epoch
+        self.since = since
+        self.updated = updated
+        self.databases = databases
+    }
+}
+
+/// State that a master wrote while another with a newer epoch was active (a partition): not
+/// in the cluster's state, never merged, kept where `path` says.
+public struct ReplicaConflict: Codable, Sendable, Equatable {
+    public var master: String
+    public var epoch: Epoch
+    /// Its last write, after `newerSince` (when the newer epoch began).
+    public var updated: Date
+    public var newerMaster: String
+    public var newerEpoch: Epoch
+    public var newerSince: Date
+    public var path: String
+    public init(master: String, epoch: Epoch, updated: Date, newerMaster: String, newerEpoch: Epoch, newerSince: Date, path: String) {
+        self.master = master
+        self.epoch = epoch
+        self.updated = updated
+        self.newerMaster = newerMaster
+        self.newerEpoch = newerEpoch
+        self.newerSince = newerSince
+        self.path = path
+    }
+}
+
+public struct StateStatusReply: Codable, Sendable, Equatable {
+    public var master: String
+    public var role: MasterRole
+    public var epoch: Epoch
+    /// Active and done restoring: this master's commits are being copied to the volume.
+    public var publishing: Bool
+    public var databases: [DatabaseReplication]
+    /// Every master's replica on the volume, newest epoch first.
+    public var replicas: [MasterReplica]
+    public var conflicts: [ReplicaConflict]
+    public var problem: String?
+    public init(master: String, role: MasterRole, epoch: Epoch, publishing: Bool, databases: [DatabaseReplication], replicas: [MasterReplica],
+                conflicts: [ReplicaConflict], problem: String?) {
+        self.master = master
+        self.role = role
+        self.epoch = epoch
+        self.publishing = publishing
+        self.databases = databases
+        self.replicas = replicas
+        self.conflicts = conflicts
+        self.problem = problem
     }
 }

@@ -1,33 +1,75 @@
 import CMConfig
 import CMDaemon
 import CMReplication
+import CMTypes
 import CMWire
 import Logging
 
-/// cm-replicad plugged into the shared daemon lifecycle.
+/// cm-replicad plugged into the shared daemon lifecycle: the volume and its exports
+/// (`ReplicaService`), and the daemons' state replicated through it (`StateReplicator`),
+/// whose direction follows cm-vipd's role.
 struct ReplicaDaemon: Daemon {
     static let suite = SuiteDaemon.replicad
 
     let service: ReplicaService
+    let replicator: StateReplicator
+    let vipdSocket: String
+    let logger: Logger
 
     static func loadConfiguration(configDir: String) throws -> ReplicadConfig {
         try ReplicadConfig.load(configDir: configDir)
     }
 
     static func make(configuration: ReplicadConfig, options: DaemonOptions, events: EventHub, logger: Logger) async throws -> ReplicaDaemon {
-        ReplicaDaemon(service: ReplicaService(config: configuration, logger: logger))
+        ReplicaDaemon(service: ReplicaService(config: configuration, logger: logger),
+                      replicator: StateReplicator(config: configuration, workDirectory: options.stateDirectory(daemon: name), logger: logger),
+                      vipdSocket: SuiteDaemon.vipd.socketPath(runtimeDirectory: options.runtimeDir), logger: logger)
     }
 
     func routes(into router: inout WireRouter) {
-        let service = service
+        let service = service, replicator = replicator
         router.on(MessageType.volumeStatus, Empty.self) { _, _ in service.status() }
         router.on(MessageType.exportsSync, Empty.self) { _, _ in
             do { return try service.syncExports() } catch { throw WireError(.internal, "\(error)") }
         }
+        router.on(MessageType.stateStatus, Empty.self) { _, _ in replicator.status() }
+        router.on(MessageType.stateReady, StateReadyRequest.self) { request, _ in try await replicator.ready(request.database) }
     }
 
-    func run() async throws { await service.run() }
-    func apply(_ configuration: ReplicadConfig) async throws { service.apply(configuration) }
-    var statusLine: String { service.statusLine }
+    func run() async throws {
+        let service = service, replicator = replicator, vipdSocket = vipdSocket, logger = logger
+        let follow = service.config.state.followVipd
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await service.run() }
+            group.addTask { await replicator.run() }
+            if follow {
+                group.addTask {
+                    await WireFollower.follow(.vipd, socket: vipdSocket, peer: "cm-replicad", topics: [Topic.vip], logger: logger, failed: { error in
+                        // Without cm-vipd this master cannot know it is the active one: it
+                        // publishes nothing rather than beside another master.
+                        replicator.setRole(.standby, epoch: Epoch(0))
+                        return "cannot follow cm-vipd's role (\(error)); not publishing state"
+                    }) { conn in
+                        let status = try await conn.request(MessageType.vipStatus, Empty(), as: VipStatusReply.self)
+                        replicator.setRole(status.role, epoch: status.epoch)
+                        while let event = try await conn.nextEvent() {
+                            guard event.header.type == MessageType.vipRole else { continue }
+                            let change = try event.body(as: VipRoleChange.self)
+                            replicator.setRole(change.role, epoch: change.epoch)
+                        }
+                        throw WireError(.unavailable, "cm-vipd closed the connection")
+                    }
+                }
+            }
+            await group.waitForAll()
+        }
+    }
+
+    func apply(_ configuration: ReplicadConfig) async throws {
+        service.apply(configuration)
+        replicator.apply(configuration)
+    }
+
+    var statusLine: String { "\(service.statusLine); \(replicator.statusLine)" }
     func shutdown() async {}
 }

@@ -82,6 +82,30 @@ func fixture(_ name: String) throws -> XMLTree {
         #expect(c.volume.pingTimeout == .seconds(3))
         #expect(c.nfs.clients.map(\.description) == ["10.77.0.0/24"])
         #expect(c.nfs.exportsFile == "/etc/ganesha/clustermaker-exports.conf")
+        #expect(c.state.followVipd && c.state.interval == .milliseconds(100))
+        #expect(c.state.databases == [ReplicadConfig.Database(name: "pxed", path: "/var/lib/clustermaker/pxed/pxed.sqlite")])
+        #expect(ReplicadConfig.isMasterName(c.state.master))
+    }
+
+    @Test func theStateSectionAndItsDatabases() throws {
+        let c = try parse("""
+            [volume]
+            address = "10.77.0.1"
+            [nfs]
+            clients = ["10.77.0.0/24"]
+            [state]
+            master = "master2"
+            follow_vipd = false
+            interval = "50ms"
+            [[database]]
+            name = "pxed"
+            path = "/srv/state/pxed.sqlite"
+            [[database]]
+            name = "healthd"
+            path = "/srv/state/healthd.sqlite"
+            """)
+        #expect(c.state.master == "master2" && !c.state.followVipd && c.state.interval == .milliseconds(50))
+        #expect(c.state.databases.map(\.name) == ["pxed", "healthd"])
     }
 
     @Test func errorsNameTheKey() {
@@ -92,6 +116,10 @@ func fixture(_ name: String) throws -> XMLTree {
             ("[volume]\naddress = \"10.77.0.1\"\nname = \"a/b\"\n[nfs]\nclients = [\"10.77.0.0/24\"]\n", "not a GlusterFS volume name"),
             ("[volume]\naddress = \"10.77.0.1\"\n[nfs]\nclients = [\"10.77.0.1/24\"]\n", "not an IPv4 network"),
             ("[volume]\naddress = \"10.77.0.1\"\nbogus = 1\n[nfs]\nclients = [\"10.77.0.0/24\"]\n", "bogus"),
+            ("[volume]\naddress = \"10.77.0.1\"\n[nfs]\nclients = [\"10.77.0.0/24\"]\n[state]\nmaster = \"Master_1\"\n", "not a master name"),
+            ("[volume]\naddress = \"10.77.0.1\"\n[nfs]\nclients = [\"10.77.0.0/24\"]\n[[database]]\nname = \"pxed\"\npath = \"x.db\"\n", "not an absolute file path"),
+            ("[volume]\naddress = \"10.77.0.1\"\n[nfs]\nclients = [\"10.77.0.0/24\"]\n[[database]]\nname = \"pxed\"\npath = \"/a\"\n[[database]]\nname = \"pxed\"\npath = \"/b\"\n", "listed twice"),
+            ("[volume]\naddress = \"10.77.0.1\"\n[nfs]\nclients = [\"10.77.0.0/24\"]\n[[database]]\npath = \"/a\"\n", "name"),
         ] {
             do {
                 _ = try parse(text)
