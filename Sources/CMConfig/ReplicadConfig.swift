@@ -42,7 +42,7 @@ public struct ReplicadConfig: Sendable, Equatable {
         public var followVipd = true
         /// How often each database is looked at for commits; a change is copied at once, so
         /// this is most of the recovery point (RPO).
-        public var interval: Duration = .milliseconds(100)
+        public var interval: Duration = .milliseconds(50)
         /// The databases replicated, by the daemon that owns each (it asks for its own back
         /// when its master becomes active).
         public var databases: [Database] = [Database(name: "pxed", path: "/var/lib/clustermaker/pxed/pxed.sqlite")]
@@ -111,7 +111,7 @@ public struct ReplicadConfig: Sendable, Equatable {
             st.error("master", "\"\(master)\" is not a master name (1-63 of a-z, 0-9, \"-\")")
         }
         config.state.followVipd = st.bool("follow_vipd", default: true)
-        config.state.interval = st.duration("interval", range: .milliseconds(20) ... .seconds(3600), default: .milliseconds(100))
+        config.state.interval = st.duration("interval", range: .milliseconds(20) ... .seconds(3600), default: .milliseconds(50))
         st.finish()
         if root.has("database") {
             config.state.databases = []
@@ -142,9 +142,9 @@ public struct ReplicadConfig: Sendable, Equatable {
     }
 
     static func hostName() -> String {
-        var buf = [CChar](repeating: 0, count: 256)
-        guard gethostname(&buf, buf.count) == 0 else { return "master" }
-        let name = String(cString: buf).split(separator: ".").first.map(String.init)?.lowercased() ?? "master"
+        var buf = [UInt8](repeating: 0, count: 256)
+        guard gethostname(&buf, buf.count - 1) == 0 else { return "master" }
+        let name = String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self).split(separator: ".").first.map(String.init)?.lowercased() ?? "master"
         return isMasterName(name) ? name : "master"
     }
 

@@ -83,14 +83,25 @@ public final class PXEDaemonService: Sendable {
     /// inventory and leases (the other master's, when it was active last) into the database,
     /// and they are read again. Without cm-replicad the local database is served, and said so.
     func restoreReplicatedState() async {
-        do {
-            let reply = try await WireClient.withConnection(path: replicadSocket, daemon: SuiteDaemon.replicad.name, peer: "cm-pxed") { conn in
-                try await conn.request(MessageType.stateReady, StateReadyRequest(database: SuiteDaemon.pxed.short), as: StateReadyReply.self)
+        // cm-replicad waits up to 10 s per request for its volume and the restore; a stale
+        // inventory would hand out leases the other master gave, so it is asked again for a
+        // minute before the local one is served.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            do {
+                let reply = try await WireClient.withConnection(path: replicadSocket, daemon: SuiteDaemon.replicad.name, peer: "cm-pxed") { conn in
+                    try await conn.request(MessageType.stateReady, StateReadyRequest(database: SuiteDaemon.pxed.short), as: StateReadyReply.self)
+                }
+                if reply.restoredFrom != nil { try service.reloadInventory() }
+                logger.notice("replicated state: \(reply.message)")
+                return
+            } catch let error as WireError where error.code == .unavailable && ContinuousClock.now < deadline {
+                logger.warning("waiting for cm-replicad to restore the replicated state: \(error.message)")
+                try? await Task.sleep(for: .milliseconds(500))
+            } catch {
+                logger.error("the replicated state was not restored (\(error)); serving the local inventory and leases")
+                return
             }
-            if reply.restoredFrom != nil { try service.reloadInventory() }
-            logger.notice("replicated state: \(reply.message)")
-        } catch {
-            logger.warning("the replicated state was not restored (\(error)); serving the local inventory and leases")
         }
     }
 

@@ -24,6 +24,8 @@ public final class StateReplicator: Sendable {
         var dataVersion: Int?
         var copied: Date?
         var bytes: Int?
+        /// How long the last copy took, from seeing the commit to the volume's rename.
+        var copySeconds: Double?
         var pendingSince: Date?
         var problem: String?
     }
@@ -33,22 +35,37 @@ public final class StateReplicator: Sendable {
         var volumeMount: String
         var role: MasterRole = .standby
         var epoch = Epoch(0)
+        /// When this master became active (the hand-over wait counts from it).
+        var activeAt = Date()
+        /// When its takeover finished: the state it publishes is this master's since then.
+        /// A replica of an older epoch copied later than this is a conflict (a partition).
         var since = Date()
         /// The epoch whose restore is done: publishing and `state.ready` wait for it.
         var readyEpoch: Epoch?
         var restored: StateReadyReply?
         var sources: [String: Source] = [:]
         var problem: String?
+        var waiting: String?
     }
 
     let state: Mutex<State>
     let workDirectory: String
     let logger: Logger
+    /// Whether the volume is mounted at the path: until it is, the mount point is an empty
+    /// local directory, where "no replica yet" would be a lie and a copy would be hidden.
+    let volumeMounted: @Sendable (String) -> Bool
+    /// Steps and hand-overs, one at a time: both write the same files.
+    let work = Mutex(())
+    /// How long a master taking over waits for the previous one's last copy.
+    let handOverWait: Duration
 
     /// - Parameters:
     ///   - workDirectory: local scratch space (cm-replicad's state directory): copies are made
     ///     there and only whole files go to the volume.
-    public init(config: ReplicadConfig, workDirectory: String, logger: Logger) {
+    public init(config: ReplicadConfig, workDirectory: String, logger: Logger,
+                volumeMounted: @escaping @Sendable (String) -> Bool = { ReplicaService.isMounted($0) }, handOverWait: Duration = .seconds(2)) {
+        self.volumeMounted = volumeMounted
+        self.handOverWait = handOverWait
         var s = State(config: config.state, volumeMount: config.volume.mount)
         if !config.state.followVipd { s.role = .active }
         state = Mutex(s)
@@ -72,17 +89,48 @@ public final class StateReplicator: Sendable {
     /// This master's role from cm-vipd. Becoming active restores the newest replica before
     /// anything is published; becoming standby stops publishing.
     public func setRole(_ role: MasterRole, epoch: Epoch) {
-        let changed = state.withLock { s -> Bool in
-            guard s.role != role || s.epoch != epoch else { return false }
-            s.role = role
-            s.epoch = epoch
-            s.since = Date()
+        enum Change { case none, epochOnly, role(wasPublishing: Bool, epoch: Epoch, since: Date) }
+        let change = state.withLock { s -> Change in
+            guard s.role != role || s.epoch != epoch else { return .none }
+            defer { s.role = role; s.epoch = epoch }
+            for k in s.sources.keys { s.sources[k]?.dataVersion = nil }
+            if s.role == role {
+                // Still active, new epoch (a split brain this master survived): its state
+                // stands and is published again under the new epoch; nothing is restored.
+                if s.readyEpoch != nil { s.readyEpoch = epoch }
+                return .epochOnly
+            }
+            let change = Change.role(wasPublishing: s.role == .active && s.readyEpoch == s.epoch, epoch: s.epoch, since: s.since)
+            s.activeAt = Date()
             s.readyEpoch = nil
             s.restored = nil
-            for k in s.sources.keys { s.sources[k]?.dataVersion = nil }
-            return true
+            return change
         }
-        if changed { logger.notice("role \(role.rawValue), epoch \(epoch): \(role == .active ? "restoring the newest replica, then publishing" : "not publishing")") }
+        switch change {
+        case .none:
+            return
+        case .epochOnly:
+            logger.notice("still active, epoch \(epoch): the state stands and is published under the new epoch")
+        case .role(let wasPublishing, let oldEpoch, let oldSince):
+            logger.notice("role \(role.rawValue), epoch \(epoch): \(role == .active ? "restoring the newest replica, then publishing" : "not publishing")")
+            if role == .standby, wasPublishing { handOver(epoch: oldEpoch, since: oldSince) }
+        }
+    }
+
+    /// Leaving the active role: the last commits are copied under the epoch they were made
+    /// in, and the replica is marked as handed over, so that the master taking over knows no
+    /// more copies will come.
+    func handOver(epoch: Epoch, since: Date) {
+        work.withLock { _ in
+            guard volumeMounted(state.withLock { $0.volumeMount }) else { return }
+            for db in state.withLock({ $0.config.databases }) { _ = publish(db, epoch: epoch, since: since) }
+            do {
+                try writeMeta(epoch: epoch, since: since, copied: [:], handedOver: Date())
+                logger.notice("handed over: the last copies of epoch \(epoch) are on the volume")
+            } catch {
+                logger.error("handing over: \(error)")
+            }
+        }
     }
 
     // MARK: The loop's step
@@ -91,30 +139,49 @@ public final class StateReplicator: Sendable {
     /// every database that changed. Returns the problem, if any (also kept for status).
     @discardableResult
     public func step() -> String? {
-        let (role, epoch, ready) = state.withLock { ($0.role, $0.epoch, $0.readyEpoch) }
-        guard role == .active else { return nil }
-        var problem: String?
-        if ready != epoch {
-            do { try takeOver(epoch: epoch) } catch { problem = "restoring the newest replica: \(error)" }
-        } else {
-            for db in state.withLock({ $0.config.databases }) {
-                if let p = publish(db) { problem = problem ?? p }
+        work.withLock { _ in
+            let (role, epoch, since, activeAt, ready, mount) = state.withLock { ($0.role, $0.epoch, $0.since, $0.activeAt, $0.readyEpoch, $0.volumeMount) }
+            guard role == .active else { return nil }
+            var problem: String?
+            if !volumeMounted(mount) {
+                problem = "the volume is not mounted at \(mount) yet: nothing is restored or published until it is"
+            } else if ready != epoch {
+                do {
+                    try takeOver(epoch: epoch, activeAt: activeAt)
+                } catch let waiting as Waiting {
+                    if state.withLock({ $0.waiting != waiting.description }) { logger.notice("\(waiting)") }
+                    state.withLock { $0.waiting = waiting.description }
+                } catch {
+                    problem = "restoring the newest replica: \(error)"
+                }
+            } else {
+                for db in state.withLock({ $0.config.databases }) {
+                    if let p = publish(db, epoch: epoch, since: since) { problem = problem ?? p }
+                }
             }
+            let changed = state.withLock { s -> Bool in
+                defer { s.problem = problem }
+                return s.problem != problem
+            }
+            if changed, let problem { logger.error("\(problem)") }
+            return problem
         }
-        let changed = state.withLock { s -> Bool in
-            defer { s.problem = problem }
-            return s.problem != problem
-        }
-        if changed, let problem { logger.error("\(problem)") }
-        return problem
     }
 
     /// Restores every database from the newest replica (unless this master's own is the
     /// newest), keeps this master's older directory aside when it holds writes made after
-    /// the newer epoch began, and then lets publishing start.
-    func takeOver(epoch: Epoch) throws {
+    /// the newer epoch began, and then lets publishing start. A master that may still be
+    /// copying (no hand-over mark, a copy within the last few intervals) is waited for, up
+    /// to `handOverWait` after this master became active.
+    func takeOver(epoch: Epoch, activeAt: Date) throws {
         let me = master
         let replicas = try Self.readReplicas(root)
+        let interval = state.withLock { $0.config.interval }
+        let silence = max(Self.seconds(interval) * 3, 0.3)
+        if Date().timeIntervalSince(activeAt) < Self.seconds(handOverWait),
+           let busy = replicas.first(where: { $0.master != me && $0.handedOver == nil && Date().timeIntervalSince($0.updated) < silence }) {
+            throw Waiting("\(busy.master) copied \(String(format: "%.2f", Date().timeIntervalSince(busy.updated))) s ago and has not handed over: waiting for its last copy")
+        }
         let choice = ReplicaChoice(master: me, replicas: replicas)
         var reply = StateReadyReply(restoredFrom: nil, epoch: nil, copied: nil, message: "no replica on the volume yet: the local state stands")
         if let source = choice.source, source.master != me {
@@ -141,12 +208,14 @@ public final class StateReplicator: Sendable {
             guard s.epoch == epoch, s.role == .active else { return }
             s.readyEpoch = epoch
             s.restored = reply
+            s.since = Date()
+            s.waiting = nil
         }
     }
 
     /// Copies `db` to the volume if it changed since the last copy (or was never copied at
     /// this epoch). Returns a problem, or nil.
-    func publish(_ db: ReplicadConfig.Database) -> String? {
+    func publish(_ db: ReplicadConfig.Database, epoch: Epoch, since: Date) -> String? {
         let now = Date()
         do {
             guard FileManager.default.fileExists(atPath: db.path) else { return nil }  // its daemon has not made it yet
@@ -163,7 +232,6 @@ public final class StateReplicator: Sendable {
             let last = state.withLock { $0.sources[db.name]?.dataVersion }
             guard version != last else { return nil }
             state.withLock { s in if s.sources[db.name]?.pendingSince == nil { s.sources[db.name]?.pendingSince = now } }
-            let (epoch, since) = state.withLock { ($0.epoch, $0.since) }
             let bytes = try copy(queue, name: db.name)
             let copied = Date()
             try writeMeta(epoch: epoch, since: since, copied: [db.name: copied])
@@ -171,6 +239,7 @@ public final class StateReplicator: Sendable {
                 s.sources[db.name]?.dataVersion = version
                 s.sources[db.name]?.copied = copied
                 s.sources[db.name]?.bytes = bytes
+                s.sources[db.name]?.copySeconds = copied.timeIntervalSince(now)
                 s.sources[db.name]?.pendingSince = nil
                 s.sources[db.name]?.problem = nil
             }
@@ -242,15 +311,18 @@ public final class StateReplicator: Sendable {
         var since: Date
         var updated: Date
         var databases: [String: Date]
+        /// When this master left the active role after its last copy.
+        var handedOver: Date?
     }
 
-    func writeMeta(epoch: Epoch, since: Date, copied: [String: Date]) throws {
+    func writeMeta(epoch: Epoch, since: Date, copied: [String: Date], handedOver: Date? = nil) throws {
         let me = master
         let path = "\(root)/\(me)/meta.json"
         var meta = (try? JSONDecoder.replica.decode(Meta.self, from: Data(contentsOf: URL(fileURLWithPath: path))))
             .flatMap { $0.epoch == epoch ? $0 : nil } ?? Meta(master: me, epoch: epoch, since: since, updated: since, databases: [:])
         for (k, v) in copied { meta.databases[k] = v }
-        meta.updated = copied.values.max() ?? Date()
+        if let latest = copied.values.max() { meta.updated = latest }
+        meta.handedOver = handedOver
         try Self.writeDurably(try JSONEncoder.replica.encode(meta), to: path)
     }
 
@@ -261,7 +333,7 @@ public final class StateReplicator: Sendable {
             guard ReplicadConfig.isMasterName(name),
                   let data = try? Data(contentsOf: URL(fileURLWithPath: "\(root)/\(name)/meta.json")),
                   let m = try? JSONDecoder.replica.decode(Meta.self, from: data), m.master == name else { return nil }
-            return MasterReplica(master: m.master, epoch: m.epoch, since: m.since, updated: m.updated, databases: m.databases)
+            return MasterReplica(master: m.master, epoch: m.epoch, since: m.since, updated: m.updated, databases: m.databases, handedOver: m.handedOver)
         }.sorted { $0.epoch > $1.epoch }
     }
 
@@ -283,7 +355,7 @@ public final class StateReplicator: Sendable {
 
     /// Written beside, fsynced, renamed: a reader sees the old file or the whole new one.
     static func writeDurably(_ data: Data, to path: String) throws {
-        let tmp = "\(path).tmp-\(getpid())"
+        let tmp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
         guard FileManager.default.createFile(atPath: tmp, contents: data) else {
             throw ReplicationError("cannot write \(tmp): \(String(cString: strerror(errno)))")
         }
@@ -295,6 +367,8 @@ public final class StateReplicator: Sendable {
             throw ReplicationError("cannot rename \(tmp) to \(path): \(e)")
         }
     }
+
+    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
 
     static func stamp(_ d: Date) -> String {
         let f = ISO8601DateFormatter()
@@ -330,7 +404,8 @@ public final class StateReplicator: Sendable {
         let dbs = s.config.databases.map { db -> DatabaseReplication in
             let src = s.sources[db.name]
             return DatabaseReplication(name: db.name, path: db.path, copied: publishing ? src?.copied : newest?.databases[db.name],
-                                       bytes: publishing ? src?.bytes : nil, pendingSince: publishing ? src?.pendingSince : nil, problem: src?.problem)
+                                       bytes: publishing ? src?.bytes : nil, copySeconds: publishing ? src?.copySeconds : nil,
+                                       pendingSince: publishing ? src?.pendingSince : nil, problem: src?.problem)
         }
         return StateStatusReply(master: s.config.master, role: s.role, epoch: s.epoch, publishing: publishing, databases: dbs,
                                 replicas: replicas, conflicts: Self.readConflicts(root, current: choice), problem: s.problem)
@@ -362,6 +437,12 @@ struct ReplicaChoice {
         conflicts = newest.map { n in replicas.filter { $0.master != n.master && $0.epoch < n.epoch && $0.updated > n.since } } ?? []
         ownIsConflict = conflicts.contains { $0.master == master }
     }
+}
+
+/// Not an error yet: the step is tried again at the next interval.
+struct Waiting: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
 
 public struct ReplicationError: Error, CustomStringConvertible {

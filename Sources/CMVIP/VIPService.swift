@@ -116,7 +116,8 @@ public actor VIPService {
         runHooks(t, state: to)
         if t.instance == config.roleInstanceName {
             let newRole: MasterRole = to == .master ? .active : .standby
-            if newRole != role { changeRole(to: newRole, instance: t.instance, at: t.at) }
+            // master → master is a split brain this master survived: still active, new epoch.
+            if newRole != role || (from == .master && to == .master) { changeRole(to: newRole, instance: t.instance, at: t.at) }
         }
         updateSummary()
     }

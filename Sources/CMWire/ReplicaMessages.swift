@@ -104,14 +104,17 @@ public struct DatabaseReplication: Codable, Sendable, Equatable {
     /// The last copy this master published (active) or the newest one it could restore (standby).
     public var copied: Date?
     public var bytes: Int?
+    /// How long the last copy took, from seeing the commit to the file on the volume.
+    public var copySeconds: Double?
     /// A commit seen and not yet on the volume since then: the replication lag.
     public var pendingSince: Date?
     public var problem: String?
-    public init(name: String, path: String, copied: Date?, bytes: Int?, pendingSince: Date?, problem: String?) {
+    public init(name: String, path: String, copied: Date?, bytes: Int?, copySeconds: Double? = nil, pendingSince: Date?, problem: String?) {
         self.name = name
         self.path = path
         self.copied = copied
         self.bytes = bytes
+        self.copySeconds = copySeconds
         self.pendingSince = pendingSince
         self.problem = problem
     }
@@ -126,12 +129,15 @@ public struct MasterReplica: Codable, Sendable, Equatable {
     /// Its last copy.
     public var updated: Date
     public var databases: [String: Date]
-    public init(master: String, epoch: Epoch, since: Date, updated: Date, databases: [String: Date]) {
+    /// When it left the active role after its last copy (nil: active, or it died).
+    public var handedOver: Date?
+    public init(master: String, epoch: Epoch, since: Date, updated: Date, databases: [String: Date], handedOver: Date? = nil) {
         self.master = master
         self.epoch = epoch
         self.since = since
         self.updated = updated
         self.databases = databases
+        self.handedOver = handedOver
     }
 }
 

@@ -82,7 +82,7 @@ func fixture(_ name: String) throws -> XMLTree {
         #expect(c.volume.pingTimeout == .seconds(3))
         #expect(c.nfs.clients.map(\.description) == ["10.77.0.0/24"])
         #expect(c.nfs.exportsFile == "/etc/ganesha/clustermaker-exports.conf")
-        #expect(c.state.followVipd && c.state.interval == .milliseconds(100))
+        #expect(c.state.followVipd && c.state.interval == .milliseconds(50))
         #expect(c.state.databases == [ReplicadConfig.Database(name: "pxed", path: "/var/lib/clustermaker/pxed/pxed.sqlite")])
         #expect(ReplicadConfig.isMasterName(c.state.master))
     }

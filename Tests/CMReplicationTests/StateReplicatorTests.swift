@@ -14,11 +14,12 @@ struct TwoMasters {
     let a: StateReplicator
     let b: StateReplicator
 
-    init() throws {
+    /// - handOverWait: zero where a master "dies" (it is simply no longer stepped).
+    init(handOverWait: Duration = .zero) throws {
         dir = NSTemporaryDirectory() + "cm-state-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: "\(dir)/volume", withIntermediateDirectories: true)
-        a = StateReplicator(config: Self.config(dir, "a"), workDirectory: "\(dir)/a/replicad", logger: Logger(label: "test-a"))
-        b = StateReplicator(config: Self.config(dir, "b"), workDirectory: "\(dir)/b/replicad", logger: Logger(label: "test-b"))
+        a = StateReplicator(config: Self.config(dir, "a"), workDirectory: "\(dir)/a/replicad", logger: Logger(label: "test-a"), volumeMounted: { _ in true }, handOverWait: handOverWait)
+        b = StateReplicator(config: Self.config(dir, "b"), workDirectory: "\(dir)/b/replicad", logger: Logger(label: "test-b"), volumeMounted: { _ in true }, handOverWait: handOverWait)
     }
 
     static func config(_ dir: String, _ name: String) -> ReplicadConfig {
@@ -81,6 +82,43 @@ struct TwoMasters {
         #expect(m.a.step() == nil)
         #expect(try await m.a.ready("pxed").restoredFrom == "b")
         #expect(try m.names(dbA) == ["node001", "node002", "node003"])
+    }
+
+    @Test func nothingIsRestoredOrPublishedBeforeTheVolumeIsMounted() async throws {
+        let m = try TwoMasters()
+        defer { m.cleanUp() }
+        let dbA = try m.database("a")
+        try await dbA.write { try $0.execute(sql: "INSERT INTO nodes VALUES ('node001', 1)") }
+        let unmounted = StateReplicator(config: TwoMasters.config(m.dir, "a"), workDirectory: "\(m.dir)/a/replicad", logger: Logger(label: "test"))
+        unmounted.setRole(.active, epoch: Epoch(1))
+        #expect(unmounted.step()?.contains("not mounted") == true)
+        #expect(!FileManager.default.fileExists(atPath: "\(m.dir)/volume/state"))
+        await #expect(throws: WireError.self) { try await unmounted.ready("pxed", timeout: .milliseconds(100)) }
+    }
+
+    /// Preemption: b is active and copying; a becomes active. a waits for b's last copy
+    /// (b going standby copies and marks its replica handed over), so nothing b committed
+    /// is missing and b's late copies are not taken for a conflict.
+    @Test func aTakeoverWaitsForTheActiveMastersHandOver() async throws {
+        let m = try TwoMasters(handOverWait: .seconds(2))
+        defer { m.cleanUp() }
+        let dbA = try m.database("a"), dbB = try m.database("b")
+        m.b.setRole(.active, epoch: Epoch(10))
+        m.b.step()
+        try await dbB.write { try $0.execute(sql: "INSERT INTO nodes VALUES ('node001', 1)") }
+        m.b.step()
+        m.a.setRole(.active, epoch: Epoch(11))
+        #expect(m.a.step() == nil)
+        #expect(try m.names(dbA).isEmpty, "a restored before b handed over")
+        try await dbB.write { try $0.execute(sql: "INSERT INTO nodes VALUES ('node002', 2)") }
+        m.b.setRole(.standby, epoch: Epoch(12))
+        #expect(m.a.step() == nil)
+        #expect(try await m.a.ready("pxed").restoredFrom == "b")
+        #expect(try m.names(dbA) == ["node001", "node002"])
+        try await dbA.write { try $0.execute(sql: "INSERT INTO nodes VALUES ('node003', 3)") }
+        m.a.step()
+        let status = m.a.status()
+        #expect(status.conflicts.isEmpty && status.replicas.first { $0.master == "b" }?.handedOver != nil, "\(status)")
     }
 
     @Test func nothingChangedIsNotCopiedAgain() throws {
@@ -165,6 +203,34 @@ struct TwoMasters {
         #expect(try await stale.read { try String.fetchAll($0, sql: "SELECT name FROM nodes ORDER BY name") } == ["from-a-during-partition", "node001"])
         let status = m.a.status()
         #expect(status.conflicts.map(\.path) == ["\(m.dir)/volume/state/.conflicts/a-epoch-10"], "\(status.conflicts)")
+    }
+
+    /// The other way round: the master that stays active after the heal (higher priority)
+    /// had the older epoch; cm-vipd gives it a new one. Its state stands, nothing is
+    /// restored, and the other's partition writes are the conflict.
+    @Test func theMasterThatSurvivesAPartitionKeepsItsStateUnderANewEpoch() async throws {
+        let m = try TwoMasters()
+        defer { m.cleanUp() }
+        let dbA = try m.database("a"), dbB = try m.database("b")
+        m.a.setRole(.active, epoch: Epoch(10))
+        try await dbA.write { try $0.execute(sql: "INSERT INTO nodes VALUES ('node001', 1)") }
+        m.a.step()
+        m.a.step()
+        usleep(10_000)
+        m.b.setRole(.active, epoch: Epoch(20))
+        m.b.step()
+        try await dbB.write { try $0.execute(sql: "INSERT INTO nodes VALUES ('from-b-during-partition', 2)") }
+        m.b.step()
+        try await dbA.write { try $0.execute(sql: "INSERT INTO nodes VALUES ('from-a', 3)") }
+        m.a.step()
+        // Heal: a stays (cm-vipd: split brain, new epoch), b yields and hands over.
+        m.a.setRole(.active, epoch: Epoch(25))
+        m.b.setRole(.standby, epoch: Epoch(26))
+        #expect(m.a.step() == nil)
+        #expect(try m.names(dbA) == ["from-a", "node001"])
+        let status = m.a.status()
+        #expect(status.publishing && status.replicas.first?.master == "a" && status.replicas.first?.epoch == Epoch(25), "\(status.replicas)")
+        #expect(status.conflicts.map(\.master) == ["b"], "\(status.conflicts)")
     }
 
     @Test func aDamagedReplicaIsNotRestored() async throws {

@@ -154,15 +154,21 @@ import Testing
 
     @Test func equalPriorityGoesToTheHigherAddress() {
         var m = master()
-        #expect(m.handle(advert(100, from: lowerIP)) == [])
+        #expect(m.handle(advert(100, from: lowerIP)) == [.transition(from: .master, to: .master,
+                                                                      reason: "split brain: 10.88.0.10 was master too (priority 100, ours 100); this master stays")])
         #expect(m.state == .master)
         #expect(m.handle(advert(100, from: higherIP)).last == .transition(from: .master, to: .backup, reason: "10.88.0.12 advertises priority 100 (ours 100)"))
     }
 
-    @Test func masterDiscardsLowerPriority() {
+    /// RFC 9568 6.4.3 discards it; we also say once that there were two masters, so that
+    /// cm-vipd gives the surviving master's role a new epoch (newer than the other's).
+    @Test func masterDiscardsLowerPriorityAndReportsTheSplitBrainOnce() {
         var m = master()
-        #expect(m.handle(advert(99, from: higherIP)) == [])
+        #expect(m.handle(advert(99, from: higherIP)) == [.transition(from: .master, to: .master,
+                                                                      reason: "split brain: 10.88.0.12 was master too (priority 99, ours 100); this master stays")])
         #expect(m.state == .master)
+        #expect(m.handle(advert(99, from: higherIP)) == [])
+        #expect(m.handle(advert(99, from: higherIP, at: .seconds(3))).count == 1)
     }
 
     @Test func masterIgnoresMasterDownTimer() {

@@ -75,6 +75,8 @@ public struct VRRPStateMachine: Sendable {
     public private(set) var masterAddress: IPv4Address?
     /// Since when a lower-priority master has been seen while preempt_delay holds us back.
     private var lowerMasterSeenSince: ContinuousClock.Instant?
+    /// When a split brain was last reported (another master heard while we are master).
+    private var splitBrainReported: ContinuousClock.Instant?
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -138,6 +140,14 @@ public struct VRRPStateMachine: Sendable {
                 masterAddress = source
                 return [.cancelTimer, .removeAddresses, .setTimer(.masterDown, after: masterDownInterval)]
                     + move(to: .backup, "\(source) advertises priority \(advPriority) (ours \(priority))")
+            }
+            // Another master that loses to us: both were master (a partition that healed, or
+            // one that came up without hearing us). It goes to backup on our next advert; we
+            // stay, and say so once, so that this master's role takes a new epoch, newer than
+            // anything the other wrote while it was master too.
+            if case .advertisement(_, _, _, let now) = event, splitBrainReported.map({ now - $0 > .seconds(1) }) ?? true {
+                splitBrainReported = now
+                return [.transition(from: .master, to: .master, reason: "split brain: \(source) was master too (priority \(advPriority), ours \(priority)); this master stays")]
             }
             return []
         case (.master, .priorityChanged(let p)):
