@@ -132,7 +132,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "cmctl", dependencies: [
-            "CMWire", "CMConfig", "CMDaemon", "CMImage",
+            "CMWire", "CMConfig", "CMDaemon", "CMImage", "CMReplication", "CMTypes",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
 

@@ -22,6 +22,18 @@ public struct GlusterBrickStatus: Sendable, Equatable, Codable {
     public var port: Int?
 }
 
+/// A host of glusterd's trusted pool (`gluster pool list`), this one included.
+public struct GlusterPeer: Sendable, Equatable, Codable {
+    public var uuid: String
+    public var hostname: String
+    public var connected: Bool
+    public init(uuid: String, hostname: String, connected: Bool) {
+        self.uuid = uuid
+        self.hostname = hostname
+        self.connected = connected
+    }
+}
+
 /// One brick's line of `gluster volume heal VOLUME info summary`.
 public struct GlusterHealBrick: Sendable, Equatable, Codable {
     public var brick: String
@@ -97,6 +109,16 @@ public struct GlusterCLI: Sendable {
     public func heal(_ volume: GlusterVolume) throws -> [GlusterHealBrick]? {
         guard volume.replicaCount > 1 else { return nil }
         return Self.parseHeal(try run(["volume", "heal", volume.name, "info", "summary"]))
+    }
+
+    public func peers() throws -> [GlusterPeer] {
+        Self.parsePeers(try run(["pool", "list"]))
+    }
+
+    public static func parsePeers(_ doc: XMLTree) -> [GlusterPeer] {
+        doc.all("peerStatus/peer").map { p in
+            GlusterPeer(uuid: p.value("uuid") ?? "", hostname: p.value("hostname") ?? "", connected: p.value("connected") == "1")
+        }
     }
 
     public static func parseHeal(_ doc: XMLTree) -> [GlusterHealBrick] {

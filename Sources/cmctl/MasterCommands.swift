@@ -5,8 +5,8 @@ import Foundation
 
 struct Master: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "The masters: roles, epochs, the replicated state of the daemons, the volume's heal state.",
-        subcommands: [Status.self],
+        abstract: "The masters: roles, epochs, the replicated state of the daemons, the volume's heal state; clone a backup master.",
+        subcommands: [Status.self, Clone.self],
         defaultSubcommand: Status.self)
 
     /// What `cmctl master status --json` prints: each part, or why it is missing.

@@ -302,22 +302,8 @@ enum OverlayListing {
     static let upper = "/run/clustermaker/overlay/upper"
 
     static func read(address: String, key: String) throws -> [(type: Character, path: String)] {
-        guard FileManager.default.isReadableFile(atPath: key) else { throw CLIError.failed("\(key): cannot read the SSH key") }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
-        p.arguments = ["-i", key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                       "-o", "LogLevel=ERROR", "root@\(address)", "find \(upper) -mindepth 1 -xdev -printf '%y\\t%P\\n'"]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw CLIError.failed("ssh root@\(address): \(errors.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "exit status \(p.terminationStatus)" : errors.trimmingCharacters(in: .whitespacesAndNewlines))")
-        }
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
+        let data = try RemoteShell(address: address, key: key).check("find \(upper) -mindepth 1 -xdev -printf '%y\\t%P\\n'", what: "listing the overlay")
+        return data.split(separator: "\n").compactMap { line in
             let parts = line.split(separator: "\t", maxSplits: 1)
             guard parts.count == 2, let t = parts[0].first else { return nil }
             return (t, String(parts[1]))

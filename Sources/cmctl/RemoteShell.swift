@@ -1,0 +1,61 @@
+import Foundation
+
+/// Commands run as root on another host over SSH with the master's key (node diff, master
+/// clone). Host keys are not checked: the nodes' change with every image, and a host being
+/// cloned is about to get a new one; the key file is what authenticates.
+struct RemoteShell {
+    let address: String
+    let key: String
+    var port = 22
+    var connectTimeout = 10
+
+    struct Result {
+        var status: Int32
+        var output: Data
+        var errors: String
+        var text: String { String(decoding: output, as: UTF8.self) }
+    }
+
+    var sshArguments: [String] {
+        ["-i", key, "-p", "\(port)", "-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)", "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=10", "root@\(address)"]
+    }
+
+    /// Runs `command` (one shell command line) there, with `input` on its stdin.
+    func run(_ command: String, input: Data? = nil) throws -> Result {
+        guard FileManager.default.isReadableFile(atPath: key) else { throw CLIError.failed("\(key): cannot read the SSH key") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
+        p.arguments = sshArguments + [command]
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = input == nil ? FileHandle.nullDevice : inp
+        do { try p.run() } catch { throw CLIError.failed("cannot run ssh: \(error)") }
+        // Both directions at once: a large input and a chatty command must not wait on each other.
+        let group = DispatchGroup()
+        if let input {
+            DispatchQueue.global().async(group: group) {
+                try? inp.fileHandleForWriting.write(contentsOf: input)
+                try? inp.fileHandleForWriting.close()
+            }
+        }
+        nonisolated(unsafe) var errors = Data()
+        DispatchQueue.global().async(group: group) { errors = err.fileHandleForReading.readDataToEndOfFile() }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, output: data, errors: String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Runs `command`; a non-zero exit is an error quoting the command's own message.
+    @discardableResult
+    func check(_ command: String, input: Data? = nil, what: String? = nil) throws -> String {
+        let r = try run(command, input: input)
+        guard r.status == 0 else {
+            let why = r.errors.isEmpty ? r.text.trimmingCharacters(in: .whitespacesAndNewlines) : r.errors
+            throw CLIError.failed("\(what ?? command) on \(address): \(why.isEmpty ? "exit status \(r.status)" : why)")
+        }
+        return r.text
+    }
+}
