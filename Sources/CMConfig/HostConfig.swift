@@ -22,8 +22,59 @@ public enum HostConfig {
     /// How much lower the clone's VRRP priority is than this master's: it is the backup.
     public static let priorityStep = 50
 
-    /// Files that are one host's and so never replicated as they are (only rewritten for a clone).
-    public static let hostFiles: Set<String> = ["vipd.toml", "replicad.toml"]
+    /// The keys whose values are each master's own: its address and name, its VRRP priority
+    /// and peers, its interfaces and local paths. A replicated file keeps the standby's values
+    /// of these (table, key); everything else comes from the active master.
+    public static let hostKeys: [String: [(table: String, key: String)]] = [
+        "replicad.toml": [("volume", "address"), ("volume", "brick"), ("volume", "mount"), ("volume", "glusterd_socket"),
+                          ("nfs", "exports_file"), ("nfs", "ganesha_pid_file"), ("state", "master"), ("database", "path")],
+        "vipd.toml": [("instance", "priority"), ("instance", "unicast_peers"), ("instance", "interface")],
+        "pxed.toml": [("pxed", "server_address"), ("pxed", "interface"), ("pxed", "boot_dir"), ("pxed", "images_dir")],
+    ]
+
+    /// `incoming` (the active master's `file`) with this master's own values of the host keys,
+    /// taken from `own` (its current copy). Tables that occur more than once ([[instance]])
+    /// are matched in order. A host key that `own` has and `incoming` lacks is added.
+    public static func merge(file: String, incoming: String, own: String) -> String {
+        guard let keys = hostKeys[file] else { return incoming }
+        struct Slot: Hashable { var table: String; var occurrence: Int; var key: String }
+        func walk(_ lines: [String], _ body: (Int, Slot?, String?) -> Void) {
+            var table = "", seen: [String: Int] = [:]
+            for (i, line) in lines.enumerated() {
+                if let t = header(line) {
+                    table = t
+                    seen[t, default: -1] += 1
+                    body(i, Slot(table: t, occurrence: seen[t]!, key: ""), nil)
+                } else if let (k, v) = keyValue(line), keys.contains(where: { $0.table == table && $0.key == k }) {
+                    body(i, Slot(table: table, occurrence: seen[table] ?? 0, key: k), v)
+                }
+            }
+        }
+        var mine: [Slot: String] = [:]
+        walk(own.components(separatedBy: "\n")) { _, slot, value in if let slot, let value { mine[slot] = value } }
+        var lines = incoming.components(separatedBy: "\n")
+        var present = Set<Slot>(), headers: [Slot: Int] = [:]
+        walk(lines) { i, slot, value in
+            guard let slot else { return }
+            if value == nil { headers[slot] = i; return }
+            present.insert(slot)
+            if let v = mine[slot], v != value { lines[i] = "\(slot.key) = \(v)" }
+        }
+        // Own host keys the incoming file does not set: added under their table, last first
+        // so that the line numbers of earlier headers stay right.
+        let missing = mine.keys.filter { !present.contains($0) }
+            .sorted { (headers[Slot(table: $0.table, occurrence: $0.occurrence, key: "")] ?? .max) > (headers[Slot(table: $1.table, occurrence: $1.occurrence, key: "")] ?? .max) }
+        for slot in missing {
+            let line = "\(slot.key) = \(mine[slot]!)"
+            if let h = headers[Slot(table: slot.table, occurrence: slot.occurrence, key: "")] {
+                lines.insert(line, at: h + 1)
+            } else {
+                if lines.last == "" { lines.removeLast() }
+                lines += ["", "[\(slot.table)]", line, ""]
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
 
     /// `text`, the content of config file `file` on `source`, as `target` should have it.
     public static func rewrite(file: String, text: String, source: Host, target: Host) -> String {

@@ -411,6 +411,24 @@ public final class StateReplicator: Sendable {
                                 replicas: replicas, conflicts: Self.readConflicts(root, current: choice), problem: s.problem)
     }
 
+    /// The configuration follows the role as the state does: the active master publishes its
+    /// own (to VOLUME/state/MASTER/etc), a standby applies the newest master's.
+    public func syncConfiguration(_ sync: ConfigSync) {
+        let (role, ready, epoch, mount, me) = state.withLock { ($0.role, $0.readyEpoch, $0.epoch, $0.volumeMount, $0.config.master) }
+        guard volumeMounted(mount) else { return }
+        let root = "\(mount)/state"
+        do {
+            if role == .active {
+                guard ready == epoch else { return }
+                try sync.publish(to: "\(root)/\(me)/etc")
+            } else if let source = ReplicaChoice(master: me, replicas: try Self.readReplicas(root)).source, source.master != me {
+                try sync.apply(from: "\(root)/\(source.master)/etc")
+            }
+        } catch {
+            logger.error("configuration: \(error)")
+        }
+    }
+
     /// Runs `step` every interval until cancelled.
     public func run() async {
         while !Task.isCancelled {

@@ -174,6 +174,9 @@ public struct StateStatusReply: Codable, Sendable, Equatable {
     public var replicas: [MasterReplica]
     public var conflicts: [ReplicaConflict]
     public var problem: String?
+    /// /etc/clustermaker: why the active master's could not be applied here, and when it last was.
+    public var configProblem: String?
+    public var configApplied: Date?
     public init(master: String, role: MasterRole, epoch: Epoch, publishing: Bool, databases: [DatabaseReplication], replicas: [MasterReplica],
                 conflicts: [ReplicaConflict], problem: String?) {
         self.master = master

@@ -13,6 +13,7 @@ struct ReplicaDaemon: Daemon {
 
     let service: ReplicaService
     let replicator: StateReplicator
+    let configSync: ConfigSync
     let vipdSocket: String
     let logger: Logger
 
@@ -23,6 +24,7 @@ struct ReplicaDaemon: Daemon {
     static func make(configuration: ReplicadConfig, options: DaemonOptions, events: EventHub, logger: Logger) async throws -> ReplicaDaemon {
         ReplicaDaemon(service: ReplicaService(config: configuration, logger: logger),
                       replicator: StateReplicator(config: configuration, workDirectory: options.stateDirectory(daemon: name), logger: logger),
+                      configSync: ConfigSync(configDir: options.configDir, logger: logger),
                       vipdSocket: SuiteDaemon.vipd.socketPath(runtimeDirectory: options.runtimeDir), logger: logger)
     }
 
@@ -32,16 +34,28 @@ struct ReplicaDaemon: Daemon {
         router.on(MessageType.exportsSync, Empty.self) { _, _ in
             do { return try service.syncExports() } catch { throw WireError(.internal, "\(error)") }
         }
-        router.on(MessageType.stateStatus, Empty.self) { _, _ in replicator.status() }
+        let configSync = configSync
+        router.on(MessageType.stateStatus, Empty.self) { _, _ in
+            var s = replicator.status()
+            s.configProblem = configSync.problem
+            s.configApplied = configSync.lastChange
+            return s
+        }
         router.on(MessageType.stateReady, StateReadyRequest.self) { request, _ in try await replicator.ready(request.database) }
     }
 
     func run() async throws {
-        let service = service, replicator = replicator, vipdSocket = vipdSocket, logger = logger
+        let service = service, replicator = replicator, configSync = configSync, vipdSocket = vipdSocket, logger = logger
         let follow = service.config.state.followVipd
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await service.run() }
             group.addTask { await replicator.run() }
+            group.addTask {
+                while !Task.isCancelled {
+                    replicator.syncConfiguration(configSync)
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
             if follow {
                 group.addTask {
                     await WireFollower.follow(.vipd, socket: vipdSocket, peer: "cm-replicad", topics: [Topic.vip], logger: logger, failed: { error in

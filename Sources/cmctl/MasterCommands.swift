@@ -50,6 +50,9 @@ struct Master: AsyncParsableCommand {
             let doing = s.publishing ? "publishing its state" : s.role == .active ? "restoring the newest replica" : "standby: takes the newest replica when it becomes active"
             out.append("master:    \(s.master), \(doing)")
             if let p = s.problem { out.append("problem:   \(p)") }
+            if let p = s.configProblem { out.append("config:    \(p)") } else if let t = s.configApplied {
+                out.append("config:    the active master's /etc/clustermaker applied \(Format.age(since: t, now: now))")
+            }
             var dbs = Table("DATABASE", "PATH", "LAST COPY", "TOOK", "SIZE", "LAG", "PROBLEM")
             for d in s.databases {
                 dbs.add(d.name, d.path, d.copied.map { Format.age(since: $0, now: now) } ?? "never",

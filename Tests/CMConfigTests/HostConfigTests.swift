@@ -60,4 +60,39 @@ import Testing
         #expect(HostConfig.keyValue("a # = b") == nil)
         #expect(HostConfig.header("[[instance]]  # x") == "instance")
     }
+
+    @Test func aReplicatedFileKeepsThisMastersOwnValues() throws {
+        let active = """
+            [[instance]]
+            name = "VI_1"
+            interface = "eth0"
+            vrid = 51
+            priority = 150
+            addresses = ["10.77.0.100/24", "10.77.0.101/24"]
+            unicast_peers = ["10.77.0.2"]
+            """
+        let mine = """
+            [[instance]]
+            name = "VI_1"
+            interface = "eth0"
+            vrid = 51
+            priority = 100  # the backup
+            addresses = ["10.77.0.100/24"]
+            unicast_peers = ["10.77.0.1"]
+            """
+        let out = HostConfig.merge(file: "vipd.toml", incoming: active, own: mine)
+        let c = try VipdConfig.parse(ConfigSource(path: "vipd.toml", text: out))
+        #expect(c.instances[0].priority == 100 && c.instances[0].addresses.count == 2)
+        #expect(c.instances[0].unicastPeers.map(\.description) == ["10.77.0.1"])
+
+        let replicad = "[volume]\naddress = \"10.77.0.1\"\n[nfs]\nclients = [\"10.77.0.0/24\"]\nscan_interval = \"5s\"\n[state]\nmaster = \"master1\"\n"
+        let ownReplicad = "[volume]\naddress = \"10.77.0.2\"\n[nfs]\nclients = [\"10.77.0.0/24\"]\n[state]\nmaster = \"master2\"\n"
+        let r = try ReplicadConfig.parse(ConfigSource(path: "replicad.toml", text: HostConfig.merge(file: "replicad.toml", incoming: replicad, own: ownReplicad)))
+        #expect(r.volume.address == m2.address && r.state.master == "master2" && r.nfs.scanInterval == .seconds(5))
+        // The active's file without a [state] table: this master's name is kept all the same.
+        let noState = "[volume]\naddress = \"10.77.0.1\"\n[nfs]\nclients = [\"10.77.0.0/24\"]\n"
+        let r2 = try ReplicadConfig.parse(ConfigSource(path: "replicad.toml", text: HostConfig.merge(file: "replicad.toml", incoming: noState, own: ownReplicad)))
+        #expect(r2.volume.address == m2.address && r2.state.master == "master2")
+        #expect(HostConfig.merge(file: "cluster.toml", incoming: "a = 1\n", own: "a = 2\n") == "a = 1\n")
+    }
 }
