@@ -339,22 +339,8 @@ struct Cloner {
     static func local(_ program: String, _ args: [String]) throws -> String { try local(program, args, binary: false).text }
 
     static func local(_ program: String, _ args: [String], binary: Bool) throws -> (data: Data, text: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: program)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        nonisolated(unsafe) var errors = Data()
-        let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) { errors = err.fileHandleForReading.readDataToEndOfFile() }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw CLIError.failed("\(program) \(args.prefix(4).joined(separator: " ")): \(String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))")
-        }
-        return (data, binary ? "" : String(decoding: data, as: UTF8.self))
+        let r = try LocalCommand.run(program, args)
+        guard r.status == 0 else { throw CLIError.failed("\(program) \(args.prefix(4).joined(separator: " ")): \(r.errors)") }
+        return (r.output, binary ? "" : r.text)
     }
 }

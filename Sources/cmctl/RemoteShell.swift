@@ -9,6 +9,31 @@ struct RemoteShell {
     var port = 22
     var connectTimeout = 10
 
+    var sshArguments: [String] {
+        ["-i", key, "-p", "\(port)", "-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)", "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=10", "root@\(address)"]
+    }
+
+    /// Runs `command` (one shell command line) there, with `input` on its stdin.
+    func run(_ command: String, input: Data? = nil) throws -> LocalCommand.Result {
+        guard FileManager.default.isReadableFile(atPath: key) else { throw CLIError.failed("\(key): cannot read the SSH key") }
+        return try LocalCommand.run("/usr/bin/ssh", sshArguments + [command], input: input)
+    }
+
+    /// Runs `command`; a non-zero exit is an error quoting the command's own message.
+    @discardableResult
+    func check(_ command: String, input: Data? = nil, what: String? = nil) throws -> String {
+        let r = try run(command, input: input)
+        guard r.status == 0 else {
+            let why = r.errors.isEmpty ? r.text.trimmingCharacters(in: .whitespacesAndNewlines) : r.errors
+            throw CLIError.failed("\(what ?? command) on \(address): \(why.isEmpty ? "exit status \(r.status)" : why)")
+        }
+        return r.text
+    }
+}
+
+/// A program run here, its output and errors read while its input is written.
+enum LocalCommand {
     struct Result {
         var status: Int32
         var output: Data
@@ -16,23 +41,16 @@ struct RemoteShell {
         var text: String { String(decoding: output, as: UTF8.self) }
     }
 
-    var sshArguments: [String] {
-        ["-i", key, "-p", "\(port)", "-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)", "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=10", "root@\(address)"]
-    }
-
-    /// Runs `command` (one shell command line) there, with `input` on its stdin.
-    func run(_ command: String, input: Data? = nil) throws -> Result {
-        guard FileManager.default.isReadableFile(atPath: key) else { throw CLIError.failed("\(key): cannot read the SSH key") }
+    static func run(_ program: String, _ args: [String], input: Data? = nil) throws -> Result {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
-        p.arguments = sshArguments + [command]
+        p.executableURL = URL(fileURLWithPath: program)
+        p.arguments = args
         let out = Pipe(), err = Pipe(), inp = Pipe()
         p.standardOutput = out
         p.standardError = err
         p.standardInput = input == nil ? FileHandle.nullDevice : inp
-        do { try p.run() } catch { throw CLIError.failed("cannot run ssh: \(error)") }
-        // Both directions at once: a large input and a chatty command must not wait on each other.
+        do { try p.run() } catch { throw CLIError.failed("cannot run \(program): \(error)") }
+        // All three at once: a large input and a chatty program must not wait on each other.
         let group = DispatchGroup()
         if let input {
             DispatchQueue.global().async(group: group) {
@@ -46,16 +64,5 @@ struct RemoteShell {
         group.wait()
         p.waitUntilExit()
         return Result(status: p.terminationStatus, output: data, errors: String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-    }
-
-    /// Runs `command`; a non-zero exit is an error quoting the command's own message.
-    @discardableResult
-    func check(_ command: String, input: Data? = nil, what: String? = nil) throws -> String {
-        let r = try run(command, input: input)
-        guard r.status == 0 else {
-            let why = r.errors.isEmpty ? r.text.trimmingCharacters(in: .whitespacesAndNewlines) : r.errors
-            throw CLIError.failed("\(what ?? command) on \(address): \(why.isEmpty ? "exit status \(r.status)" : why)")
-        }
-        return r.text
     }
 }
