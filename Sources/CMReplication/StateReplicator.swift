@@ -411,6 +411,19 @@ public final class StateReplicator: Sendable {
                                 replicas: replicas, conflicts: Self.readConflicts(root, current: choice), problem: s.problem)
     }
 
+    /// Why this active master needs a new epoch from cm-vipd, or nil: another master's replica
+    /// carries a newer epoch and that master has handed over since this one took over (both
+    /// were active in a partition, and VRRP kept this one). Without a new epoch, that replica
+    /// would count as the newest state. A master still publishing with a newer epoch (two
+    /// active now) is a problem to report, not a reason to race it.
+    public func needsNewEpoch() -> String? {
+        let (role, ready, epoch, since, mount, me) = state.withLock { ($0.role, $0.readyEpoch, $0.epoch, $0.since, $0.volumeMount, $0.config.master) }
+        guard role == .active, ready == epoch, volumeMounted(mount),
+              let replicas = try? Self.readReplicas("\(mount)/state") else { return nil }
+        guard let newer = replicas.first(where: { $0.master != me && $0.epoch > epoch && ($0.handedOver.map { $0 > since } ?? false) }) else { return nil }
+        return "\(newer.master) was active too (epoch \(newer.epoch), newer than this master's \(epoch)) and handed over at \(Self.stamp(newer.handedOver!))"
+    }
+
     /// The configuration follows the role as the state does: the active master publishes its
     /// own (to VOLUME/state/MASTER/etc), a standby applies the newest master's.
     public func syncConfiguration(_ sync: ConfigSync) {

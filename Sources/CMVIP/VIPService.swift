@@ -113,7 +113,8 @@ public actor VIPService {
         }
         try? events.publish(topic: Topic.vip, type: MessageType.vipTransition,
                             body: VipTransition(instance: t.instance, from: from, to: to, priority: t.priority, at: t.at, reason: t.reason))
-        runHooks(t, state: to)
+        // master → master (a split brain survived) is no change of state: no hooks run.
+        if from != to { runHooks(t, state: to) }
         if t.instance == config.roleInstanceName {
             let newRole: MasterRole = to == .master ? .active : .standby
             // master → master is a split brain this master survived: still active, new epoch.
@@ -183,6 +184,16 @@ public actor VIPService {
     }
 
     // MARK: Queries
+
+    /// Another master's replicated state carries a newer epoch than this active master's (it
+    /// was active too, in a partition, and has yielded): this master's role takes a new epoch,
+    /// so that its state is the newest again (cm-replicad asks; vip.reassert).
+    public func reassert(_ reason: String) throws -> VipStatusReply {
+        guard role == .active else { throw WireError(.conflict, "this master is standby: only the active master takes a new epoch") }
+        logger.notice("still active, new epoch: \(reason)")
+        changeRole(to: .active, instance: config.roleInstanceName ?? "", at: Date())
+        return status()
+    }
 
     public func status() -> VipStatusReply {
         let statuses = config.instances.compactMap { runners[$0.name]?.status() }

@@ -7,6 +7,8 @@ extension MessageType {
     public static let vipTransition = "vip.transition"
     /// Event: this master's role changed (active/standby), with a new epoch.
     public static let vipRole = "vip.role"
+    /// The active master takes a new epoch (body `VipReassert`, reply `VipStatusReply`).
+    public static let vipReassert = "vip.reassert"
 }
 
 extension Topic {
@@ -114,4 +116,10 @@ public struct VipRoleChange: Codable, Sendable, Equatable {
         self.instance = instance
         self.at = at
     }
+}
+
+/// Body of `vip.reassert`: why the active master needs a new epoch.
+public struct VipReassert: Codable, Sendable, Equatable {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
 }

@@ -51,8 +51,20 @@ struct ReplicaDaemon: Daemon {
             group.addTask { await service.run() }
             group.addTask { await replicator.run() }
             group.addTask {
+                var asked: String?
                 while !Task.isCancelled {
                     replicator.syncConfiguration(configSync)
+                    if follow, let reason = replicator.needsNewEpoch(), reason != asked {
+                        asked = reason
+                        do {
+                            _ = try await WireClient.withConnection(path: vipdSocket, daemon: SuiteDaemon.vipd.name, peer: "cm-replicad") { conn in
+                                try await conn.request(MessageType.vipReassert, VipReassert(reason: reason), as: VipStatusReply.self)
+                            }
+                            logger.notice("asked cm-vipd for a new epoch: \(reason)")
+                        } catch {
+                            logger.error("cannot get a new epoch from cm-vipd (\(error)): \(reason)")
+                        }
+                    }
                     try? await Task.sleep(for: .seconds(1))
                 }
             }

@@ -22,6 +22,7 @@ struct VIPDaemon: Daemon {
     func routes(into router: inout WireRouter) {
         let service = self.service
         router.on(MessageType.vipStatus, Empty.self) { _, _ in await service.status() }
+        router.on(MessageType.vipReassert, VipReassert.self) { request, _ in try await service.reassert(request.reason) }
     }
 
     func run() async throws { await service.run() }

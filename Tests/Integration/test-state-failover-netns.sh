@@ -205,6 +205,7 @@ PORT=$(ip -n "$LAN" -o link show | grep -o 'v[0-9]*@' | sed -n 2p | tr -d @)
 bridge -n "$LAN" link set dev "$PORT" state 0
 wait_for 10 "m2 becomes active in the partition" role_is m2 active
 role_is m1 active || fail "m1 left the active role during the partition"
+EP2=$(mc m2 vip status --json | jq .epoch)
 # GlusterFS gives up on the other brick after ping_timeout (1 s); then each side writes its own.
 sleep 1.5
 mc m2 node add 52:54:00:79:ee:01 --name partition-m2 >/dev/null
@@ -212,6 +213,10 @@ mc m1 node add 52:54:00:79:ee:02 --name partition-m1 >/dev/null
 sleep 0.5
 bridge -n "$LAN" link set dev "$PORT" state 3
 wait_for 10 "one active master after the heal" bash -c "[ \$( (for m in m1 m2; do '$BIN/cmctl' vip status --json --runtime-dir '$T/'\$m/run | jq -r .role; done) | grep -c active) = 1 ]"
+# m1 stays (higher priority) but its epoch is older than m2's partition epoch: it gets a new one
+# (cm-vipd's split brain report, or cm-replicad asking once m2 has handed over).
+epoch_above() { [ "$(mc m1 vip status --json | jq .epoch)" -gt "$EP2" ]; }
+wait_for 15 "m1 takes an epoch newer than m2's partition epoch" epoch_above
 wait_for 30 "the conflict is reported" bash -c "'$BIN/cmctl' master status --json --runtime-dir '$T/m1/run' | jq -e '.state.conflicts | length == 1'"
 mc m1 master status > "$T/master-status.txt" 2>&1 || true
 cat "$T/master-status.txt"

@@ -424,10 +424,12 @@ public final class VRRPInstanceRunner: Sendable {
                 let priority = Int(machine?.priority ?? 0)
                 let level: Logger.Level = to == .fault ? .error : .notice
                 logger.log(level: level, "\(config.name): \(from.rawValue) -> \(to.rawValue): \(reason)")
-                runner.counters.withLock {
-                    $0.state = to
-                    $0.since = Date()
-                    $0.transitions += 1
+                if from != to {  // master → master reports a split brain; the state stays
+                    runner.counters.withLock {
+                        $0.state = to
+                        $0.since = Date()
+                        $0.transitions += 1
+                    }
                 }
                 runner.onTransition(Transition(instance: config.name, from: from, to: to, priority: priority, reason: reason, at: Date()))
             }
