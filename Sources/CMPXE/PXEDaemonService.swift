@@ -87,6 +87,7 @@ public final class PXEDaemonService: Sendable {
         // inventory would hand out leases the other master gave, so it is asked again for a
         // minute before the local one is served.
         let deadline = ContinuousClock.now + .seconds(60)
+        var said = false
         while true {
             do {
                 let reply = try await WireClient.withConnection(path: replicadSocket, daemon: SuiteDaemon.replicad.name, peer: "cm-pxed") { conn in
@@ -96,7 +97,8 @@ public final class PXEDaemonService: Sendable {
                 logger.notice("replicated state: \(reply.message)")
                 return
             } catch let error as WireError where error.code == .unavailable && ContinuousClock.now < deadline {
-                logger.warning("waiting for cm-replicad to restore the replicated state: \(error.message)")
+                if !said { logger.notice("waiting for cm-replicad to restore the replicated state: \(error.message)") }
+                said = true
                 try? await Task.sleep(for: .milliseconds(500))
             } catch {
                 logger.error("the replicated state was not restored (\(error)); serving the local inventory and leases")

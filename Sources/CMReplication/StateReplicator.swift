@@ -110,7 +110,7 @@ public final class StateReplicator: Sendable {
         case .none:
             return
         case .epochOnly:
-            logger.notice("still active, epoch \(epoch): the state stands and is published under the new epoch")
+            if role == .active { logger.notice("still active, epoch \(epoch): the state stands and is published under the new epoch") }
         case .role(let wasPublishing, let oldEpoch, let oldSince):
             logger.notice("role \(role.rawValue), epoch \(epoch): \(role == .active ? "restoring the newest replica, then publishing" : "not publishing")")
             if role == .standby, wasPublishing { handOver(epoch: oldEpoch, since: oldSince) }
@@ -257,8 +257,9 @@ public final class StateReplicator: Sendable {
         }
     }
 
-    /// A consistent copy of the database (backup API into a local file in rollback-journal
-    /// mode, checked), then onto the volume: written, fsynced, renamed.
+    /// A consistent copy of the database (backup API into a local file, switched to the
+    /// rollback journal so that no -wal/-shm files are needed beside it), then onto the
+    /// volume: written, fsynced, renamed. The restore checks it.
     func copy(_ source: DatabaseQueue, name: String) throws -> Int {
         let local = "\(workDirectory)/\(name).copy.sqlite"
         try? FileManager.default.removeItem(atPath: local)
