@@ -7,9 +7,10 @@
 # of its root, noting each with its uptime.
 #  1. The node reaches multi-user on its root from VIP:/images/base/1.
 #  2. m1's link goes down: m2 takes the VIP (adverts every 50 ms), its ganesha serves the node
-#     from its own brick. The node's loop goes on with 0 I/O errors; the longest stall is
-#     printed with the VIP's part (the goal is 2 s; the engines alone did 1.14 s in TESTBED.md)
-#     and must stay under 5 s.
+#     from its own brick; the link comes back and m1 preempts; then every process of m1 is
+#     killed (kill -9). Each time the node's loop goes on with 0 I/O errors; the longest stall
+#     is printed with the VIP's part (the goal is 2 s; the engines alone did 1.14 s in
+#     TESTBED.md) and must stay under 5 s.
 #  3. m2 holds the node's inventory entry (the replicated state) and answers its DHCP.
 . "$(dirname "$0")/lib.sh"
 for c in qemu-system-x86_64 mmdebstrap glusterd glusterfs ganesha.nfsd rpcbind jq ssh; do
@@ -142,8 +143,18 @@ grep -aq "ClusterMaker: root is $VIP:/images/base/1" "$T/vm.log" || fail "node00
 pass "node001 booted Debian to multi-user on VIP:/images/base/1 in $(( ($(now_ms) - start) / 1000 )) s"
 
 A=$(mc m1 node list --json | jq -r '.[] | select(.name == "node001") | .address')
-on() { ip netns exec "$(ns_of c1)" ssh -i "$T/id_ed25519" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-  -o LogLevel=ERROR -o ConnectTimeout=10 "root@$A" "$@"; }
+# Under emulation, with other tests beside it, the node's sshd can take a while to answer: each
+# command is tried three times, 30 s each.
+on() {
+  local i
+  for i in 1 2 3; do
+    ip netns exec "$(ns_of c1)" ssh -i "$T/id_ed25519" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+      -o LogLevel=ERROR -o ConnectTimeout=30 "root@$A" "$@" && return 0
+    [ $? -eq 255 ] || return 1   # the command failed, not ssh
+    sleep 1
+  done
+  return 1
+}
 wait_for 120 "root logs in on node001" on true
 # The loop: every 100 ms a write to /shared (read-write, on the volume) and a read of a root
 # file (read-only, the image), with the shell's builtins only (under emulation every program
@@ -152,28 +163,39 @@ on "nohup sh -c 'while :; do read -r s _ < /proc/uptime; if echo \$s >> /shared/
 sleep 5
 [ "$(on "grep -c ^ok /run/loop.log")" -ge 10 ] || fail "the node's loop does not run: $(on cat /run/loop.log | tail -3)"
 
-log "2. m1's link goes down"
-T0=$(on "cut -d' ' -f1 /proc/uptime")
-ip -n "$LAN" link set v1 down     # m1's port on the bridge
-DOWN=$(now_ms)
-wait_for 10 "m2 takes the VIP" role_is m2 active
-TOOK=$(( $(now_ms) - DOWN ))
-sleep 10
-on "cat /run/loop.log" > "$T/loop.log"
-# The longest time between two successful operations' ends, counted from the last one before
-# the cut, less the loop's own period (its median gap: the sleep and the shell under emulation).
-STATS=$(awk -v t0="$T0" '$1 == "ok" && $3 < t0 { p = $3 } $2 >= t0 { if ($1 == "err") e++; if ($1 == "ok") { if (p != "" && $3 - p > g) { g = $3 - p; at = p } p = $3; n++ } }
-  END { printf "%d %d %.2f %.2f", n, e, g, at - t0 }' "$T/loop.log")
-read -r OKS ERRS GAP STALL_AT <<< "$STATS"
-PERIOD=$(awk 'NR > 1 && $1 == "ok" { print $3 - p } $1 == "ok" { p = $3 }' "$T/loop.log" | sort -n | awk '{ a[NR] = $1 } END { printf "%.2f", a[int((NR + 1) / 2)] }')
-STALL=$(awk -v g="$GAP" -v p="$PERIOD" 'BEGIN { printf "%.2f", g - p }')
-log "after the link went down: $OKS operations ok, $ERRS errors; longest gap $GAP s (from $STALL_AT s after the cut), the loop's period $PERIOD s: stall $STALL s (goal <= 2 s: $(awk -v s="$STALL" 'BEGIN { print (s <= 2.0) ? "met" : "NOT met" }')); m2 active $TOOK ms after the cut"
-[ "$OKS" -ge 20 ] || fail "the node did only $OKS operations after the failover"
-[ "$ERRS" = 0 ] || fail "$ERRS I/O errors on the node during the failover"
-# The goal (<= 2 s) is a benchmark's to judge over many runs; this test fails on what would be
-# a regression: GlusterFS's default 42 s ping-timeout, or the NFS client's default 60 s timeo.
-awk -v s="$STALL" 'BEGIN { exit !(s <= 5.0) }' || fail "the node stalled $STALL s"
-pass "m1's link down: the node's root and /shared went on from m2 with 0 errors, longest stall $STALL s (VIP moved in $TOOK ms)"
+# measure WHAT NEW_ACTIVE COMMAND...: runs COMMAND (the failure) and, 10 s later, reads the node's
+# loop: operations, errors, and the longest time between two successful operations' ends from
+# the last one before COMMAND, less the loop's own period (its median gap: the sleep and the
+# shell under emulation). The goal (<= 2 s) is a benchmark's to judge over many runs; the test
+# fails on 5 s, a regression such as GlusterFS's default 42 s ping-timeout or the NFS client's
+# default 60 s timeo.
+measure() {
+  local what=$1 to=$2; shift 2
+  local t0 from took stats oks errs gap at period stall
+  t0=$(on "cut -d' ' -f1 /proc/uptime")
+  "$@"
+  from=$(now_ms)
+  wait_for 10 "$to takes the VIP" role_is "$to" active
+  took=$(( $(now_ms) - from ))
+  sleep 10
+  on "cat /run/loop.log" > "$T/loop.log"
+  stats=$(awk -v t0="$t0" '$1 == "ok" && $3 < t0 { p = $3 } $2 >= t0 { if ($1 == "err") e++; if ($1 == "ok") { if (p != "" && $3 - p > g) { g = $3 - p; at = p } p = $3; n++ } }
+    END { printf "%d %d %.2f %.2f", n, e, g, at - t0 }' "$T/loop.log")
+  read -r oks errs gap at <<< "$stats"
+  period=$(awk 'NR > 1 && $1 == "ok" { print $3 - p } $1 == "ok" { p = $3 }' "$T/loop.log" | sort -n | awk '{ a[NR] = $1 } END { printf "%.2f", a[int((NR + 1) / 2)] }')
+  stall=$(awk -v g="$gap" -v p="$period" 'BEGIN { printf "%.2f", g - p }')
+  log "$what: $oks operations ok, $errs errors; longest gap $gap s (from $at s after), the loop's period $period s: stall $stall s (goal <= 2 s: $(awk -v s="$stall" 'BEGIN { print (s <= 2.0) ? "met" : "NOT met" }')); $to active $took ms after"
+  [ "$oks" -ge 20 ] || fail "$what: the node did only $oks operations after it"
+  [ "$errs" = 0 ] || fail "$what: $errs I/O errors on the node"
+  awk -v s="$stall" 'BEGIN { exit !(s <= 5.0) }' || fail "$what: the node stalled $stall s"
+  pass "$what: the node's root and /shared went on from $to with 0 errors, longest stall $stall s (VIP moved in $took ms)"
+}
+
+log "2. failures of m1"
+measure "m1's link down" m2 ip -n "$LAN" link set v1 down     # m1's port on the bridge
+measure "m1's link up again (m1 preempts)" m1 ip -n "$LAN" link set v1 up
+wait_for 60 "m1's brick is healed" bash -c "gluster --glusterd-sock='$T/m1/g/run/glusterd.socket' --mode=script volume heal clustermaker info | awk '/Number of entries:/ { n += \$4 } END { exit n != 0 }'"
+measure "kill -9 of every process of m1" m2 sh -c "ip netns pids '$(ns_of m1)' | xargs -r kill -KILL"
 
 log "3. m2 serves the node's state"
 mc m2 node list --json | jq -e '.[] | select(.name == "node001" and .state == "booted")' >/dev/null || fail "m2's inventory lacks node001"
