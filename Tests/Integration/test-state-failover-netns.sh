@@ -210,6 +210,10 @@ EP2=$(mc m2 vip status --json | jq .epoch)
 sleep 1.5
 mc m2 node add 52:54:00:79:ee:01 --name partition-m2 >/dev/null
 mc m1 node add 52:54:00:79:ee:02 --name partition-m1 >/dev/null
+# Both sides' writes on the volume (m2's takeover waits for GlusterFS to give up on m1's brick).
+published() { mc "$1" master status --json 2>/dev/null | jq -e '.state.publishing and .state.databases[0].pendingSince == null' >/dev/null; }
+wait_for 20 "m2 publishes its partition write" published m2
+wait_for 20 "m1 publishes its partition write" published m1
 sleep 0.5
 bridge -n "$LAN" link set dev "$PORT" state 3
 wait_for 10 "one active master after the heal" bash -c "[ \$( (for m in m1 m2; do '$BIN/cmctl' vip status --json --runtime-dir '$T/'\$m/run | jq -r .role; done) | grep -c active) = 1 ]"
