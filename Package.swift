@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "cm-lbd", targets: ["cm-lbd"]),
         .executable(name: "cm-pxed", targets: ["cm-pxed"]),
         .executable(name: "cm-replicad", targets: ["cm-replicad"]),
+        .executable(name: "cm-webd", targets: ["cm-webd"]),
         .executable(name: "cmctl", targets: ["cmctl"]),
         .library(name: "CMWire", targets: ["CMWire"]),
         .library(name: "CMConfig", targets: ["CMConfig"]),
@@ -24,6 +25,7 @@ let package = Package(
         .library(name: "CMPXE", targets: ["CMPXE"]),
         .library(name: "CMImage", targets: ["CMImage"]),
         .library(name: "CMReplication", targets: ["CMReplication"]),
+        .library(name: "CMWeb", targets: ["CMWeb"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -31,6 +33,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        // cm-webd: the HTTP server (no swift-configuration: webd.toml is read like every daemon's).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
     ],
     targets: [
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
@@ -106,6 +111,20 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], swiftSettings: swiftSettings),
 
+        // The web console's accounts: the users file and bcrypt (cm-webd checks, cmctl web passwd writes).
+        .target(name: "CMAuth", dependencies: [
+            .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+        ], swiftSettings: swiftSettings),
+        // The web console: pages, JSON API, /metrics, login and sessions; data from the daemons over CMWire.
+        .target(name: "CMWeb", dependencies: [
+            "CMTypes", "CMWire", "CMConfig", "CMAuth",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: swiftSettings),
+
         .executableTarget(name: "cm-healthd", dependencies: [
             "CMHealth", "CMDaemon", "CMConfig", "CMWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -131,13 +150,24 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
+        .executableTarget(name: "cm-webd", dependencies: [
+            "CMWeb", "CMAuth", "CMDaemon", "CMConfig", "CMWire", "CMTypes",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .executableTarget(name: "cmctl", dependencies: [
-            "CMWire", "CMConfig", "CMDaemon", "CMImage", "CMReplication", "CMTypes",
+            "CMWire", "CMConfig", "CMDaemon", "CMImage", "CMReplication", "CMTypes", "CMAuth",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
 
         .testTarget(name: "CMReplicationTests", dependencies: ["CMReplication", "CMImage", "CMConfig", "CMTypes", "CMWire",
                                                       .product(name: "GRDB", package: "GRDB.swift")], exclude: ["Fixtures"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMWebTests", dependencies: [
+            "CMWeb", "CMAuth", "CMWire", "CMConfig", "CMTypes",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .testTarget(name: "CMImageTests", dependencies: ["CMImage", "CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMTypesTests", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMWireTests", dependencies: ["CMWire", "CMTypes", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),

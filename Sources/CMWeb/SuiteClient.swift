@@ -1,0 +1,100 @@
+import CMTypes
+import CMWire
+import Foundation
+
+/// What the console knows it knows from the daemons: each question goes to the daemon that
+/// owns the answer over its control socket, and a daemon that is not running is an answer too
+/// (the page says so instead of failing).
+public struct SuiteClient: Sendable {
+    public let runtimeDirectory: String
+    /// How the daemons' logs name us ("cm-webd").
+    public let peer: String
+
+    public init(runtimeDirectory: String, peer: String = "cm-webd") {
+        self.runtimeDirectory = runtimeDirectory
+        self.peer = peer
+    }
+
+    public typealias Answer<T> = Result<T, WireError>
+
+    func ask<T: Sendable>(_ daemon: SuiteDaemon, _ body: (WireConnection) async throws -> T) async -> Answer<T> {
+        do {
+            return .success(try await WireClient.withConnection(path: daemon.socketPath(runtimeDirectory: runtimeDirectory), daemon: daemon.name, peer: peer, body))
+        } catch let error as WireError {
+            return .failure(error)
+        } catch {
+            return .failure(WireError(.unavailable, "\(daemon.name): \(error)"))
+        }
+    }
+
+    public func status(_ daemon: SuiteDaemon) async -> Answer<DaemonStatus> {
+        await ask(daemon) { try await $0.request(MessageType.status, Empty(), as: DaemonStatus.self) }
+    }
+
+    /// Every daemon's `status`, in the suite's order, asked at once.
+    public func statuses() async -> [(daemon: SuiteDaemon, answer: Answer<DaemonStatus>)] {
+        await withTaskGroup(of: (Int, Answer<DaemonStatus>).self) { group in
+            for (i, daemon) in SuiteDaemon.all.enumerated() {
+                group.addTask { (i, await status(daemon)) }
+            }
+            var answers = [Answer<DaemonStatus>?](repeating: nil, count: SuiteDaemon.all.count)
+            for await (i, answer) in group { answers[i] = answer }
+            return SuiteDaemon.all.enumerated().map { ($0.element, answers[$0.offset] ?? .failure(WireError(.internal, "no answer"))) }
+        }
+    }
+
+    public func vip() async -> Answer<VipStatusReply> {
+        await ask(.vipd) { try await $0.request(MessageType.vipStatus, Empty(), as: VipStatusReply.self) }
+    }
+
+    public func nodes() async -> Answer<[NodeInfo]> {
+        await ask(.pxed) { try await $0.requestAll(MessageType.nodeList, NodeListRequest(), as: NodeListReply.self) }
+    }
+
+    public func node(_ name: String) async -> Answer<NodeInfo> {
+        await ask(.pxed) { try await $0.request(MessageType.nodeShow, NodeRef(node: name), as: NodeInfo.self) }
+    }
+
+    public func pxe() async -> Answer<PxeStatusReply> {
+        await ask(.pxed) { try await $0.request(MessageType.pxeStatus, Empty(), as: PxeStatusReply.self) }
+    }
+
+    public func checks(node: NodeName? = nil) async -> Answer<[CheckStatus]> {
+        await ask(.healthd) { try await $0.requestAll(MessageType.healthList, HealthListRequest(node: node), as: HealthListReply.self) }
+    }
+
+    public func history(id: CheckID? = nil, limit: Int) async -> Answer<[HealthTransition]> {
+        await ask(.healthd) {
+            try await $0.requestAll(MessageType.healthHistory, HealthHistoryRequest(id: id, limit: limit), as: HealthHistoryReply.self, limit: limit)
+        }
+    }
+
+    public func metrics(node: NodeName, since: Date, series: [String]? = nil) async -> Answer<MetricsReply> {
+        await ask(.healthd) { try await $0.request(MessageType.metricsQuery, MetricsQuery(node: node, since: since, series: series), as: MetricsReply.self) }
+    }
+
+    public func lb() async -> Answer<LbStatusReply> {
+        await ask(.lbd) { try await $0.request(MessageType.lbStatus, Empty(), as: LbStatusReply.self) }
+    }
+
+    public func lbMetrics() async -> Answer<String> {
+        await ask(.lbd) { try await $0.request(MessageType.lbMetrics, Empty(), as: LbMetricsReply.self).text }
+    }
+
+    public func drain(_ target: String, drain: Bool) async -> Answer<LbDrainReply> {
+        await ask(.lbd) { try await $0.request(MessageType.lbDrain, LbDrainRequest(target: target, drain: drain), as: LbDrainReply.self) }
+    }
+
+    public func state() async -> Answer<StateStatusReply> {
+        await ask(.replicad) { try await $0.request(MessageType.stateStatus, Empty(), as: StateStatusReply.self) }
+    }
+
+    public func volume() async -> Answer<VolumeStatusReply> {
+        await ask(.replicad) { try await $0.request(MessageType.volumeStatus, Empty(), as: VolumeStatusReply.self) }
+    }
+}
+
+extension Result {
+    /// The value, or nil when the daemon did not answer.
+    var value: Success? { try? get() }
+}

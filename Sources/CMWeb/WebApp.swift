@@ -1,0 +1,312 @@
+import CMAuth
+import CMConfig
+import CMTypes
+import CMWire
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The console: its routes, the login and session middleware, and the handlers that turn the
+/// daemons' answers into pages, JSON and metrics. Everything an admin does here goes through
+/// the daemon that owns it, over CMWire, and is logged with the acting user.
+public final class WebApp: Sendable {
+    public let suite: SuiteClient
+    public let sessions: SessionStore
+    public let throttle: LoginThrottle
+    public let relay: EventRelay
+    let users: Mutex<UsersFile>
+    let settings: Mutex<WebdConfig>
+    public let cluster: String
+    let chartJS: String
+    let logger: Logger
+
+    public static let cookie = "cm_session"
+
+    public init(config: WebdConfig, users: UsersFile, suite: SuiteClient, cluster: String, logger: Logger, chartJS: String = Assets.chartJSPath) {
+        self.suite = suite
+        self.sessions = SessionStore(lifetime: config.auth.sessionLifetime, idle: config.auth.sessionIdle, capacity: config.auth.maxSessions)
+        self.throttle = LoginThrottle(attempts: config.auth.loginAttempts, window: config.auth.loginWindow)
+        self.relay = EventRelay(suite: suite, logger: logger)
+        self.users = Mutex(users)
+        self.settings = Mutex(config)
+        self.cluster = cluster
+        self.chartJS = chartJS
+        self.logger = logger
+    }
+
+    /// SIGHUP: a new users file takes effect for the next login; sessions stay.
+    public func apply(config: WebdConfig, users: UsersFile) {
+        self.users.withLock { $0 = users }
+        self.settings.withLock { $0 = config }
+    }
+
+    var config: WebdConfig { settings.withLock { $0 } }
+
+    public func router() -> Router<WebContext> {
+        let router = Router(context: WebContext.self)
+        router.middlewares.add(SecurityHeaders(tls: config.tlsEnabled))
+        router.middlewares.add(SessionMiddleware(app: self))
+
+        router.get("/static/:name") { _, context -> Response in
+            guard let name = context.parameters.get("name"), let file = Assets.file(name, chartJS: self.chartJS) else {
+                throw HTTPError(.notFound, message: "no such file")
+            }
+            return Response(status: .ok, headers: [.contentType: file.type, .cacheControl: "max-age=3600"], body: .init(byteBuffer: ByteBuffer(data: file.body)))
+        }
+        router.get("/login") { request, context -> Response in
+            if context.session != nil { return .redirect(to: "/", type: .found) }
+            return Self.html(Views.login(cluster: self.cluster, message: nil, next: Self.safeNext(request.uri.queryParameters.get("next"))))
+        }
+        router.post("/login") { request, context in try await self.login(request, context: context) }
+        router.post("/logout") { _, context -> Response in
+            if let token = context.token { self.sessions.close(token) }
+            if let user = context.session?.user { self.logger.notice("\(user) logged out", metadata: ["user": .string(user)]) }
+            var response = Response.redirect(to: "/login", type: .found)
+            response.headers[values: .setCookie] = [Self.clearCookie(tls: self.config.tlsEnabled)]
+            return response
+        }
+        router.get("/metrics") { _, _ in try await self.metrics() }
+
+        router.get("/") { _, context in try await self.overview(context) }
+        router.get("/nodes") { request, context in try await self.nodesPage(request, context) }
+        router.get("/nodes/:name") { request, context in try await self.nodePage(request, context) }
+        router.get("/checks") { request, context -> Response in
+            let state = request.uri.queryParameters.get("state").flatMap(HealthState.init(rawValue:))
+            return Self.html(Views.page("Health checks", path: "/checks", chrome: self.chrome(context), live: [Topic.health],
+                                        body: Views.checks(await self.suite.checks(), state: state, now: Date())))
+        }
+        router.get("/lb") { _, context -> Response in
+            Self.html(Views.page("Load balancer", path: "/lb", chrome: self.chrome(context), live: [Topic.lb],
+                                 body: Views.lb(await self.suite.lb(), csrf: context.session?.csrf ?? "")))
+        }
+        router.get("/vip") { _, context -> Response in
+            Self.html(Views.page("VIP and roles", path: "/vip", chrome: self.chrome(context), live: [Topic.vip], body: Views.vip(await self.suite.vip())))
+        }
+        router.get("/replication") { _, context -> Response in
+            async let state = self.suite.state(), volume = self.suite.volume()
+            return Self.html(Views.page("Replication", path: "/replication", chrome: self.chrome(context),
+                                        body: Views.replication(state: await state, volume: await volume)))
+        }
+        router.post("/actions/drain") { request, context in try await self.drainForm(request, context) }
+        router.get("/events") { request, _ in self.events(request) }
+
+        let api = router.group("/api/v1")
+        api.get("/status") { _, _ in
+            try Self.json(await self.suite.statuses().map { DaemonAnswer(daemon: $0.daemon.name, status: $0.answer.value, error: Self.failure($0.answer)) })
+        }
+        api.get("/nodes") { _, _ in try Self.json(await self.suite.nodes()) }
+        api.get("/nodes/:name") { _, context in try Self.json(await self.suite.node(context.parameters.get("name") ?? "")) }
+        api.get("/nodes/:name/metrics") { request, context in try await self.nodeMetrics(request, context) }
+        api.get("/checks") { _, _ in try Self.json(await self.suite.checks()) }
+        api.get("/events") { request, _ in
+            let limit = max(1, min(1000, Int(request.uri.queryParameters.get("limit") ?? "50") ?? 50))
+            return try Self.json(await self.suite.history(limit: limit))
+        }
+        api.get("/lb") { _, _ in try Self.json(await self.suite.lb()) }
+        api.post("/lb/drain") { request, context in
+            let body = try await request.decode(as: LbDrainRequest.self, context: context)
+            let answer = await self.suite.drain(body.target, drain: body.drain)
+            self.logAction(context, "\(body.drain ? "drained" : "undrained") \(body.target)", answer)
+            return try Self.json(answer)
+        }
+        api.get("/vip") { _, _ in try Self.json(await self.suite.vip()) }
+        api.get("/pxe") { _, _ in try Self.json(await self.suite.pxe()) }
+        api.get("/state") { _, _ in try Self.json(await self.suite.state()) }
+        api.get("/volume") { _, _ in try Self.json(await self.suite.volume()) }
+        return router
+    }
+
+    // MARK: Login
+
+    func login(_ request: Request, context: WebContext) async throws -> Response {
+        let form = try await Form.read(request, limit: config.http.maxBodyBytes)
+        let next = Self.safeNext(form["next"])
+        if let wait = throttle.retryAfter(context.client) {
+            logger.warning("login refused: too many failures from \(context.client)", metadata: ["client": .string(context.client)])
+            var response = Self.html(Views.login(cluster: cluster, message: "Too many failed logins from your address; try again in \(wait) s.", next: next),
+                                     status: .tooManyRequests)
+            response.headers[.retryAfter] = String(wait)
+            return response
+        }
+        let user = form["user"] ?? "", password = form["password"] ?? ""
+        let users = self.users.withLock { $0 }
+        // bcrypt takes tens of milliseconds by design: not on an event loop.
+        let ok = try await NIOThreadPool.singleton.runIfActive { users.verify(user: user, password: password) }
+        guard ok, UsersFile.isUserName(user) else {
+            throttle.failed(context.client)
+            logger.warning("failed login for \"\(user.prefix(32))\" from \(context.client)", metadata: ["client": .string(context.client)])
+            return Self.html(Views.login(cluster: cluster, message: "Wrong user name or password.", next: next), status: .unauthorized)
+        }
+        let (token, _) = sessions.open(user: user)
+        logger.notice("\(user) logged in from \(context.client)", metadata: ["user": .string(user), "client": .string(context.client)])
+        var response = Response.redirect(to: next, type: .found)
+        response.headers[values: .setCookie] = [Self.sessionCookie(token, tls: config.tlsEnabled, maxAge: Int(config.auth.sessionLifetime.seconds))]
+        return response
+    }
+
+    /// Where a login may send the browser afterwards: a path of this site, never another site
+    /// (`//host`, `/\host` and schemes are refused).
+    static func safeNext(_ next: String?) -> String {
+        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.hasPrefix("/\\"), next.count <= 512,
+              next.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }) else { return "/" }
+        return next
+    }
+
+    static func sessionCookie(_ token: String, tls: Bool, maxAge: Int) -> String {
+        "\(cookie)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(tls ? "; Secure" : "")"
+    }
+
+    static func clearCookie(tls: Bool) -> String {
+        "\(cookie)=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict\(tls ? "; Secure" : "")"
+    }
+
+    func chrome(_ context: WebContext) -> Views.Chrome {
+        Views.Chrome(user: context.session?.user ?? "", csrf: context.session?.csrf ?? "", cluster: cluster)
+    }
+
+    // MARK: Pages
+
+    func overview(_ context: WebContext) async throws -> Response {
+        async let statuses = suite.statuses(), vip = suite.vip(), nodes = suite.nodes(), checks = suite.checks(), lb = suite.lb(),
+                  events = suite.history(limit: 15)
+        let o = Views.Overview(statuses: await statuses, vip: await vip, nodes: await nodes, checks: await checks, lb: await lb, events: await events, now: Date())
+        return Self.html(Views.page("Overview", path: "/", chrome: chrome(context), live: [Topic.health, Topic.node, Topic.vip, Topic.lb], body: Views.overview(o)))
+    }
+
+    func nodesPage(_ request: Request, _ context: WebContext) async throws -> Response {
+        async let nodes = suite.nodes(), checks = suite.checks()
+        let rows: SuiteClient.Answer<[NodeRow]>
+        switch await nodes {
+        case .failure(let e) where e.code != .notRunning: rows = .failure(e)
+        case let answer:
+            // Without cm-pxed the nodes known from their checks are still worth listing.
+            let c = await checks
+            if case .failure(let e) = answer, case .failure = c { rows = .failure(e) } else {
+                rows = .success(NodeRow.join(nodes: answer.value ?? [], checks: c.value ?? []))
+            }
+        }
+        let query = NodeQuery(query: Self.query(request))
+        return Self.html(Views.page("Nodes", path: "/nodes", chrome: chrome(context), live: [Topic.health, Topic.node], body: Views.nodes(rows, query: query)))
+    }
+
+    func nodePage(_ request: Request, _ context: WebContext) async throws -> Response {
+        let name = context.parameters.get("name") ?? ""
+        guard NodeName.isValid(name) else { throw HTTPError(.notFound, message: "no such node") }
+        let range = Views.ranges.first { $0.label == request.uri.queryParameters.get("range") }?.label ?? "1h"
+        async let info = suite.node(name), checks = suite.checks(node: NodeName(name)), events = suite.history(limit: 200)
+        let mine = (await events).map { $0.filter { $0.id.node.rawValue == name }.prefix(20).map { $0 } }
+        let d = Views.NodeDetail(name: name, info: await info, checks: await checks, events: mine, range: range, now: Date())
+        return Self.html(Views.page("Node \(name)", path: "/nodes/\(name)", chrome: chrome(context), live: [Topic.health], scripts: ["/static/chart.min.js"],
+                                    body: Views.node(d, csrf: context.session?.csrf ?? "")))
+    }
+
+    func nodeMetrics(_ request: Request, _ context: WebContext) async throws -> Response {
+        let name = context.parameters.get("name") ?? ""
+        guard NodeName.isValid(name) else { throw HTTPError(.notFound, message: "no such node") }
+        let seconds = Views.ranges.first { $0.label == request.uri.queryParameters.get("range") }?.seconds ?? 3600
+        let series = request.uri.queryParameters.get("series").map { $0.split(separator: ",").prefix(16).map(String.init) }
+        return try Self.json(await suite.metrics(node: NodeName(name), since: Date().addingTimeInterval(-Double(seconds)), series: series))
+    }
+
+    // MARK: Actions
+
+    func drainForm(_ request: Request, _ context: WebContext) async throws -> Response {
+        let form = try await Form.read(request, limit: config.http.maxBodyBytes)
+        guard let target = form["target"], !target.isEmpty, target.count <= 128 else { throw HTTPError(.badRequest, message: "no target") }
+        let drain = form["drain"] != "0"
+        let answer = await suite.drain(target, drain: drain)
+        logAction(context, "\(drain ? "drained" : "undrained") \(target)", answer)
+        if case .failure(let e) = answer { throw HTTPError(e.code == .notFound ? .notFound : .badGateway, message: e.message) }
+        return .redirect(to: Self.safeNext(form["next"]), type: .found)
+    }
+
+    func logAction<T>(_ context: WebContext, _ what: String, _ answer: SuiteClient.Answer<T>) {
+        let user = context.session?.user ?? "?"
+        switch answer {
+        case .success: logger.notice("\(user) \(what)", metadata: ["user": .string(user), "client": .string(context.client)])
+        case .failure(let e): logger.error("\(user) \(what) failed: \(e.message)", metadata: ["user": .string(user), "client": .string(context.client)])
+        }
+    }
+
+    // MARK: Responses
+
+    static func html(_ h: HTML, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                 body: .init(byteBuffer: ByteBuffer(string: h.text)))
+    }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .iso8601
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
+
+    /// A daemon's answer as JSON: the value, or its error with a status that says whose fault.
+    static func json<T: Encodable>(_ answer: SuiteClient.Answer<T>) throws -> Response {
+        switch answer {
+        case .success(let value): return try json(value)
+        case .failure(let e):
+            let status: HTTPResponse.Status = switch e.code {
+            case .notFound: .notFound
+            case .invalidArgument: .badRequest
+            case .conflict: .conflict
+            case .notRunning, .unavailable: .serviceUnavailable
+            default: .badGateway
+            }
+            return try json(e, status: status)
+        }
+    }
+
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        Response(status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                 body: .init(byteBuffer: ByteBuffer(data: try encoder.encode(value))))
+    }
+
+    static func failure<T>(_ answer: SuiteClient.Answer<T>) -> WireError? {
+        if case .failure(let e) = answer { return e }
+        return nil
+    }
+
+    static func query(_ request: Request) -> [String: String] {
+        var out: [String: String] = [:]
+        for (k, v) in request.uri.queryParameters where out[String(k)] == nil { out[String(k)] = String(v) }
+        return out
+    }
+}
+
+struct DaemonAnswer: Encodable {
+    var daemon: String
+    var status: DaemonStatus?
+    var error: WireError?
+}
+
+/// application/x-www-form-urlencoded bodies, read with a cap.
+enum Form {
+    static func read(_ request: Request, limit: Int) async throws -> [String: String] {
+        let buffer: ByteBuffer
+        do { buffer = try await request.body.collect(upTo: limit) } catch {
+            throw HTTPError(.contentTooLarge, message: "the request body is larger than \(limit) bytes")
+        }
+        return parse(String(buffer: buffer))
+    }
+
+    /// The first value of each field; fields that do not decode are left out.
+    static func parse(_ text: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for pair in text.split(separator: "&").prefix(64) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let key = decode(parts[0]), out[key] == nil, let value = parts.count > 1 ? decode(parts[1]) : "" else { continue }
+            out[key] = value
+        }
+        return out
+    }
+
+    static func decode(_ s: Substring) -> String? {
+        s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+    }
+}

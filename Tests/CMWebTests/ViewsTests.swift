@@ -1,0 +1,76 @@
+import CMTypes
+@testable import CMWeb
+import CMWire
+import Foundation
+import Testing
+
+@Suite struct ViewsTests {
+    static func check(_ check: String, _ node: String, _ state: HealthState) -> CheckStatus {
+        CheckStatus(id: CheckID(check: check, node: NodeName(node)), type: "tcp", address: IPv4Address("10.0.0.1")!, state: state, since: nil,
+                    lastProbe: nil, consecutiveSuccesses: 0, consecutiveFailures: 0, intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 3)
+    }
+
+    static func node(_ name: String, _ last: UInt8) -> NodeInfo {
+        NodeInfo(name: name, mac: MACAddress("52:54:00:00:00:\(String(format: "%02x", last))")!, address: IPv4Address("10.0.0.\(last)"), group: "compute")
+    }
+
+    @Test func escapesWhatComesFromOutside() {
+        var h = HTML()
+        h.text("<script>alert('x')</script> & \"q\"")
+        #expect(h.text == "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;")
+        let page = Views.checks(.success([Self.check("<img src=x onerror=alert(1)>", "n1", .down)]), state: nil, now: Date())
+        #expect(!page.text.contains("<img") && page.text.contains("&lt;img src=x onerror=alert(1)&gt;"))
+    }
+
+    @Test func joinTakesTheWorstCheck() {
+        let rows = NodeRow.join(nodes: [Self.node("n1", 1), Self.node("n2", 2), Self.node("n3", 3)],
+                                checks: [Self.check("web", "n1", .up), Self.check("ssh", "n1", .down), Self.check("web", "n2", .unknown),
+                                         Self.check("web", "outside", .up)])
+        #expect(rows.map(\.name) == ["n1", "n2", "n3", "outside"])
+        #expect(rows.map(\.health) == [.down, .unknown, nil, .up])
+        #expect(rows[0].checksDown == 1 && rows[0].checks == 2)
+    }
+
+    @Test func nodeQueryFiltersSortsAndPages() {
+        let rows = (1...250).map { i in
+            NodeRow(name: String(format: "node%03d", i), address: "10.0.\(i / 256).\(i % 256)", mac: "", group: i % 2 == 0 ? "even" : "odd", image: "",
+                    boot: "booted", lastSeen: nil, health: i % 10 == 0 ? .down : .up, checksDown: 0, checks: 1)
+        }
+        var q = NodeQuery(query: ["health": "down"])
+        #expect(q.apply(rows).matched == 25)
+        q = NodeQuery(query: ["q": "even", "sort": "-name"])
+        let even = q.apply(rows)
+        #expect(even.matched == 125 && even.rows.first?.name == "node250" && even.rows.count == 125)
+        q = NodeQuery(query: ["sort": "health", "page": "2"])
+        let page2 = q.apply(rows)
+        #expect(page2.matched == 250 && page2.rows.count == 50 && page2.rows.allSatisfy { $0.health == .up })
+        q = NodeQuery(query: ["sort": "address"])
+        #expect(q.apply(rows).rows.prefix(3).map(\.name) == ["node001", "node002", "node003"], "addresses sort as numbers, not text")
+        #expect(NodeQuery(query: ["page": "-5", "sort": "bogus"]).page == 1)
+    }
+
+    @Test func loginRedirectsStayOnThisSite() {
+        #expect(WebApp.safeNext("/nodes?q=a") == "/nodes?q=a")
+        for bad in ["//evil.example/", "https://evil.example/", "/\\evil.example", "nodes", "/a b", nil] {
+            #expect(WebApp.safeNext(bad) == "/")
+        }
+    }
+
+    @Test func formsDecode() {
+        #expect(Form.parse("user=ad%20min&password=a+b%26c&next=%2Fnodes&user=second") == ["user": "ad min", "password": "a b&c", "next": "/nodes"])
+        #expect(Form.parse("bad=%zz&ok=1") == ["ok": "1"])
+    }
+
+    @Test func metricsCoverEveryDaemon() {
+        let text = SuiteMetrics.render(.init(statuses: [(SuiteDaemon.healthd, .success(DaemonStatus(daemon: "cm-healthd", version: "0", pid: 1, startedAt: Date(), status: "ok"))),
+                                                        (SuiteDaemon.lbd, .failure(WireError(.notRunning, "no")))],
+                                             checks: .success([Self.check("web", "n1", .down), Self.check("ssh", "n1", .unknown)]),
+                                             vip: .failure(WireError(.notRunning, "no")), pxe: .failure(WireError(.notRunning, "no")),
+                                             state: .failure(WireError(.notRunning, "no")), lb: .success("# TYPE lb_x gauge\nlb_x 1")))
+        #expect(text.contains("clustermaker_daemon_up{daemon=\"cm-healthd\"} 1\nclustermaker_daemon_up{daemon=\"cm-lbd\"} 0\n"))
+        #expect(text.contains("clustermaker_check_up{check=\"web\",node=\"n1\",type=\"tcp\"} 0\n"))
+        #expect(!text.contains("check=\"ssh\""))
+        #expect(text.contains("clustermaker_checks{state=\"unknown\"} 1\n"))
+        #expect(text.hasSuffix("lb_x 1\n"))
+    }
+}
