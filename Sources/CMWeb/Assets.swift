@@ -13,12 +13,18 @@ public enum Assets {
         switch name {
         case "console.css": return ("text/css; charset=utf-8", Data(css.utf8))
         case "console.js": return ("text/javascript; charset=utf-8", Data(js.utf8))
+        case "favicon.svg": return ("image/svg+xml", Data(icon.utf8))
         case "chart.min.js":
             guard let data = FileManager.default.contents(atPath: chartJS) else { return nil }
             return ("text/javascript; charset=utf-8", data)
         default: return nil
         }
     }
+
+    static let icon = """
+    <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#1d232b"/>\
+    <circle cx="5" cy="5" r="2" fill="#6fa8ff"/><circle cx="11" cy="5" r="2" fill="#6fa8ff"/><circle cx="8" cy="11" r="2" fill="#6fa8ff"/></svg>
+    """
 
     static let css = """
     :root { --bg: #f6f7f9; --fg: #1d232b; --muted: #5b6674; --line: #d9dee5; --up: #1f8a4c; --down: #c62828; --unknown: #a36b00; --accent: #1f5fa8; }
@@ -103,7 +109,7 @@ public enum Assets {
               type: "line", data: { datasets },
               options: { animation: false, parsing: false, responsive: false,
                 scales: { x: { type: "linear", ticks: { maxTicksLimit: 6,
-                  callback: (v) => new Date(v).toLocaleString([], { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" }) } } } },
+                  callback: (v) => new Date(v).toLocaleString([], range === "1h" ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" }) } } } },
             });
           })
           .catch((status) => canvas.insertAdjacentText("afterend", "no data (" + status + ")"));

@@ -125,7 +125,8 @@ public enum Views {
         var h = HTML()
         h.raw("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">")
         h.raw("<title>"); h.text("\(title) · \(chrome.cluster) · ClusterMaker"); h.raw("</title>")
-        h.raw("<link rel=\"stylesheet\" href=\"/static/console.css\"><meta name=\"csrf\" content=\""); h.text(chrome.csrf); h.raw("\">")
+        h.raw("<link rel=\"stylesheet\" href=\"/static/console.css\"><link rel=\"icon\" href=\"/static/favicon.svg\">")
+        h.raw("<meta name=\"csrf\" content=\""); h.text(chrome.csrf); h.raw("\">")
         for s in scripts { h.raw("<script src=\""); h.text(s); h.raw("\" defer></script>") }
         h.raw("<script src=\"/static/console.js\" defer></script></head>\n<body")
         if !live.isEmpty { h.raw(" data-live=\""); h.text(live.joined(separator: " ")); h.raw("\"") }
@@ -143,7 +144,7 @@ public enum Views {
     public static func login(cluster: String, message: String?, next: String) -> HTML {
         var h = HTML()
         h.raw("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Log in · ")
-        h.text(cluster); h.raw(" · ClusterMaker</title><link rel=\"stylesheet\" href=\"/static/console.css\"></head>")
+        h.text(cluster); h.raw(" · ClusterMaker</title><link rel=\"stylesheet\" href=\"/static/console.css\"><link rel=\"icon\" href=\"/static/favicon.svg\"></head>")
         h.raw("<body class=\"login\"><form method=\"post\" action=\"/login\"><h1>ClusterMaker</h1><p class=\"cluster\">"); h.text(cluster); h.raw("</p>")
         if let message { h.raw("<p class=\"error\" role=\"alert\">"); h.text(message); h.raw("</p>") }
         h.raw("<input type=\"hidden\" name=\"next\" value=\""); h.text(next); h.raw("\">")

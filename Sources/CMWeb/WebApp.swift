@@ -139,7 +139,9 @@ public final class WebApp: Sendable {
         guard ok, UsersFile.isUserName(user) else {
             throttle.failed(context.client)
             logger.warning("failed login for \"\(user.prefix(32))\" from \(context.client)", metadata: ["client": .string(context.client)])
-            return Self.html(Views.login(cluster: cluster, message: "Wrong user name or password.", next: next), status: .unauthorized)
+            // 200 with the form again, as a browser expects of a form (401 would need an HTTP
+            // authentication scheme the page does not use).
+            return Self.html(Views.login(cluster: cluster, message: "Wrong user name or password.", next: next))
         }
         let (token, _) = sessions.open(user: user)
         logger.notice("\(user) logged in from \(context.client)", metadata: ["user": .string(user), "client": .string(context.client)])
