@@ -26,6 +26,8 @@ let package = Package(
         .library(name: "CMImage", targets: ["CMImage"]),
         .library(name: "CMReplication", targets: ["CMReplication"]),
         .library(name: "CMWeb", targets: ["CMWeb"]),
+        .library(name: "CMConsole", targets: ["CMConsole"]),
+        .library(name: "CMAuth", targets: ["CMAuth"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -115,9 +117,15 @@ let package = Package(
         .target(name: "CMAuth", dependencies: [
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
         ], swiftSettings: swiftSettings),
+        // The web console's pure parts: pages as HTML text, node lists, forms, sessions, the suite's
+        // metrics, and the client that asks each daemon over CMWire. No HTTP server: fuzzed.
+        .target(name: "CMConsole", dependencies: [
+            "CMTypes", "CMWire",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         // The web console: pages, JSON API, /metrics, login and sessions; data from the daemons over CMWire.
         .target(name: "CMWeb", dependencies: [
-            "CMTypes", "CMWire", "CMConfig", "CMAuth",
+            "CMTypes", "CMWire", "CMConfig", "CMAuth", "CMConsole",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
@@ -151,7 +159,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "cm-webd", dependencies: [
-            "CMWeb", "CMAuth", "CMDaemon", "CMConfig", "CMWire", "CMTypes",
+            "CMWeb", "CMAuth", "CMConsole", "CMDaemon", "CMConfig", "CMWire", "CMTypes",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
@@ -163,7 +171,7 @@ let package = Package(
         .testTarget(name: "CMReplicationTests", dependencies: ["CMReplication", "CMImage", "CMConfig", "CMTypes", "CMWire",
                                                       .product(name: "GRDB", package: "GRDB.swift")], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "CMWebTests", dependencies: [
-            "CMWeb", "CMAuth", "CMWire", "CMConfig", "CMTypes",
+            "CMWeb", "CMAuth", "CMConsole", "CMWire", "CMConfig", "CMTypes",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),

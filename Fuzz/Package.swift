@@ -28,6 +28,9 @@ let package = Package(
         .executableTarget(name: "fuzz_tftp", dependencies: ["FuzzSupport", .product(name: "PXEProtocols", package: mainPackage)]),
         .executableTarget(name: "fuzz_gluster_xml", dependencies: ["FuzzSupport", .product(name: "CMReplication", package: mainPackage)]),
         .executableTarget(name: "fuzz_config", dependencies: ["FuzzSupport", .product(name: "CMConfig", package: mainPackage)]),
+        .executableTarget(name: "fuzz_web", dependencies: [
+            "FuzzSupport", .product(name: "CMConsole", package: mainPackage), .product(name: "CMAuth", package: mainPackage),
+        ]),
         .executableTarget(name: "fuzz_lb_http", dependencies: [
             "FuzzSupport", .product(name: "CMLB", package: mainPackage), .product(name: "CMConfig", package: mainPackage),
             .product(name: "Logging", package: "swift-log"),

@@ -1,3 +1,4 @@
+import CMConsole
 import CMWire
 import Foundation
 import Hummingbird

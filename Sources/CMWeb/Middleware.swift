@@ -1,3 +1,4 @@
+import CMConsole
 import Foundation
 import HTTPTypes
 import Hummingbird

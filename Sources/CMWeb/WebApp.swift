@@ -1,5 +1,6 @@
 import CMAuth
 import CMConfig
+import CMConsole
 import CMTypes
 import CMWire
 import Foundation
@@ -150,13 +151,7 @@ public final class WebApp: Sendable {
         return response
     }
 
-    /// Where a login may send the browser afterwards: a path of this site, never another site
-    /// (`//host`, `/\host` and schemes are refused).
-    static func safeNext(_ next: String?) -> String {
-        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.hasPrefix("/\\"), next.count <= 512,
-              next.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }) else { return "/" }
-        return next
-    }
+    static func safeNext(_ next: String?) -> String { Form.safeNext(next) }
 
     static func sessionCookie(_ token: String, tls: Bool, maxAge: Int) -> String {
         "\(cookie)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(tls ? "; Secure" : "")"
@@ -287,28 +282,13 @@ struct DaemonAnswer: Encodable {
     var error: WireError?
 }
 
-/// application/x-www-form-urlencoded bodies, read with a cap.
-enum Form {
+extension Form {
+    /// An application/x-www-form-urlencoded body, read with a cap.
     static func read(_ request: Request, limit: Int) async throws -> [String: String] {
         let buffer: ByteBuffer
         do { buffer = try await request.body.collect(upTo: limit) } catch {
             throw HTTPError(.contentTooLarge, message: "the request body is larger than \(limit) bytes")
         }
         return parse(String(buffer: buffer))
-    }
-
-    /// The first value of each field; fields that do not decode are left out.
-    static func parse(_ text: String) -> [String: String] {
-        var out: [String: String] = [:]
-        for pair in text.split(separator: "&").prefix(64) {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let key = decode(parts[0]), out[key] == nil, let value = parts.count > 1 ? decode(parts[1]) : "" else { continue }
-            out[key] = value
-        }
-        return out
-    }
-
-    static func decode(_ s: Substring) -> String? {
-        s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 }

@@ -1,3 +1,4 @@
+import CMConsole
 import Hummingbird
 import NIOCore
 

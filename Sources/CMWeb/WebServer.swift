@@ -1,3 +1,4 @@
+import CMConsole
 import CMConfig
 import CMTypes
 import Foundation

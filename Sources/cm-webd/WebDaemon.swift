@@ -1,5 +1,6 @@
 import CMAuth
 import CMConfig
+import CMConsole
 import CMDaemon
 import CMTypes
 import CMWeb

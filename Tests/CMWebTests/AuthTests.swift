@@ -1,6 +1,7 @@
 @testable import CMAuth
 import CMConfig
 import CMTypes
+@testable import CMConsole
 @testable import CMWeb
 import Foundation
 import Testing

@@ -1,6 +1,7 @@
 import CMAuth
 import CMConfig
 import CMTypes
+@testable import CMConsole
 @testable import CMWeb
 import CMWire
 import Foundation

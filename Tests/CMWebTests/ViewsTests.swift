@@ -1,4 +1,5 @@
 import CMTypes
+@testable import CMConsole
 @testable import CMWeb
 import CMWire
 import Foundation

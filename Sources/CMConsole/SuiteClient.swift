@@ -17,7 +17,7 @@ public struct SuiteClient: Sendable {
 
     public typealias Answer<T> = Result<T, WireError>
 
-    func ask<T: Sendable>(_ daemon: SuiteDaemon, _ body: (WireConnection) async throws -> T) async -> Answer<T> {
+    public func ask<T: Sendable>(_ daemon: SuiteDaemon, _ body: (WireConnection) async throws -> T) async -> Answer<T> {
         do {
             return .success(try await WireClient.withConnection(path: daemon.socketPath(runtimeDirectory: runtimeDirectory), daemon: daemon.name, peer: peer, body))
         } catch let error as WireError {
@@ -96,5 +96,5 @@ public struct SuiteClient: Sendable {
 
 extension Result {
     /// The value, or nil when the daemon did not answer.
-    var value: Success? { try? get() }
+    public var value: Success? { try? get() }
 }

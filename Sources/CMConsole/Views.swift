@@ -16,6 +16,20 @@ public struct NodeRow: Sendable, Equatable {
     public var checksDown: Int
     public var checks: Int
 
+    public init(name: String, address: String, mac: String, group: String, image: String, boot: String, lastSeen: Date?, health: HealthState?,
+                checksDown: Int, checks: Int) {
+        self.name = name
+        self.address = address
+        self.mac = mac
+        self.group = group
+        self.image = image
+        self.boot = boot
+        self.lastSeen = lastSeen
+        self.health = health
+        self.checksDown = checksDown
+        self.checks = checks
+    }
+
     /// The inventory and the checks joined by node name; a node that only has checks (not in
     /// cm-pxed's inventory) is listed too.
     public static func join(nodes: [NodeInfo], checks: [CheckStatus]) -> [NodeRow] {
@@ -177,6 +191,17 @@ public enum Views {
         public var lb: SuiteClient.Answer<LbStatusReply>
         public var events: SuiteClient.Answer<[HealthTransition]>
         public var now: Date
+        public init(statuses: [(daemon: SuiteDaemon, answer: SuiteClient.Answer<DaemonStatus>)], vip: SuiteClient.Answer<VipStatusReply>,
+                    nodes: SuiteClient.Answer<[NodeInfo]>, checks: SuiteClient.Answer<[CheckStatus]>, lb: SuiteClient.Answer<LbStatusReply>,
+                    events: SuiteClient.Answer<[HealthTransition]>, now: Date) {
+            self.statuses = statuses
+            self.vip = vip
+            self.nodes = nodes
+            self.checks = checks
+            self.lb = lb
+            self.events = events
+            self.now = now
+        }
     }
 
     public static func overview(_ o: Overview) -> HTML {
@@ -285,6 +310,15 @@ public enum Views {
         public var events: SuiteClient.Answer<[HealthTransition]>
         public var range: String
         public var now: Date
+        public init(name: String, info: SuiteClient.Answer<NodeInfo>, checks: SuiteClient.Answer<[CheckStatus]>,
+                    events: SuiteClient.Answer<[HealthTransition]>, range: String, now: Date) {
+            self.name = name
+            self.info = info
+            self.checks = checks
+            self.events = events
+            self.range = range
+            self.now = now
+        }
     }
 
     /// The chart ranges: label and seconds.
