@@ -9,10 +9,22 @@ public struct SuiteClient: Sendable {
     public let runtimeDirectory: String
     /// How the daemons' logs name us ("cm-webd").
     public let peer: String
+    /// Whole lists (every check, every node, the LB's and VIP's status, the daemons' status
+    /// lines) go through it when set; a node's own data, metrics and actions never do.
+    public let cache: AnswerCache?
 
-    public init(runtimeDirectory: String, peer: String = "cm-webd") {
+    public init(runtimeDirectory: String, peer: String = "cm-webd", cache: AnswerCache? = nil) {
         self.runtimeDirectory = runtimeDirectory
         self.peer = peer
+        self.cache = cache
+    }
+
+    /// The cache's key prefix of each event topic's daemon.
+    public static let cacheKeys: [String: String] = ["health": "healthd.", "node": "pxed.", "lb": "lbd.", "vip": "vipd."]
+
+    func cached<T: Sendable>(_ key: String, _ fetch: @escaping @Sendable () async -> T) async -> T {
+        guard let cache else { return await fetch() }
+        return await cache.get(key, fetch)
     }
 
     public typealias Answer<T> = Result<T, WireError>
@@ -33,22 +45,31 @@ public struct SuiteClient: Sendable {
 
     /// Every daemon's `status`, in the suite's order, asked at once.
     public func statuses() async -> [(daemon: SuiteDaemon, answer: Answer<DaemonStatus>)] {
+        await cached("status.all") { await self.askStatuses() }.map { ($0.daemon, $0.answer) }
+    }
+
+    struct StatusAnswer: Sendable {
+        var daemon: SuiteDaemon
+        var answer: Answer<DaemonStatus>
+    }
+
+    func askStatuses() async -> [StatusAnswer] {
         await withTaskGroup(of: (Int, Answer<DaemonStatus>).self) { group in
             for (i, daemon) in SuiteDaemon.all.enumerated() {
                 group.addTask { (i, await status(daemon)) }
             }
             var answers = [Answer<DaemonStatus>?](repeating: nil, count: SuiteDaemon.all.count)
             for await (i, answer) in group { answers[i] = answer }
-            return SuiteDaemon.all.enumerated().map { ($0.element, answers[$0.offset] ?? .failure(WireError(.internal, "no answer"))) }
+            return SuiteDaemon.all.enumerated().map { StatusAnswer(daemon: $0.element, answer: answers[$0.offset] ?? .failure(WireError(.internal, "no answer"))) }
         }
     }
 
     public func vip() async -> Answer<VipStatusReply> {
-        await ask(.vipd) { try await $0.request(MessageType.vipStatus, Empty(), as: VipStatusReply.self) }
+        await cached("vipd.status") { await self.ask(.vipd) { try await $0.request(MessageType.vipStatus, Empty(), as: VipStatusReply.self) } }
     }
 
     public func nodes() async -> Answer<[NodeInfo]> {
-        await ask(.pxed) { try await $0.requestAll(MessageType.nodeList, NodeListRequest(), as: NodeListReply.self) }
+        await cached("pxed.nodes") { await self.ask(.pxed) { try await $0.requestAll(MessageType.nodeList, NodeListRequest(), as: NodeListReply.self) } }
     }
 
     public func node(_ name: String) async -> Answer<NodeInfo> {
@@ -60,13 +81,19 @@ public struct SuiteClient: Sendable {
     }
 
     public func checks(node: NodeName? = nil) async -> Answer<[CheckStatus]> {
-        await ask(.healthd) { try await $0.requestAll(MessageType.healthList, HealthListRequest(node: node), as: HealthListReply.self) }
+        let fetch: @Sendable () async -> Answer<[CheckStatus]> = {
+            await self.ask(.healthd) { try await $0.requestAll(MessageType.healthList, HealthListRequest(node: node), as: HealthListReply.self) }
+        }
+        return node == nil ? await cached("healthd.checks", fetch) : await fetch()
     }
 
     public func history(id: CheckID? = nil, limit: Int) async -> Answer<[HealthTransition]> {
-        await ask(.healthd) {
-            try await $0.requestAll(MessageType.healthHistory, HealthHistoryRequest(id: id, limit: limit), as: HealthHistoryReply.self, limit: limit)
+        let fetch: @Sendable () async -> Answer<[HealthTransition]> = {
+            await self.ask(.healthd) {
+                try await $0.requestAll(MessageType.healthHistory, HealthHistoryRequest(id: id, limit: limit), as: HealthHistoryReply.self, limit: limit)
+            }
         }
+        return id == nil ? await cached("healthd.history.\(limit)", fetch) : await fetch()
     }
 
     public func metrics(node: NodeName, since: Date, series: [String]? = nil) async -> Answer<MetricsReply> {
@@ -74,7 +101,7 @@ public struct SuiteClient: Sendable {
     }
 
     public func lb() async -> Answer<LbStatusReply> {
-        await ask(.lbd) { try await $0.request(MessageType.lbStatus, Empty(), as: LbStatusReply.self) }
+        await cached("lbd.status") { await self.ask(.lbd) { try await $0.request(MessageType.lbStatus, Empty(), as: LbStatusReply.self) } }
     }
 
     public func lbMetrics() async -> Answer<String> {

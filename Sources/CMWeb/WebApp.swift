@@ -111,6 +111,7 @@ public final class WebApp: Sendable {
         api.post("/lb/drain") { request, context in
             let body = try await request.decode(as: LbDrainRequest.self, context: context)
             let answer = await self.suite.drain(body.target, drain: body.drain)
+            self.suite.cache?.invalidate(prefix: "lbd.")
             self.logAction(context, "\(body.drain ? "drained" : "undrained") \(body.target)", answer)
             return try Self.json(answer)
         }
@@ -216,6 +217,7 @@ public final class WebApp: Sendable {
         guard let target = form["target"], !target.isEmpty, target.count <= 128 else { throw HTTPError(.badRequest, message: "no target") }
         let drain = form["drain"] != "0"
         let answer = await suite.drain(target, drain: drain)
+        suite.cache?.invalidate(prefix: "lbd.")
         logAction(context, "\(drain ? "drained" : "undrained") \(target)", answer)
         if case .failure(let e) = answer { throw HTTPError(e.code == .notFound ? .notFound : .badGateway, message: e.message) }
         return .redirect(to: Self.safeNext(form["next"]), type: .found)

@@ -37,7 +37,7 @@ struct WebDaemon: Daemon {
     }
 
     static func make(configuration: WebSetup, options: DaemonOptions, events: EventHub, logger: Logger) async throws -> WebDaemon {
-        let app = WebApp(config: configuration.config, users: configuration.users, suite: SuiteClient(runtimeDirectory: options.runtimeDir),
+        let app = WebApp(config: configuration.config, users: configuration.users, suite: SuiteClient(runtimeDirectory: options.runtimeDir, cache: AnswerCache(maxAge: .seconds(1))),
                          cluster: configuration.cluster, logger: logger)
         // The listening socket exists before READY=1: systemd's (cm-webd.socket), else bound here
         // now, so that a port in use fails the start instead of a later request.

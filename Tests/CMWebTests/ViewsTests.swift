@@ -3,6 +3,7 @@ import CMTypes
 @testable import CMWeb
 import CMWire
 import Foundation
+import Synchronization
 import Testing
 
 @Suite struct ViewsTests {
@@ -73,5 +74,34 @@ import Testing
         #expect(!text.contains("check=\"ssh\""))
         #expect(text.contains("clustermaker_checks{state=\"unknown\"} 1\n"))
         #expect(text.hasSuffix("lb_x 1\n"))
+    }
+}
+
+@Suite struct AnswerCacheTests {
+    @Test func sharesOneFetchAndForgetsOnInvalidate() async {
+        let cache = AnswerCache(maxAge: .seconds(60))
+        let fetches = Atomic<Int>(0)
+        let fetch: @Sendable () async -> Int = {
+            try? await Task.sleep(for: .milliseconds(50))
+            return fetches.add(1, ordering: .relaxed).newValue
+        }
+        let values = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<32 { group.addTask { await cache.get("healthd.checks", fetch) } }
+            return await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(values == Array(repeating: 1, count: 32), "thirty-two callers, one fetch")
+        cache.invalidate(prefix: "pxed.")
+        #expect(await cache.get("healthd.checks", fetch) == 1, "another daemon's event leaves it")
+        cache.invalidate(prefix: "healthd.")
+        #expect(await cache.get("healthd.checks", fetch) == 2)
+    }
+
+    @Test func answersExpire() async throws {
+        let cache = AnswerCache(maxAge: .milliseconds(20))
+        let fetches = Atomic<Int>(0)
+        let fetch: @Sendable () async -> Int = { fetches.add(1, ordering: .relaxed).newValue }
+        #expect(await cache.get("k", fetch) == 1)
+        try await Task.sleep(for: .milliseconds(40))
+        #expect(await cache.get("k", fetch) == 2)
     }
 }
