@@ -44,6 +44,8 @@ let package = Package(
         // Kernel headers Glibc's module leaves out (netlink, AF_PACKET); header only, nothing to link.
         .systemLibrary(name: "CLinux"),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Linux-PAM, for the web console's logins with the system's accounts.
+        .systemLibrary(name: "CPAM", pkgConfig: "pam", providers: [.apt(["libpam0g-dev"])]),
 
         .target(name: "CMTypes", dependencies: ["CLinux"], swiftSettings: swiftSettings),
         .target(name: "CMWire", dependencies: [
@@ -115,6 +117,7 @@ let package = Package(
 
         // The web console's accounts: the users file and bcrypt (cm-webd checks, cmctl web passwd writes).
         .target(name: "CMAuth", dependencies: [
+            "CPAM",
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
         ], swiftSettings: swiftSettings),
         // The web console's pure parts: pages as HTML text, node lists, forms, sessions, the suite's

@@ -20,7 +20,12 @@ public struct WebdConfig: Sendable, Equatable {
 
     public struct Auth: Sendable, Equatable {
         /// `NAME:BCRYPT-HASH` lines (htpasswd -B's format); `cmctl web passwd NAME` writes them.
+        /// Optional while PAM is on; its users come first.
         public var usersFile = "/etc/clustermaker/webd-users"
+        /// Logins with the system's accounts through PAM, for members of `pamGroup`.
+        public var pam = true
+        public var pamService = "cm-webd"
+        public var pamGroup = "clustermaker"
         /// A session ends this long after its login, however busy.
         public var sessionLifetime: Duration = .seconds(8 * 3600)
         /// … or after this long without a request.
@@ -79,6 +84,16 @@ public struct WebdConfig: Sendable, Equatable {
         let a = root.table("auth")
         if let path = a.string("users_file") {
             if isAbsolutePath(path) { config.auth.usersFile = path } else { a.error("users_file", "\"\(path)\" is not an absolute path") }
+        }
+        config.auth.pam = a.bool("pam", default: true)
+        for (key, keyPath) in [("pam_service", \Auth.pamService), ("pam_group", \Auth.pamGroup)] {
+            if let name = a.string(key) {
+                if (1...64).contains(name.utf8.count), name.utf8.allSatisfy({ (0x21...0x7e).contains($0) && $0 != 0x2f }) {
+                    config.auth[keyPath: keyPath] = name
+                } else {
+                    a.error(key, "\"\(name)\" is not a name (1-64 printable characters, no \"/\" or spaces)")
+                }
+            }
         }
         config.auth.sessionLifetime = a.duration("session_lifetime", range: .seconds(60) ... .seconds(30 * 86400), default: .seconds(8 * 3600))
         config.auth.sessionIdle = a.duration("session_idle", range: .seconds(60) ... .seconds(30 * 86400), default: .seconds(30 * 60))

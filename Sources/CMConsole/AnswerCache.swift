@@ -1,41 +1,99 @@
 import Foundation
 import Synchronization
 
-/// Answers of the daemons kept for a moment and shared: thirty-two browsers asking for the
-/// overview at once cost cm-healthd one list of its checks, not thirty-two. An answer is
-/// reused for `maxAge`, and forgotten at once when the daemon reports a change (EventRelay
-/// calls `invalidate` with the event's topic), so a live page never refreshes into an older
-/// answer. Requests that arrive while an answer is being fetched wait for that fetch.
+/// Answers of the daemons kept and shared: thirty-two browsers asking for the overview at once
+/// cost cm-healthd one list of its checks, not thirty-two, and none of them waits for it while
+/// a recent answer is at hand.
+/// - An answer younger than `maxAge` is used as it is.
+/// - An older one, up to `maxStale`, is used too while a fetch in the background replaces it
+///   (one fetch at a time per key).
+/// - After `invalidate` (the daemon reported a change: EventRelay calls it with the event's
+///   topic) a request waits for an answer fetched after that moment, so a live page never
+///   refreshes into the state from before the event.
 public final class AnswerCache: Sendable {
     struct Entry {
-        var at: ContinuousClock.Instant
-        var task: Task<any Sendable, Never>
+        var value: (any Sendable)?
+        /// When the fetch that gave `value` started.
+        var fetchedAt: ContinuousClock.Instant?
+        var inFlight: Task<any Sendable, Never>?
+        var inFlightStarted: ContinuousClock.Instant?
+        var invalidatedAt: ContinuousClock.Instant?
+
+        /// The value, if nothing it predates has been invalidated.
+        func usable() -> (value: any Sendable, at: ContinuousClock.Instant)? {
+            guard let value, let fetchedAt else { return nil }
+            if let invalidatedAt, fetchedAt <= invalidatedAt { return nil }
+            return (value, fetchedAt)
+        }
     }
 
     let entries = Mutex<[String: Entry]>([:])
     public let maxAge: Duration
+    public let maxStale: Duration
 
-    public init(maxAge: Duration = .seconds(1)) {
+    public init(maxAge: Duration = .seconds(1), maxStale: Duration = .seconds(10)) {
         self.maxAge = maxAge
+        self.maxStale = max(maxAge, maxStale)
     }
 
-    /// The answer under `key` if it is fresh, else `fetch`'s. A key always holds one type.
+    enum Step {
+        case value(any Sendable)
+        case wait(Task<any Sendable, Never>)
+    }
+
+    /// The answer under `key` as the rules above allow, else `fetch`'s. A key holds one type.
     public func get<T: Sendable>(_ key: String, _ fetch: @escaping @Sendable () async -> T) async -> T {
         let now = ContinuousClock.now
-        let task = entries.withLock { e -> Task<any Sendable, Never> in
-            if let entry = e[key], now - entry.at < maxAge { return entry.task }
-            let task = Task<any Sendable, Never> { await fetch() }
-            e[key] = Entry(at: now, task: task)
-            return task
+        let step = entries.withLock { e -> Step in
+            var entry = e[key] ?? Entry()
+            defer { e[key] = entry }
+            let usable = entry.usable()
+            if let usable, now - usable.at < maxAge { return .value(usable.value) }
+            // A fetch already running serves unless it began before an invalidation.
+            var running = entry.inFlight
+            if let started = entry.inFlightStarted, let invalidated = entry.invalidatedAt, started <= invalidated { running = nil }
+            let task = running ?? start(key, fetch, now: now, entry: &entry)
+            if let usable, now - usable.at < maxStale { return .value(usable.value) }
+            return .wait(task)
         }
-        if let value = await task.value as? T { return value }
+        switch step {
+        case .value(let v):
+            if let v = v as? T { return v }
+        case .wait(let task):
+            if let v = await task.value as? T { return v }
+        }
         return await fetch()
     }
 
-    /// Forgets the answers whose key starts with `prefix` ("healthd." after a check changed).
+    private func start<T: Sendable>(_ key: String, _ fetch: @escaping @Sendable () async -> T, now: ContinuousClock.Instant,
+                                    entry: inout Entry) -> Task<any Sendable, Never> {
+        let task = Task<any Sendable, Never> {
+            let value = await fetch()
+            self.entries.withLock { e in
+                guard var entry = e[key] else { return }
+                if entry.fetchedAt.map({ $0 < now }) ?? true {
+                    entry.value = value
+                    entry.fetchedAt = now
+                }
+                if entry.inFlightStarted == now {
+                    entry.inFlight = nil
+                    entry.inFlightStarted = nil
+                }
+                e[key] = entry
+            }
+            return value
+        }
+        entry.inFlight = task
+        entry.inFlightStarted = now
+        return task
+    }
+
+    /// Marks the answers whose key starts with `prefix` out of date ("healthd." after a check
+    /// changed): the next request for one waits for a fetch that starts after now.
     public func invalidate(prefix: String) {
+        let now = ContinuousClock.now
         entries.withLock { e in
-            for key in e.keys where key.hasPrefix(prefix) { e[key] = nil }
+            for key in e.keys where key.hasPrefix(prefix) { e[key]?.invalidatedAt = now }
         }
     }
 }

@@ -135,12 +135,19 @@ public final class WebApp: Sendable {
             return response
         }
         let user = form["user"] ?? "", password = form["password"] ?? ""
-        let users = self.users.withLock { $0 }
-        // bcrypt takes tens of milliseconds by design: not on an event loop.
-        let ok = try await NIOThreadPool.singleton.runIfActive { users.verify(user: user, password: password) }
+        let users = self.users.withLock { $0 }, auth = config.auth
+        // bcrypt takes tens of milliseconds and PAM up to seconds by design: not on an event loop.
+        let (ok, why) = try await NIOThreadPool.singleton.runIfActive { () -> (Bool, String) in
+            if users.hashes[user] != nil || !auth.pam { return (users.verify(user: user, password: password), "wrong password or unknown user") }
+            switch SystemLogin(service: auth.pamService, group: auth.pamGroup).check(user: user, password: password) {
+            case .accepted: return (true, "")
+            case .refused(let reason): return (false, "PAM: \(reason)")
+            case .notInGroup: return (false, "not a member of group \(auth.pamGroup)")
+            }
+        }
         guard ok, UsersFile.isUserName(user) else {
             throttle.failed(context.client)
-            logger.warning("failed login for \"\(user.prefix(32))\" from \(context.client)", metadata: ["client": .string(context.client)])
+            logger.warning("failed login for \"\(user.prefix(32))\" from \(context.client): \(why)", metadata: ["client": .string(context.client)])
             // 200 with the form again, as a browser expects of a form (401 would need an HTTP
             // authentication scheme the page does not use).
             return Self.html(Views.login(cluster: cluster, message: "Wrong user name or password.", next: next))

@@ -30,7 +30,9 @@ struct WebDaemon: Daemon {
 
     static func loadConfiguration(configDir: String) throws -> WebSetup {
         let config = try WebdConfig.load(configDir: configDir)
-        let users = try UsersFile.load(config.auth.usersFile)
+        // With PAM on, a users file is optional; without, it is the only way in.
+        let users = config.auth.pam && !FileManager.default.fileExists(atPath: config.auth.usersFile)
+            ? UsersFile(hashes: [:]) : try UsersFile.load(config.auth.usersFile)
         _ = try WebServer.tlsConfiguration(config)
         let cluster = (try? ClusterConfig.load(configDir: configDir))?.name ?? "cluster"
         return WebSetup(config: config, users: users, cluster: cluster)

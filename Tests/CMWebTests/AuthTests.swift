@@ -49,6 +49,20 @@ import Testing
     }
 }
 
+@Suite struct SystemLoginTests {
+    @Test func groupMembershipIsPrimaryOrSupplementary() {
+        #expect(SystemLogin.isMember(user: "root", of: "root"), "primary group")
+        #expect(!SystemLogin.isMember(user: "no-such-user-\(getpid())", of: "root"))
+        #expect(!SystemLogin.isMember(user: "root", of: "no-such-group-\(getpid())"))
+    }
+
+    @Test func nonsenseNeverReachesPAM() {
+        let login = SystemLogin(service: "cm-webd-test", group: "root")
+        #expect(login.check(user: "bad name", password: "x") == .refused("not a user name or password"))
+        #expect(login.check(user: "root", password: "") == .refused("not a user name or password"))
+    }
+}
+
 @Suite struct SessionTests {
     let t0 = Date(timeIntervalSince1970: 1_800_000_000)
 
@@ -101,6 +115,8 @@ import Testing
     @Test func plainHTTPOnlyOnLoopback() throws {
         let c = try parse("[http]\nlisten = \"127.0.0.1:8080\"\n")
         #expect(c.http.listen.port == 8080 && !c.tlsEnabled && c.auth.publicMetrics && c.auth.loginAttempts == 5)
+        #expect(c.auth.pam && c.auth.pamService == "cm-webd" && c.auth.pamGroup == "clustermaker")
+        #expect(throws: ConfigErrors.self) { try parse("[http]\nlisten = \"127.0.0.1:1\"\n[auth]\npam_service = \"../x y\"\n") }
         #expect(throws: ConfigErrors.self) { try parse("") }
         do { _ = try parse("[http]\nlisten = \"0.0.0.0:9443\"\n") } catch {
             #expect(error.description.hasPrefix("/etc/clustermaker/webd.toml:2:10: http: listen: 0.0.0.0:9443 is not a loopback address, so the console needs TLS"))

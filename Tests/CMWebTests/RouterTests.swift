@@ -78,6 +78,7 @@ final class FakeSuite: Sendable {
         var config = WebdConfig()
         config.http.listen = IPv4Endpoint("127.0.0.1:1")!
         config.auth.loginAttempts = 3
+        config.auth.pam = false
         config.auth.publicMetrics = publicMetrics
         let users = try UsersFile.parse(UsersFile.line(user: "admin", password: Self.password, cost: 4), path: "/test/users")
         let app = WebApp(config: config, users: users, suite: SuiteClient(runtimeDirectory: fakes.runtime), cluster: "testcluster",

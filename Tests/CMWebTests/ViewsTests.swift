@@ -97,11 +97,40 @@ import Testing
     }
 
     @Test func answersExpire() async throws {
-        let cache = AnswerCache(maxAge: .milliseconds(20))
+        let cache = AnswerCache(maxAge: .milliseconds(20), maxStale: .milliseconds(20))
         let fetches = Atomic<Int>(0)
         let fetch: @Sendable () async -> Int = { fetches.add(1, ordering: .relaxed).newValue }
         #expect(await cache.get("k", fetch) == 1)
         try await Task.sleep(for: .milliseconds(40))
         #expect(await cache.get("k", fetch) == 2)
+    }
+}
+
+@Suite struct AnswerCacheStaleTests {
+    @Test func aStaleAnswerServesWhileTheNextIsFetched() async throws {
+        let cache = AnswerCache(maxAge: .milliseconds(20), maxStale: .seconds(60))
+        let fetches = Atomic<Int>(0)
+        let slow: @Sendable () async -> Int = {
+            try? await Task.sleep(for: .milliseconds(200))
+            return fetches.add(1, ordering: .relaxed).newValue
+        }
+        #expect(await cache.get("k", slow) == 1, "nothing yet: waits")
+        try await Task.sleep(for: .milliseconds(40))
+        let clock = ContinuousClock()
+        var answer = 0
+        let waited = await clock.measure { answer = await cache.get("k", slow) }
+        #expect(answer == 1 && waited < .milliseconds(150), "old answer at once, not after the 200 ms fetch")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await cache.get("k", slow) == 2, "the background fetch replaced it")
+    }
+
+    @Test func afterAnInvalidationOnlyANewerFetchServes() async throws {
+        let cache = AnswerCache(maxAge: .seconds(60), maxStale: .seconds(60))
+        let fetches = Atomic<Int>(0)
+        let fetch: @Sendable () async -> Int = { fetches.add(1, ordering: .relaxed).newValue }
+        #expect(await cache.get("healthd.checks", fetch) == 1)
+        cache.invalidate(prefix: "healthd.")
+        #expect(await cache.get("healthd.checks", fetch) == 2, "waits for a fetch begun after the event")
+        #expect(await cache.get("healthd.checks", fetch) == 2)
     }
 }

@@ -13,6 +13,8 @@
 #     logout. Screenshots of each page: .build/test-artifacts/webd/.
 #  3. SIGHUP: a new users file takes effect (a removed user cannot log in).
 #  4. `cmctl status` reaches cm-webd's control socket; `--check-config` reports a bad users file.
+#  5. PAM: a system account in pam_group logs in with its password; one outside the group,
+#     a wrong password and a locked account do not (users and group made for the test).
 . "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -70,6 +72,9 @@ tls_key = "$T/etc/webd/key.pem"
 [auth]
 users_file = "$T/etc/webd-users"
 login_attempts = 3
+# PAM through /etc/pam.d/other (Debian's common stacks): no file of the test's in /etc/pam.d.
+pam_service = "cm-webd-test-$SUFFIX"
+pam_group = "cmwt$SUFFIX"
 login_window = "1m"
 CONF
 PASSWORD="pw-$RANDOM-$RANDOM"
@@ -147,3 +152,21 @@ wait_for 5 "the reload" grep -q "users file and session settings reloaded" "$T/w
 [ "$(code -d 'user=operator&password=second-password' "$URL/login")" = 200 ] || fail "a removed user can still log in after SIGHUP"
 [ "$(code -d "user=admin&password=$PASSWORD" "$URL/login")" = 302 ] || fail "admin cannot log in after SIGHUP"
 pass "SIGHUP: a removed user can no longer log in"
+
+# --- 5. PAM with system accounts ------------------------------------------------------------
+command -v useradd >/dev/null && command -v chpasswd >/dev/null || fail "useradd/chpasswd missing (package passwd)"
+G=cmwt$SUFFIX; UIN=cmwti$SUFFIX; UOUT=cmwto$SUFFIX
+pam_cleanup() { userdel "$UIN" 2>/dev/null || true; userdel "$UOUT" 2>/dev/null || true; groupdel "$G" 2>/dev/null || true; }
+trap 'pam_cleanup; cleanup' EXIT
+groupadd "$G"
+useradd -M -N -g users -G "$G" -s /usr/sbin/nologin "$UIN"
+useradd -M -N -g users -s /usr/sbin/nologin "$UOUT"
+printf '%s:in-group-pass\n%s:out-group-pass\n' "$UIN" "$UOUT" | chpasswd
+pam_login() { ip netns exec "$(ns_of n1)" curl -sk --max-time 10 -o /dev/null -D - -d "user=$1&password=$2" "$URL/login" | grep -ci '^set-cookie: cm_session=[^;]'; }
+[ "$(pam_login "$UIN" in-group-pass)" = 1 ] || fail "a member of $G could not log in with PAM: $(tail -3 "$T/webd.log")"
+[ "$(pam_login "$UOUT" out-group-pass)" = 0 ] || fail "a user outside $G logged in"
+grep -q "$UOUT.*not a member of group $G" "$T/webd.log" || fail "the log does not say why $UOUT was refused"
+[ "$(pam_login "$UIN" wrong-pass)" = 0 ] || fail "a wrong system password logged in"
+usermod -L "$UIN"
+[ "$(pam_login "$UIN" in-group-pass)" = 0 ] || fail "a locked account logged in"
+pass "PAM: a member of the group logs in; outside the group, a wrong password, a locked account do not"

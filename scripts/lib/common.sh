@@ -25,7 +25,7 @@ cm_apt_install() {
 }
 
 # Build dependencies of the Swift package (system libraries it links).
-CM_BUILD_PACKAGES=(libsystemd-dev libcurl4-openssl-dev libsqlite3-dev pkg-config)
+CM_BUILD_PACKAGES=(libsystemd-dev libcurl4-openssl-dev libsqlite3-dev libpam0g-dev pkg-config)
 # What the tests and the demo run against: real peers, namespaces, lint tools.
 CM_TEST_PACKAGES=(nginx-light prometheus-node-exporter mandoc iproute2 jq procps util-linux systemd python3 python3-websockets curl iputils-ping keepalived wrk
   qemu-system-x86 ipxe-qemu ovmf dnsmasq-base linux-image-amd64 busybox-static cpio

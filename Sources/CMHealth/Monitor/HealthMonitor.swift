@@ -34,6 +34,10 @@ public actor HealthMonitor {
     private var cluster: ClusterConfig
     private var config: HealthdConfig
     private var instances: [CheckID: Instance] = [:]
+    /// Every instance's id text in order, the order lists are paged in: made when the set of
+    /// checks changes (apply), so that a page costs a binary search and its own items rather
+    /// than a sort of every check (10,000 checks in 20 pages took 1.5 s that way).
+    private var order: [(key: String, id: CheckID)] = []
     private var scrapes: [NodeName: NodeScrape] = [:]
     private var pendingSamples: [(NodeName, Int64, [String: Double])] = []
     private var restoredStates: [CheckID: (HealthState, Date)] = [:]
@@ -151,6 +155,7 @@ public actor HealthMonitor {
                                          task: startProbing(id, check: check, node: node))
             }
         }
+        order = instances.keys.map { ($0.description, $0) }.sorted { $0.key < $1.key }
         // Metrics: one scrape loop per node while enabled.
         let metricNodes = config.metrics.enabled ? Dictionary(cluster.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a }) : [:]
         for (name, scrape) in scrapes where metricNodes[name] != scrape.node || !config.metrics.enabled {
@@ -302,14 +307,28 @@ public actor HealthMonitor {
 
     /// One page of the checks, in the order of their ids' text (the paging key).
     public func list(_ request: HealthListRequest) -> HealthListReply {
-        let checks = instances.values
-            .filter { request.node == nil || $0.id.node == request.node }
-            .filter { i in request.cursor.map { i.id.description > $0 } ?? true }
-            .map(status)
-            .filter { request.state == nil || $0.state == request.state }
-            .sorted { $0.id.description < $1.id.description }
-        let page = Paging.page(checks, key: \.id.description, after: nil)
-        return HealthListReply(checks: page.items, next: page.next)
+        var index = 0
+        if let cursor = request.cursor {
+            // The first id past the cursor.
+            var hi = order.count
+            while index < hi {
+                let mid = (index + hi) / 2
+                if order[mid].key <= cursor { index = mid + 1 } else { hi = mid }
+            }
+        }
+        var page: [CheckStatus] = []
+        var lastKey = ""
+        while index < order.count {
+            let (key, id) = order[index]
+            index += 1
+            guard let instance = instances[id], request.node == nil || id.node == request.node,
+                  request.state == nil || instance.machine.state == request.state else { continue }
+            // One more match after a full page: there is a next page, from the page's last id.
+            if page.count == Paging.pageSize { return HealthListReply(checks: page, next: lastKey) }
+            page.append(status(instance))
+            lastKey = key
+        }
+        return HealthListReply(checks: page, next: nil)
     }
 
     public func show(_ request: HealthShowRequest) throws -> HealthShowReply {
