@@ -20,7 +20,7 @@ public struct SuiteClient: Sendable {
     }
 
     /// The cache's key prefix of each event topic's daemon.
-    public static let cacheKeys: [String: String] = ["health": "healthd.", "node": "pxed.", "lb": "lbd.", "vip": "vipd."]
+    public static let cacheKeys: [String: [String]] = ["health": ["healthd.", "rows"], "node": ["pxed.", "rows"], "lb": ["lbd."], "vip": ["vipd."]]
 
     func cached<T: Sendable>(_ key: String, _ fetch: @escaping @Sendable () async -> T) async -> T {
         guard let cache else { return await fetch() }

@@ -35,6 +35,10 @@ public struct NodeRow: Sendable, Equatable {
     public static func join(nodes: [NodeInfo], checks: [CheckStatus]) -> [NodeRow] {
         var byNode: [String: [CheckStatus]] = [:]
         for c in checks { byNode[c.id.node.rawValue, default: []].append(c) }
+        return join(nodes: nodes, checksByNode: byNode)
+    }
+
+    public static func join(nodes: [NodeInfo], checksByNode byNode: [String: [CheckStatus]]) -> [NodeRow] {
         var rows = nodes.map { n in
             NodeRow(name: n.name, address: n.reachableAddress?.description ?? "", mac: n.mac.description, group: n.group,
                     image: n.lastImage ?? n.image ?? "", boot: n.state.rawValue, lastSeen: n.lastSeen, health: nil, checksDown: 0, checks: 0)
@@ -46,9 +50,13 @@ public struct NodeRow: Sendable, Equatable {
         }
         for i in rows.indices {
             guard let cs = byNode[rows[i].name] else { continue }
+            var down = 0, unknown = 0
+            for c in cs {
+                if c.state == .down { down += 1 } else if c.state == .unknown { unknown += 1 }
+            }
             rows[i].checks = cs.count
-            rows[i].checksDown = cs.filter { $0.state == .down }.count
-            rows[i].health = cs.contains { $0.state == .down } ? .down : cs.contains { $0.state == .unknown } ? .unknown : .up
+            rows[i].checksDown = down
+            rows[i].health = down > 0 ? .down : unknown > 0 ? .unknown : .up
         }
         return rows
     }
@@ -186,18 +194,15 @@ public enum Views {
     public struct Overview: Sendable {
         public var statuses: [(daemon: SuiteDaemon, answer: SuiteClient.Answer<DaemonStatus>)]
         public var vip: SuiteClient.Answer<VipStatusReply>
-        public var nodes: SuiteClient.Answer<[NodeInfo]>
-        public var checks: SuiteClient.Answer<[CheckStatus]>
+        public var summary: NodeSummary
         public var lb: SuiteClient.Answer<LbStatusReply>
         public var events: SuiteClient.Answer<[HealthTransition]>
         public var now: Date
         public init(statuses: [(daemon: SuiteDaemon, answer: SuiteClient.Answer<DaemonStatus>)], vip: SuiteClient.Answer<VipStatusReply>,
-                    nodes: SuiteClient.Answer<[NodeInfo]>, checks: SuiteClient.Answer<[CheckStatus]>, lb: SuiteClient.Answer<LbStatusReply>,
-                    events: SuiteClient.Answer<[HealthTransition]>, now: Date) {
+                    summary: NodeSummary, lb: SuiteClient.Answer<LbStatusReply>, events: SuiteClient.Answer<[HealthTransition]>, now: Date) {
             self.statuses = statuses
             self.vip = vip
-            self.nodes = nodes
-            self.checks = checks
+            self.summary = summary
             self.lb = lb
             self.events = events
             self.now = now
@@ -208,13 +213,13 @@ public enum Views {
         var h = HTML()
         h.raw("<h1>Overview</h1><section class=\"tiles\">")
         // Nodes by health and boot state.
-        let rows = NodeRow.join(nodes: o.nodes.value ?? [], checks: o.checks.value ?? [])
+        let rows = o.summary.rows
         let down = rows.filter { $0.health == .down }.count
-        let booting = (o.nodes.value ?? []).filter { $0.state == .booting || $0.state == .discovered }.count
+        let booting = rows.filter { $0.boot == NodeBootState.booting.rawValue || $0.boot == NodeBootState.discovered.rawValue }.count
         h.raw("<a class=\"tile\(down > 0 ? " bad" : "")\" href=\"/nodes?health=down\"><b id=\"nodes-down\">\(down)</b> of \(rows.count) nodes down</a>")
         h.raw("<a class=\"tile\" href=\"/nodes?sort=boot\"><b>\(booting)</b> booting</a>")
-        let failing = (o.checks.value ?? []).filter { $0.state == .down }
-        h.raw("<a class=\"tile\(failing.isEmpty ? "" : " bad")\" href=\"/checks?state=down\"><b id=\"checks-down\">\(failing.count)</b> of \((o.checks.value ?? []).count) checks failing</a>")
+        let failing = o.summary.failing
+        h.raw("<a class=\"tile\(failing.isEmpty ? "" : " bad")\" href=\"/checks?state=down\"><b id=\"checks-down\">\(failing.count)</b> of \(o.summary.checkCount) checks failing</a>")
         if let lb = o.lb.value {
             let rps = lb.frontends.reduce(0) { $0 + $1.requestsPerSecond }, errors = lb.frontends.reduce(0) { $0 + $1.errors }
             h.raw("<a class=\"tile\" href=\"/lb\"><b>\(Format.rate(rps))</b> requests/s, \(errors) errors</a>")
@@ -236,10 +241,13 @@ public enum Views {
         h.raw("</tbody></table>")
 
         h.raw("<h2>Failing checks</h2>")
-        switch o.checks {
-        case .failure(let e): h.append(unavailable(e))
-        case .success where failing.isEmpty: h.raw("<p class=\"ok\">None.</p>")
-        case .success: h.append(checkTable(Array(failing.prefix(50)), now: o.now))
+        if let e = o.summary.checksProblem {
+            h.append(unavailable(e))
+        } else if failing.isEmpty {
+            h.raw("<p class=\"ok\">None.</p>")
+        } else {
+            h.append(checkTable(Array(failing.prefix(50)), now: o.now))
+            if failing.count > 50 { h.raw("<p><a href=\"/checks?state=down\">All \(failing.count) failing checks</a></p>") }
         }
 
         h.raw("<h2>Newest events</h2>")

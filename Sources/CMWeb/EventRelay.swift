@@ -62,7 +62,7 @@ public final class EventRelay: Sendable {
 
     func publish(_ topic: String, _ payload: ByteBuffer) {
         // The refresh this event causes must not get the answer from before it.
-        if let prefix = SuiteClient.cacheKeys[topic] { suite.cache?.invalidate(prefix: prefix) }
+        for prefix in SuiteClient.cacheKeys[topic] ?? [] { suite.cache?.invalidate(prefix: prefix) }
         var frame = ByteBuffer(string: "event: \(topic)\ndata: ")
         var line = payload
         frame.writeBuffer(&line)

@@ -176,35 +176,28 @@ public final class WebApp: Sendable {
     // MARK: Pages
 
     func overview(_ context: WebContext) async throws -> Response {
-        async let statuses = suite.statuses(), vip = suite.vip(), nodes = suite.nodes(), checks = suite.checks(), lb = suite.lb(),
-                  events = suite.history(limit: 15)
-        let o = Views.Overview(statuses: await statuses, vip: await vip, nodes: await nodes, checks: await checks, lb: await lb, events: await events, now: Date())
+        async let statuses = suite.statuses(), vip = suite.vip(), summary = suite.summary(), lb = suite.lb(), events = suite.history(limit: 15)
+        let o = Views.Overview(statuses: await statuses, vip: await vip, summary: await summary, lb: await lb, events: await events, now: Date())
         return Self.html(Views.page("Overview", path: "/", chrome: chrome(context), live: [Topic.health, Topic.node, Topic.vip, Topic.lb], body: Views.overview(o)))
     }
 
     func nodesPage(_ request: Request, _ context: WebContext) async throws -> Response {
-        async let nodes = suite.nodes(), checks = suite.checks()
-        let rows: SuiteClient.Answer<[NodeRow]>
-        switch await nodes {
-        case .failure(let e) where e.code != .notRunning: rows = .failure(e)
-        case let answer:
-            // Without cm-pxed the nodes known from their checks are still worth listing.
-            let c = await checks
-            if case .failure(let e) = answer, case .failure = c { rows = .failure(e) } else {
-                rows = .success(NodeRow.join(nodes: answer.value ?? [], checks: c.value ?? []))
-            }
-        }
         let query = NodeQuery(query: Self.query(request))
-        return Self.html(Views.page("Nodes", path: "/nodes", chrome: chrome(context), live: [Topic.health, Topic.node], body: Views.nodes(rows, query: query)))
+        return Self.html(Views.page("Nodes", path: "/nodes", chrome: chrome(context), live: [Topic.health, Topic.node],
+                                    body: Views.nodes(await suite.summary().listable, query: query)))
     }
 
     func nodePage(_ request: Request, _ context: WebContext) async throws -> Response {
         let name = context.parameters.get("name") ?? ""
         guard NodeName.isValid(name) else { throw HTTPError(.notFound, message: "no such node") }
         let range = Views.ranges.first { $0.label == request.uri.queryParameters.get("range") }?.label ?? "1h"
-        async let info = suite.node(name), checks = suite.checks(node: NodeName(name)), events = suite.history(limit: 200)
+        async let summary = suite.summary(), events = suite.history(limit: 200)
+        let s = await summary
+        let info: SuiteClient.Answer<NodeInfo> = s.nodesByName[name].map { .success($0) }
+            ?? .failure(s.nodesProblem ?? WireError(.notFound, "no node \(name)"))
+        let checks: SuiteClient.Answer<[CheckStatus]> = s.checksProblem.map { .failure($0) } ?? .success(s.checksByNode[name] ?? [])
         let mine = (await events).map { $0.filter { $0.id.node.rawValue == name }.prefix(20).map { $0 } }
-        let d = Views.NodeDetail(name: name, info: await info, checks: await checks, events: mine, range: range, now: Date())
+        let d = Views.NodeDetail(name: name, info: info, checks: checks, events: mine, range: range, now: Date())
         return Self.html(Views.page("Node \(name)", path: "/nodes/\(name)", chrome: chrome(context), live: [Topic.health], scripts: ["/static/chart.min.js"],
                                     body: Views.node(d, csrf: context.session?.csrf ?? "")))
     }
