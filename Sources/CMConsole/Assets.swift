@@ -58,7 +58,8 @@ public enum Assets {
     figcaption { color: var(--muted); }
     dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1.2em; background: #fff; border: 1px solid var(--line); padding: .8em; }
     dt { color: var(--muted); } dd { margin: 0; }
-    form.action { display: inline; } button { cursor: pointer; }
+    form.action { display: inline; } button { cursor: pointer; } button.danger { color: var(--down); }
+    details.add { margin-bottom: .8em; } details.add form { display: flex; gap: .6em; flex-wrap: wrap; margin-top: .4em; align-items: end; }
     body.login { display: flex; justify-content: center; padding-top: 12vh; }
     body.login form { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 1.5em 2em; display: flex; flex-direction: column; gap: .8em; width: 22em; }
     body.login label { display: flex; flex-direction: column; gap: .2em; }
@@ -100,6 +101,10 @@ public enum Assets {
               { credentials: "same-origin" })
           .then((r) => r.ok ? r.json() : Promise.reject(r.status))
           .then((data) => {
+            if (!data.series.some((s) => s.points.length > 0)) {
+              canvas.replaceWith(document.createTextNode(data.lastError ? "no data: " + data.lastError : "no data in this range yet"));
+              return;
+            }
             const colors = ["#1f5fa8", "#c62828", "#1f8a4c"];
             const datasets = data.series.map((s, i) => ({
               label: s.name, borderColor: colors[i % 3], pointRadius: 0, borderWidth: 1.5,

@@ -112,6 +112,23 @@ public struct SuiteClient: Sendable {
         await ask(.lbd) { try await $0.request(MessageType.lbDrain, LbDrainRequest(target: target, drain: drain), as: LbDrainReply.self) }
     }
 
+    public func addNode(_ spec: NodeSpec) async -> Answer<NodeInfo> {
+        await ask(.pxed) { try await $0.request(MessageType.nodeAdd, spec, as: NodeInfo.self) }
+    }
+
+    public func setNode(_ request: NodeSetRequest) async -> Answer<NodeInfo> {
+        await ask(.pxed) { try await $0.request(MessageType.nodeSet, request, as: NodeInfo.self) }
+    }
+
+    public func removeNode(_ name: String) async -> Answer<NodeInfo> {
+        await ask(.pxed) { try await $0.request(MessageType.nodeRemove, NodeRef(node: name), as: NodeInfo.self) }
+    }
+
+    /// cm-pxed's images (its status), cached like the lists.
+    public func images() async -> Answer<[String]> {
+        await cached("pxed.images") { await self.pxe().map(\.images) }
+    }
+
     public func state() async -> Answer<StateStatusReply> {
         await ask(.replicad) { try await $0.request(MessageType.stateStatus, Empty(), as: StateStatusReply.self) }
     }

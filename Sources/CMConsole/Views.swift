@@ -183,6 +183,12 @@ public enum Views {
         return h
     }
 
+    static func hidden(_ name: String, _ value: String) -> HTML {
+        var h = HTML()
+        h.raw("<input type=\"hidden\" name=\""); h.text(name); h.raw("\" value=\""); h.text(value); h.raw("\">")
+        return h
+    }
+
     static func badge(_ state: String) -> String {
         "<span class=\"badge \(HTML.escape(state))\">\(HTML.escape(state))</span>"
     }
@@ -272,9 +278,13 @@ public enum Views {
 
     // MARK: Nodes
 
-    public static func nodes(_ rows: SuiteClient.Answer<[NodeRow]>, query: NodeQuery) -> HTML {
+    public static func nodes(_ rows: SuiteClient.Answer<[NodeRow]>, query: NodeQuery, csrf: String = "") -> HTML {
         var h = HTML()
-        h.raw("<h1>Nodes</h1><form class=\"filter\" method=\"get\" action=\"/nodes\"><input name=\"q\" placeholder=\"name, address, MAC, group, image\" value=\"")
+        h.raw("<h1>Nodes</h1><details class=\"add\"><summary>Add a node</summary><form method=\"post\" action=\"/actions/node/add\" class=\"add-node\">")
+        h.append(hidden("csrf", csrf))
+        h.raw("<label>MAC <input name=\"mac\" required placeholder=\"52:54:00:12:34:56\"></label> <label>name <input name=\"name\" placeholder=\"cm-pxed's pattern\"></label> ")
+        h.raw("<label>address <input name=\"address\" placeholder=\"from the pool\"></label> <label>group <input name=\"group\" placeholder=\"default\"></label> ")
+        h.raw("<button>Add</button></form></details><form class=\"filter\" method=\"get\" action=\"/nodes\"><input name=\"q\" placeholder=\"name, address, MAC, group, image\" value=\"")
         h.text(query.text); h.raw("\"><select name=\"health\"><option value=\"\">any health</option>")
         for s in HealthState.allCases {
             h.raw("<option\(query.health == s ? " selected" : "")>\(s.rawValue)</option>")
@@ -318,8 +328,11 @@ public enum Views {
         public var events: SuiteClient.Answer<[HealthTransition]>
         public var range: String
         public var now: Date
+        /// cm-pxed's images, for the next-boot choice.
+        public var images: [String]
         public init(name: String, info: SuiteClient.Answer<NodeInfo>, checks: SuiteClient.Answer<[CheckStatus]>,
-                    events: SuiteClient.Answer<[HealthTransition]>, range: String, now: Date) {
+                    events: SuiteClient.Answer<[HealthTransition]>, range: String, now: Date, images: [String] = []) {
+            self.images = images
             self.name = name
             self.info = info
             self.checks = checks
@@ -352,6 +365,18 @@ public enum Views {
         h.raw("<input type=\"hidden\" name=\"csrf\" value=\""); h.text(csrf); h.raw("\"><input type=\"hidden\" name=\"target\" value=\"")
         h.text(d.name); h.raw("\"><input type=\"hidden\" name=\"next\" value=\"/nodes/\(HTML.component(d.name))\">")
         h.raw("<button name=\"drain\" value=\"1\">Drain</button> <button name=\"drain\" value=\"0\">Undrain</button></form>")
+        if case .success(let n) = d.info {
+            h.raw(" <form method=\"post\" action=\"/actions/node/next-boot\" class=\"action\" data-confirm=\"Set the image of this node's next boot?\">")
+            h.append(hidden("csrf", csrf)); h.append(hidden("node", n.name))
+            h.raw("<select name=\"image\" aria-label=\"next boot image\"><option value=\"\">next boot: as usual</option>")
+            for image in d.images where !image.isEmpty {
+                h.raw("<option"); if image == n.nextImage { h.raw(" selected") }; h.raw(">"); h.text(image); h.raw("</option>")
+            }
+            h.raw("</select> <button>Set next boot</button></form>")
+            h.raw(" <form method=\"post\" action=\"/actions/node/remove\" class=\"action\" data-confirm=\"Remove ")
+            h.text(n.name); h.raw(" from the inventory? Its lease and boot settings go with it.\">")
+            h.append(hidden("csrf", csrf)); h.append(hidden("node", n.name)); h.raw("<button class=\"danger\">Remove node</button></form>")
+        }
 
         h.raw("<h2>Performance</h2><nav class=\"ranges\">")
         for r in ranges {

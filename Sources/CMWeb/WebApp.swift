@@ -93,6 +93,9 @@ public final class WebApp: Sendable {
                                         body: Views.replication(state: await state, volume: await volume)))
         }
         router.post("/actions/drain") { request, context in try await self.drainForm(request, context) }
+        router.post("/actions/node/next-boot") { request, context in try await self.nextBootForm(request, context) }
+        router.post("/actions/node/add") { request, context in try await self.addNodeForm(request, context) }
+        router.post("/actions/node/remove") { request, context in try await self.removeNodeForm(request, context) }
         router.get("/events") { request, _ in self.events(request) }
 
         let api = router.group("/api/v1")
@@ -102,6 +105,20 @@ public final class WebApp: Sendable {
         api.get("/nodes") { _, _ in try Self.json(await self.suite.nodes()) }
         api.get("/nodes/:name") { _, context in try Self.json(await self.suite.node(context.parameters.get("name") ?? "")) }
         api.get("/nodes/:name/metrics") { request, context in try await self.nodeMetrics(request, context) }
+        api.post("/nodes") { request, context in
+            let spec = try await request.decode(as: NodeSpec.self, context: context)
+            return try Self.json(await self.nodeAction(context, "added node \(spec.name ?? spec.mac.description)") { await self.suite.addNode(spec) })
+        }
+        api.delete("/nodes/:name") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            return try Self.json(await self.nodeAction(context, "removed node \(name)") { await self.suite.removeNode(name) })
+        }
+        api.post("/nodes/:name/next-boot") { request, context in
+            let name = context.parameters.get("name") ?? "", body = try await request.decode(as: NextBoot.self, context: context)
+            return try Self.json(await self.nodeAction(context, "set \(name)'s next boot to \(body.image.isEmpty ? "its usual image" : body.image)") {
+                await self.suite.setNode(NodeSetRequest(node: name, nextImage: body.image))
+            })
+        }
         api.get("/checks") { _, _ in try Self.json(await self.suite.checks()) }
         api.get("/events") { request, _ in
             let limit = max(1, min(1000, Int(request.uri.queryParameters.get("limit") ?? "50") ?? 50))
@@ -184,7 +201,7 @@ public final class WebApp: Sendable {
     func nodesPage(_ request: Request, _ context: WebContext) async throws -> Response {
         let query = NodeQuery(query: Self.query(request))
         return Self.html(Views.page("Nodes", path: "/nodes", chrome: chrome(context), live: [Topic.health, Topic.node],
-                                    body: Views.nodes(await suite.summary().listable, query: query)))
+                                    body: Views.nodes(await suite.summary().listable, query: query, csrf: context.session?.csrf ?? "")))
     }
 
     func nodePage(_ request: Request, _ context: WebContext) async throws -> Response {
@@ -197,7 +214,8 @@ public final class WebApp: Sendable {
             ?? .failure(s.nodesProblem ?? WireError(.notFound, "no node \(name)"))
         let checks: SuiteClient.Answer<[CheckStatus]> = s.checksProblem.map { .failure($0) } ?? .success(s.checksByNode[name] ?? [])
         let mine = (await events).map { $0.filter { $0.id.node.rawValue == name }.prefix(20).map { $0 } }
-        let d = Views.NodeDetail(name: name, info: info, checks: checks, events: mine, range: range, now: Date())
+        let d = Views.NodeDetail(name: name, info: info, checks: checks, events: mine, range: range, now: Date(),
+                                 images: (await suite.images()).value ?? [])
         return Self.html(Views.page("Node \(name)", path: "/nodes/\(name)", chrome: chrome(context), live: [Topic.health], scripts: ["/static/chart.min.js"],
                                     body: Views.node(d, csrf: context.session?.csrf ?? "")))
     }
@@ -221,6 +239,66 @@ public final class WebApp: Sendable {
         logAction(context, "\(drain ? "drained" : "undrained") \(target)", answer)
         if case .failure(let e) = answer { throw HTTPError(e.code == .notFound ? .notFound : .badGateway, message: e.message) }
         return .redirect(to: Self.safeNext(form["next"]), type: .found)
+    }
+
+    /// A change to the inventory: done by cm-pxed, logged with the user, and the cached lists
+    /// forgotten so that the next page shows it.
+    func nodeAction(_ context: WebContext, _ what: String, _ body: () async -> SuiteClient.Answer<NodeInfo>) async -> SuiteClient.Answer<NodeInfo> {
+        let answer = await body()
+        suite.cache?.invalidate(prefix: "pxed.")
+        suite.cache?.invalidate(prefix: "rows")
+        logAction(context, what, answer)
+        return answer
+    }
+
+    /// A form's action: back to `next` when done, else the daemon's reason as the page.
+    func formResult(_ answer: SuiteClient.Answer<NodeInfo>, next: String) throws -> Response {
+        if case .failure(let e) = answer {
+            let status: HTTPResponse.Status = switch e.code {
+            case .notFound: .notFound
+            case .invalidArgument, .conflict: .badRequest
+            default: .badGateway
+            }
+            throw HTTPError(status, message: e.message)
+        }
+        return .redirect(to: next, type: .found)
+    }
+
+    func nextBootForm(_ request: Request, _ context: WebContext) async throws -> Response {
+        let form = try await Form.read(request, limit: config.http.maxBodyBytes)
+        guard let node = form["node"], NodeName.isValid(node) else { throw HTTPError(.badRequest, message: "no node") }
+        let image = form["image"] ?? ""
+        guard image.count <= 128 else { throw HTTPError(.badRequest, message: "image name too long") }
+        let answer = await nodeAction(context, "set \(node)'s next boot to \(image.isEmpty ? "its usual image" : image)") {
+            await suite.setNode(NodeSetRequest(node: node, nextImage: image))
+        }
+        return try formResult(answer, next: "/nodes/\(node)")
+    }
+
+    func addNodeForm(_ request: Request, _ context: WebContext) async throws -> Response {
+        let form = try await Form.read(request, limit: config.http.maxBodyBytes)
+        guard let mac = form["mac"].flatMap({ MACAddress($0.trimmingCharacters(in: .whitespaces)) }) else {
+            throw HTTPError(.badRequest, message: "mac: not a MAC address (52:54:00:12:34:56)")
+        }
+        func field(_ key: String) -> String? {
+            let v = (form[key] ?? "").trimmingCharacters(in: .whitespaces)
+            return v.isEmpty ? nil : v
+        }
+        var address: IPv4Address?
+        if let text = field("address") {
+            guard let a = IPv4Address(text) else { throw HTTPError(.badRequest, message: "address: \"\(text.prefix(40))\" is not an IPv4 address") }
+            address = a
+        }
+        let spec = NodeSpec(name: field("name"), mac: mac, address: address, group: field("group"))
+        let answer = await nodeAction(context, "added node \(spec.name ?? mac.description)") { await suite.addNode(spec) }
+        return try formResult(answer, next: answer.value.map { "/nodes/\($0.name)" } ?? "/nodes")
+    }
+
+    func removeNodeForm(_ request: Request, _ context: WebContext) async throws -> Response {
+        let form = try await Form.read(request, limit: config.http.maxBodyBytes)
+        guard let node = form["node"], NodeName.isValid(node) else { throw HTTPError(.badRequest, message: "no node") }
+        let answer = await nodeAction(context, "removed node \(node)") { await suite.removeNode(node) }
+        return try formResult(answer, next: "/nodes")
     }
 
     func logAction<T>(_ context: WebContext, _ what: String, _ answer: SuiteClient.Answer<T>) {
@@ -276,6 +354,11 @@ public final class WebApp: Sendable {
         for (k, v) in request.uri.queryParameters where out[String(k)] == nil { out[String(k)] = String(v) }
         return out
     }
+}
+
+struct NextBoot: Decodable {
+    /// An image name, NAME@REV, or "" for the node's usual one.
+    var image: String
 }
 
 struct DaemonAnswer: Encodable {

@@ -18,6 +18,7 @@ import Testing
 final class FakeSuite: Sendable {
     let runtime: String
     let drains = Mutex<[LbDrainRequest]>([])
+    let inventory = Mutex<[String]>([])
     let checks = Mutex<[CheckStatus]>([])
 
     init() throws {
@@ -53,6 +54,19 @@ final class FakeSuite: Sendable {
         pxe.on(MessageType.nodeShow, NodeRef.self) { r, _ in
             guard r.node == "node001" else { throw WireError(.notFound, "no node \(r.node)") }
             return ViewsTests.node("node001", 1)
+        }
+        pxe.on(MessageType.nodeAdd, NodeSpec.self) { r, _ in
+            guard r.name != "node001" else { throw WireError(.conflict, "node001 exists") }
+            self.inventory.withLock { $0.append("add \(r.name ?? "?") \(r.mac) \(r.address?.description ?? "-")") }
+            return NodeInfo(name: r.name ?? "node003", mac: r.mac, group: "default")
+        }
+        pxe.on(MessageType.nodeSet, NodeSetRequest.self) { r, _ in
+            self.inventory.withLock { $0.append("set \(r.node) next=\(r.nextImage ?? "nil")") }
+            return ViewsTests.node(r.node, 1)
+        }
+        pxe.on(MessageType.nodeRemove, NodeRef.self) { r, _ in
+            self.inventory.withLock { $0.append("rm \(r.node)") }
+            return ViewsTests.node(r.node, 1)
         }
         let servers = [(SuiteDaemon.healthd, health), (.lbd, lb), (.pxed, pxe)].map { daemon, router in
             (daemon, WireServer(daemon: daemon.name, version: "test", router: router, logger: Logger(label: "fake")) {
@@ -182,6 +196,31 @@ final class FakeSuite: Sendable {
             #expect(try await client.execute(uri: "/logout", method: .post, headers: form, body: ByteBuffer(string: "csrf=\(csrf)")).status == .found)
             #expect(try await client.execute(uri: "/actions/drain", method: .post, headers: form, body: ByteBuffer(string: "csrf=\(csrf)&target=node001")).status == .unauthorized)
             #expect(fakes.drains.withLock { $0.count } == 2)
+        }
+    }
+
+    @Test func inventoryActionsGoToCmPxed() async throws {
+        try await withConsole { client, fakes in
+            let (cookie, csrf) = try await Self.login(client)
+            let form: HTTPFields = [.cookie: cookie, .contentType: "application/x-www-form-urlencoded"]
+            let page = String(buffer: try await client.execute(uri: "/nodes/node001", method: .get, headers: [.cookie: cookie]).body)
+            #expect(page.contains("action=\"/actions/node/next-boot\"") && page.contains("action=\"/actions/node/remove\""))
+            #expect(try await client.execute(uri: "/actions/node/add", method: .post, headers: form,
+                                             body: ByteBuffer(string: "mac=52:54:00:aa:bb:cc&name=node003&address=10.0.0.3")).status == .forbidden,
+                    "no CSRF token, no node")
+            let added = try await client.execute(uri: "/actions/node/add", method: .post, headers: form,
+                                                 body: ByteBuffer(string: "csrf=\(csrf)&mac=52%3A54%3A00%3Aaa%3Abb%3Acc&name=node003&address=10.0.0.3&group="))
+            #expect(added.status == .found && added.headers[.location] == "/nodes/node003")
+            let bad = try await client.execute(uri: "/actions/node/add", method: .post, headers: form, body: ByteBuffer(string: "csrf=\(csrf)&mac=nonsense"))
+            #expect(bad.status == .badRequest && String(buffer: bad.body).contains("not a MAC address"))
+            let taken = try await client.execute(uri: "/actions/node/add", method: .post, headers: form,
+                                                 body: ByteBuffer(string: "csrf=\(csrf)&mac=52:54:00:aa:bb:cd&name=node001"))
+            #expect(taken.status == .badRequest && String(buffer: taken.body).contains("node001 exists"), "cm-pxed's reason reaches the page")
+            #expect(try await client.execute(uri: "/actions/node/next-boot", method: .post, headers: form,
+                                             body: ByteBuffer(string: "csrf=\(csrf)&node=node001&image=rescue")).status == .found)
+            #expect(try await client.execute(uri: "/actions/node/remove", method: .post, headers: form,
+                                             body: ByteBuffer(string: "csrf=\(csrf)&node=node002")).status == .found)
+            #expect(fakes.inventory.withLock { $0 } == ["add node003 52:54:00:aa:bb:cc 10.0.0.3", "set node001 next=rescue", "rm node002"])
         }
     }
 

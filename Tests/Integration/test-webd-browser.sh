@@ -8,7 +8,8 @@
 #     over-long and malformed requests, unknown routes and path traversal get 4xx, and the
 #     server goes on serving; the login is throttled after webd.toml's login_attempts.
 #  2. In the browser (webd-browser.py): log in, the overview shows the nodes, drain a backend
-#     in the page and see it in `cmctl lb status`, a stopped nginx turns its node red within
+#     in the page and see it in `cmctl lb status`, add a node in the page and see it in
+#     `cmctl node list`, then remove it; a stopped nginx turns its node red within
 #     the check's fall time without a reload, the node's charts are drawn, no console errors,
 #     logout. Screenshots of each page: .build/test-artifacts/webd/.
 #  3. SIGHUP: a new users file takes effect (a removed user cannot log in).
@@ -95,6 +96,20 @@ start_bg healthd ip netns exec "$M" "$BIN/cm-healthd" $(healthd_args)
 wait_for 10 "cm-healthd's socket" test -S "$T/run/healthd.sock"
 start_bg lbd ip netns exec "$M" "$BIN/cm-lbd" --config-dir "$T/etc" --state-dir "$T/state/lbd" --runtime-dir "$T/run" --log-target stderr
 wait_for 10 "cm-lbd's socket" test -S "$T/run/lbd.sock"
+cat > "$T/etc/pxed.toml" <<CONF
+[pxed]
+mode = "off"
+interface = "eth0"
+server_address = "10.199.12.1"
+http_port = 18067
+tftp_port = 0
+images_dir = "$T/state/pxed/images"
+[[group]]
+name = "default"
+CONF
+mkdir -p "$T/state/pxed/images"
+start_bg pxed ip netns exec "$M" "$BIN/cm-pxed" --config-dir "$T/etc" --state-dir "$T/state/pxed" --runtime-dir "$T/run" --log-target stderr
+wait_for 10 "cm-pxed's socket" test -S "$T/run/pxed.sock"
 start_bg webd ip netns exec "$M" "$BIN/cm-webd" --config-dir "$T/etc" --runtime-dir "$T/run" --log-target stderr
 wait_for 10 "cm-webd's socket" test -S "$T/run/webd.sock"
 URL=https://10.199.12.1:9443
@@ -142,7 +157,8 @@ KILL_N1="kill $(cat "$T/n1/nginx.pid")" CMCTL="$BIN/cmctl" RUNTIME_DIR="$T/run" 
   fail "the browser test failed: $(tail -5 "$T/browser.log")"
 grep -q "ok: logged out" "$T/browser-steps.log" || fail "the browser test did not finish"
 grep -q "admin drained 10.199.12.12:8080" "$T/webd.log" || fail "the drain is not in cm-webd's log with the acting user"
-pass "browser: login, overview, drain, live red node, charts, no console errors, logout"
+grep -q "admin added node n3" "$T/webd.log" && grep -q "admin removed node n3" "$T/webd.log" || fail "adding and removing n3 is not in cm-webd's log"
+pass "browser: login, overview, drain, add and remove a node, live red node, charts, no console errors, logout"
 
 # --- 3. SIGHUP reads the users file again ----------------------------------------------------
 [ "$(code -d 'user=operator&password=second-password' "$URL/login")" = 302 ] || fail "operator cannot log in"

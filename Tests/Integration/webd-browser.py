@@ -88,7 +88,30 @@ try:
     shot("lb-drained")
     print("ok: drained in the page, drained in cmctl lb status")
 
-    # 4. A stopped web server turns its node red without a reload (Server-Sent Events).
+    # 4. Add a node in the page; cm-pxed has it (cmctl node list). Then remove it.
+    def inventory():
+        out = subprocess.check_output(os.environ["CMCTL"] + " node list --json --runtime-dir " + os.environ["RUNTIME_DIR"], shell=True)
+        return {n["name"]: n for n in json.loads(out)}
+    driver.get(url + "/nodes")
+    driver.find_element(By.CSS_SELECTOR, "details.add summary").click()
+    driver.find_element(By.CSS_SELECTOR, "form.add-node input[name=mac]").send_keys("52:54:00:12:00:03")
+    driver.find_element(By.CSS_SELECTOR, "form.add-node input[name=name]").send_keys("n3")
+    driver.find_element(By.CSS_SELECTOR, "form.add-node input[name=address]").send_keys("10.199.12.13")
+    shot("node-add")
+    driver.find_element(By.CSS_SELECTOR, "form.add-node button").click()
+    wait(10, "n3's page after adding it", lambda: driver.current_url.endswith("/nodes/n3"))
+    n3 = inventory().get("n3")
+    if not n3 or n3["mac"] != "52:54:00:12:00:03" or n3.get("address") != "10.199.12.13":
+        fail("cmctl node list does not show n3 as added: %r" % n3)
+    shot("node-n3")
+    driver.find_element(By.CSS_SELECTOR, "form[action='/actions/node/remove'] button").click()
+    wait(5, "the confirmation", lambda: driver.switch_to.alert).accept()
+    wait(10, "the nodes page after removing n3", lambda: driver.current_url.endswith("/nodes"))
+    if "n3" in inventory():
+        fail("n3 is still in cm-pxed's inventory after removing it in the page")
+    print("ok: added n3 in the page (cmctl node list shows it), removed it")
+
+    # 5. A stopped web server turns its node red without a reload (Server-Sent Events).
     driver.get(url + "/nodes")
     wait(10, "n1 up on the nodes page", lambda: driver.find_element(By.CSS_SELECTOR, "tr[data-node='n1']").get_attribute("class") == "up")
     driver.execute_script("window.cmMarker = 'no reload'")
@@ -101,7 +124,7 @@ try:
     print("ok: n1 turned red %.1f s after its nginx stopped, without a reload" % (time.time() - started))
     shot("nodes-n1-down")
 
-    # 5. A node's page with its charts (cm-healthd's metrics of its exporter).
+    # 6. A node's page with its charts (cm-healthd's metrics of its exporter).
     driver.get(url + "/nodes/n2")
     wait(20, "the CPU chart drawn", lambda: driver.execute_script(
         "const c = document.querySelector(\"canvas[data-series='cpu_percent']\"); return !!(window.Chart && c && Chart.getChart(c))"))
@@ -118,7 +141,7 @@ try:
         fail("console errors: %r" % errors)
     print("ok: no console errors")
 
-    # 6. Logging out ends the session.
+    # 7. Logging out ends the session.
     driver.find_element(By.CSS_SELECTOR, "form.logout button").click()
     wait(10, "the login page after logout", lambda: "/login" in driver.current_url)
     driver.get(url + "/nodes")
