@@ -164,11 +164,13 @@ public final class WebApp: Sendable {
         }
         guard ok, UsersFile.isUserName(user) else {
             throttle.failed(context.client)
-            logger.warning("failed login for \"\(user.prefix(32))\" from \(context.client): \(why)", metadata: ["client": .string(context.client)])
+            logger.warning("failed login for \"\(Self.printable(user.prefix(32)))\" from \(context.client): \(why)", metadata: ["client": .string(context.client)])
             // 200 with the form again, as a browser expects of a form (401 would need an HTTP
             // authentication scheme the page does not use).
             return Self.html(Views.login(cluster: cluster, message: "Wrong user name or password.", next: next))
         }
+        // A new login gets a new token; the browser's previous session, if any, ends.
+        if let old = context.token { sessions.close(old) }
         let (token, _) = sessions.open(user: user)
         logger.notice("\(user) logged in from \(context.client)", metadata: ["user": .string(user), "client": .string(context.client)])
         var response = Response.redirect(to: next, type: .found)
@@ -237,8 +239,7 @@ public final class WebApp: Sendable {
         let answer = await suite.drain(target, drain: drain)
         suite.cache?.invalidate(prefix: "lbd.")
         logAction(context, "\(drain ? "drained" : "undrained") \(target)", answer)
-        if case .failure(let e) = answer { throw HTTPError(e.code == .notFound ? .notFound : .badGateway, message: e.message) }
-        return .redirect(to: Self.safeNext(form["next"]), type: .found)
+        return try formResult(answer, next: Self.safeNext(form["next"]))
     }
 
     /// A change to the inventory: done by cm-pxed, logged with the user, and the cached lists
@@ -252,16 +253,20 @@ public final class WebApp: Sendable {
     }
 
     /// A form's action: back to `next` when done, else the daemon's reason as the page.
-    func formResult(_ answer: SuiteClient.Answer<NodeInfo>, next: String) throws -> Response {
-        if case .failure(let e) = answer {
-            let status: HTTPResponse.Status = switch e.code {
-            case .notFound: .notFound
-            case .invalidArgument, .conflict: .badRequest
-            default: .badGateway
-            }
-            throw HTTPError(status, message: e.message)
-        }
+    func formResult<T>(_ answer: SuiteClient.Answer<T>, next: String) throws -> Response {
+        if case .failure(let e) = answer { throw HTTPError(Self.status(of: e), message: e.message) }
         return .redirect(to: next, type: .found)
+    }
+
+    /// The HTTP status of a daemon's error: whose fault it was.
+    static func status(of error: WireError) -> HTTPResponse.Status {
+        switch error.code {
+        case .notFound: .notFound
+        case .invalidArgument: .badRequest
+        case .conflict: .conflict
+        case .notRunning, .unavailable: .serviceUnavailable
+        default: .badGateway
+        }
     }
 
     func nextBootForm(_ request: Request, _ context: WebContext) async throws -> Response {
@@ -301,8 +306,14 @@ public final class WebApp: Sendable {
         return try formResult(answer, next: "/nodes")
     }
 
+    /// Text from a request as the log shows it: control characters escaped, so that a value
+    /// cannot forge a log line of its own.
+    static func printable(_ s: some StringProtocol) -> String {
+        String(s).unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
+    }
+
     func logAction<T>(_ context: WebContext, _ what: String, _ answer: SuiteClient.Answer<T>) {
-        let user = context.session?.user ?? "?"
+        let user = context.session?.user ?? "?", what = Self.printable(what)
         switch answer {
         case .success: logger.notice("\(user) \(what)", metadata: ["user": .string(user), "client": .string(context.client)])
         case .failure(let e): logger.error("\(user) \(what) failed: \(e.message)", metadata: ["user": .string(user), "client": .string(context.client)])
@@ -327,15 +338,7 @@ public final class WebApp: Sendable {
     static func json<T: Encodable>(_ answer: SuiteClient.Answer<T>) throws -> Response {
         switch answer {
         case .success(let value): return try json(value)
-        case .failure(let e):
-            let status: HTTPResponse.Status = switch e.code {
-            case .notFound: .notFound
-            case .invalidArgument: .badRequest
-            case .conflict: .conflict
-            case .notRunning, .unavailable: .serviceUnavailable
-            default: .badGateway
-            }
-            return try json(e, status: status)
+        case .failure(let e): return try json(e, status: status(of: e))
         }
     }
 

@@ -215,7 +215,7 @@ final class FakeSuite: Sendable {
             #expect(bad.status == .badRequest && String(buffer: bad.body).contains("not a MAC address"))
             let taken = try await client.execute(uri: "/actions/node/add", method: .post, headers: form,
                                                  body: ByteBuffer(string: "csrf=\(csrf)&mac=52:54:00:aa:bb:cd&name=node001"))
-            #expect(taken.status == .badRequest && String(buffer: taken.body).contains("node001 exists"), "cm-pxed's reason reaches the page")
+            #expect(taken.status == .conflict && String(buffer: taken.body).contains("node001 exists"), "cm-pxed's reason reaches the page")
             #expect(try await client.execute(uri: "/actions/node/next-boot", method: .post, headers: form,
                                              body: ByteBuffer(string: "csrf=\(csrf)&node=node001&image=rescue")).status == .found)
             #expect(try await client.execute(uri: "/actions/node/remove", method: .post, headers: form,

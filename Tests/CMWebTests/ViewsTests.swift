@@ -134,3 +134,10 @@ import Testing
         #expect(await cache.get("healthd.checks", fetch) == 2)
     }
 }
+
+@Suite struct LogTextTests {
+    @Test func controlCharactersCannotForgeALogLine() {
+        #expect(WebApp.printable("admin\ncm-webd: notice: root logged in") == "admin\\u{a}cm-webd: notice: root logged in")
+        #expect(WebApp.printable("node001") == "node001")
+    }
+}
