@@ -63,8 +63,7 @@ struct SessionMiddleware: RouterMiddleware {
             if let site = request.headers[Self.fetchSite], site == "cross-site" || site == "same-site" {
                 throw HTTPError(.forbidden, message: "a request from another site is refused")
             }
-            if let origin = request.headers[.origin], origin != "null", let host = request.head.authority,
-               URL(string: origin)?.host.map({ Self.hostPart(host) == $0 }) != true {
+            if let origin = request.headers[.origin], !Self.sameOrigin(origin, authority: request.head.authority) {
                 throw HTTPError(.forbidden, message: "a request from another origin is refused")
             }
             if path != "/login" {
@@ -82,10 +81,17 @@ struct SessionMiddleware: RouterMiddleware {
         return try await next(request, context)
     }
 
-    /// "host:port" or "[v6]:port" → host.
-    static func hostPart(_ host: String) -> String {
-        if host.hasPrefix("["), let end = host.firstIndex(of: "]") { return String(host[host.index(after: host.startIndex)..<end]) }
-        return host.split(separator: ":").first.map(String.init) ?? host
+    /// Whether a browser's Origin names this site: the same host and port as the request's
+    /// Host (another service on another port of the master is another origin). "null" is not.
+    static func sameOrigin(_ origin: String, authority: String?) -> Bool {
+        guard let authority, origin != "null", let url = URL(string: origin), let host = url.host, !host.isEmpty else { return false }
+        func normal(_ s: String) -> String {
+            let lower = s.lowercased()
+            for suffix in [":443", ":80"] where lower.hasSuffix(suffix) { return String(lower.dropLast(suffix.count)) }
+            return lower
+        }
+        let originAuthority = (host.contains(":") ? "[\(host)]" : host) + (url.port.map { ":\($0)" } ?? "")
+        return normal(originAuthority) == normal(authority)
     }
 
     func collect(_ request: inout Request, limit: Int) async throws -> ByteBuffer {

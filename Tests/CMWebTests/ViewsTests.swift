@@ -141,3 +141,15 @@ import Testing
         #expect(WebApp.printable("node001") == "node001")
     }
 }
+
+@Suite struct OriginTests {
+    @Test(arguments: [
+        ("https://10.0.0.1:9443", "10.0.0.1:9443", true), ("https://master.example", "master.example", true),
+        ("https://Master.Example:443", "master.example", true), ("http://127.0.0.1:9080", "127.0.0.1:9080", true),
+        ("https://10.0.0.1:8443", "10.0.0.1:9443", false), ("https://evil.example", "10.0.0.1:9443", false),
+        ("null", "10.0.0.1:9443", false), ("garbage", "10.0.0.1:9443", false),
+    ])
+    func sameOriginMeansHostAndPort(origin: String, authority: String, same: Bool) {
+        #expect(SessionMiddleware.sameOrigin(origin, authority: authority) == same)
+    }
+}
