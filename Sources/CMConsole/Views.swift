@@ -138,7 +138,7 @@ public enum Views {
 
     static let sections: [(path: String, title: String)] = [
         ("/", "Overview"), ("/nodes", "Nodes"), ("/checks", "Health checks"), ("/lb", "Load balancer"), ("/vip", "VIP and roles"),
-        ("/replication", "Replication"),
+        ("/images", "Images"), ("/replication", "Replication"),
     ]
 
     /// The frame of every page: navigation, who is logged in, the logout form. `live` names the
@@ -501,6 +501,43 @@ public enum Views {
             }
             h.raw("</tbody></table>")
         }
+        return h
+    }
+
+    // MARK: Images
+
+    /// cm-pxed's images and the nodes on each: booted it last (NAME or NAME@REV), set to it,
+    /// or to boot it next. Builds and revisions are `cmctl image`'s (cmctl(8)).
+    public static func images(_ answer: SuiteClient.Answer<[String]>, summary: NodeSummary) -> HTML {
+        var h = HTML()
+        h.raw("<h1>Images</h1>")
+        let names: [String]
+        switch answer {
+        case .failure(let e): h.append(unavailable(e)); return h
+        case .success(let n): names = n
+        }
+        guard !names.isEmpty else {
+            h.raw("<p>No images yet: <code>cmctl image build NAME</code> makes one.</p>")
+            return h
+        }
+        func base(_ ref: String?) -> String? { ref.map { String($0.split(separator: "@").first ?? "") } }
+        let nodes = summary.nodesByName.values.sorted { $0.name < $1.name }
+        h.raw("<table class=\"images\"><thead><tr><th>image</th><th>booted by</th><th>set on</th><th>next boot of</th></tr></thead><tbody>")
+        for name in names {
+            let booted = nodes.filter { base($0.lastImage) == name }, set = nodes.filter { base($0.image) == name }, next = nodes.filter { base($0.nextImage) == name }
+            h.raw("<tr data-image=\""); h.text(name); h.raw("\"><td>"); h.text(name); h.raw("</td>")
+            for list in [booted, set, next] {
+                h.raw("<td>")
+                for (i, n) in list.prefix(20).enumerated() {
+                    if i > 0 { h.raw(", ") }
+                    h.raw("<a href=\"/nodes/\(HTML.component(n.name))\">"); h.text(n.name); h.raw("</a>")
+                }
+                if list.count > 20 { h.raw(" and \(list.count - 20) more") }
+                h.raw("</td>")
+            }
+            h.raw("</tr>")
+        }
+        h.raw("</tbody></table><p>Revisions, builds and differences: <code>cmctl image revisions NAME</code>, <code>cmctl image build</code>, <code>cmctl image diff</code>.</p>")
         return h
     }
 

@@ -87,6 +87,11 @@ public final class WebApp: Sendable {
         router.get("/vip") { _, context -> Response in
             Self.html(Views.page("VIP and roles", path: "/vip", chrome: self.chrome(context), live: [Topic.vip], body: Views.vip(await self.suite.vip())))
         }
+        router.get("/images") { _, context -> Response in
+            async let images = self.suite.images(), summary = self.suite.summary()
+            return Self.html(Views.page("Images", path: "/images", chrome: self.chrome(context), live: [Topic.node],
+                                        body: Views.images(await images, summary: await summary)))
+        }
         router.get("/replication") { _, context -> Response in
             async let state = self.suite.state(), volume = self.suite.volume()
             return Self.html(Views.page("Replication", path: "/replication", chrome: self.chrome(context),

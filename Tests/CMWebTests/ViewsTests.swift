@@ -153,3 +153,17 @@ import Testing
         #expect(SessionMiddleware.sameOrigin(origin, authority: authority) == same)
     }
 }
+
+@Suite struct ImagesViewTests {
+    @Test func eachImageListsItsNodes() {
+        var a = ViewsTests.node("node001", 1), b = ViewsTests.node("node002", 2)
+        a.lastImage = "default@3"
+        b.image = "rescue"
+        b.nextImage = "default"
+        let summary = NodeSummary(nodes: .success([a, b]), checks: .success([]))
+        let page = Views.images(.success(["default", "rescue"]), summary: summary).text
+        #expect(page.contains("<tr data-image=\"default\"><td>default</td><td><a href=\"/nodes/node001\">node001</a></td><td></td><td><a href=\"/nodes/node002\">node002</a></td></tr>"))
+        #expect(page.contains("<tr data-image=\"rescue\"><td>rescue</td><td></td><td><a href=\"/nodes/node002\">node002</a></td><td></td></tr>"))
+        #expect(Views.images(.success([]), summary: summary).text.contains("cmctl image build NAME"))
+    }
+}

@@ -131,7 +131,7 @@ try:
     time.sleep(0.5)
     shot("node-n2")
     print("ok: n2's page draws its charts")
-    for page in ["/checks", "/vip", "/replication"]:
+    for page in ["/checks", "/vip", "/images", "/replication"]:
         driver.get(url + page)
         wait(10, page, lambda: driver.find_element(By.TAG_NAME, "h1"))
         shot(page.strip("/"))
