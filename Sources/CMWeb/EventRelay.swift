@@ -20,6 +20,8 @@ public final class EventRelay: Sendable {
         var clients: [UInt64: Client] = [:]
         var nextID: UInt64 = 1
         var following: Set<String> = []
+        /// Followed whether or not a page is open: the answer cache learns of every change.
+        var always: Set<String> = []
     }
 
     /// The topics the console relays, and whose they are.
@@ -55,6 +57,19 @@ public final class EventRelay: Sendable {
         return (id, stream)
     }
 
+    /// Follows every topic from now on, so that the cache of the daemons' answers is dropped on
+    /// each change even while no page is open (an API client then never gets an answer from
+    /// before its own change, say a node it just added).
+    public func followAll() {
+        let start = state.withLock { s in
+            s.always = Set(Self.owners.keys)
+            let start = s.always.subtracting(s.following)
+            s.following.formUnion(start)
+            return start
+        }
+        for topic in start { Task { await follow(topic) } }
+    }
+
     func close(_ id: UInt64) {
         let client = state.withLock { $0.clients.removeValue(forKey: id) }
         client?.continuation.finish()
@@ -72,20 +87,21 @@ public final class EventRelay: Sendable {
         }
     }
 
+    func wanted(_ topic: String) -> Bool {
+        state.withLock { s in s.always.contains(topic) || s.clients.values.contains { $0.topics.contains(topic) } }
+    }
+
     /// Keeps one subscription to `topic`'s daemon while any page wants it; reconnects every 2 s
     /// while the daemon is away.
     func follow(_ topic: String) async {
         guard let daemon = Self.owners[topic] else { return }
         var idleRounds = 0
         while true {
-            let wanted = state.withLock { s in
-                let wanted = s.clients.values.contains { $0.topics.contains(topic) }
-                return wanted
-            }
+            let wanted = self.wanted(topic)
             idleRounds = wanted ? 0 : idleRounds + 1
             if idleRounds >= 3 {
                 let stop = state.withLock { s in
-                    guard !s.clients.values.contains(where: { $0.topics.contains(topic) }) else { return false }
+                    guard !s.always.contains(topic), !s.clients.values.contains(where: { $0.topics.contains(topic) }) else { return false }
                     s.following.remove(topic)
                     return true
                 }
@@ -96,7 +112,7 @@ public final class EventRelay: Sendable {
                     try await conn.subscribe(topics: [topic])
                     while let event = try await conn.nextEvent() {
                         self.publish(topic, event.payload)
-                        if !self.state.withLock({ $0.clients.values.contains { $0.topics.contains(topic) } }) { return }
+                        if !self.wanted(topic) { return }
                     }
                 }
                 if case .failure(let e) = result { logger.debug("events of \(topic): \(e.message)") }

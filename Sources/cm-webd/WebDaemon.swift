@@ -58,6 +58,7 @@ struct WebDaemon: Daemon {
     func routes(into router: inout WireRouter) {}
 
     func run() async throws {
+        app.relay.followAll()
         try await server.run(listener: listener)
     }
 
