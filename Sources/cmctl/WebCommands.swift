@@ -8,6 +8,17 @@ struct Web: AsyncParsableCommand {
         abstract: "The web console's accounts (cm-webd).",
         subcommands: [Passwd.self, Rm.self])
 
+    /// Where the users file is: --users-file, else webd.toml's users_file.
+    struct UsersFileOptions: ParsableArguments {
+        @Option(name: .long, help: ArgumentHelp("Directory holding webd.toml.", valueName: "dir"))
+        var configDir: String = "/etc/clustermaker"
+
+        @Option(name: .long, help: ArgumentHelp("The users file (default: webd.toml's users_file).", valueName: "path"))
+        var usersFile: String?
+
+        func path() throws -> String { try Web.usersFile(configDir: configDir, override: usersFile) }
+    }
+
     /// The users file webd.toml names, or --users-file.
     static func usersFile(configDir: String, override: String?) throws -> String {
         if let override { return override }
@@ -41,11 +52,7 @@ struct Web: AsyncParsableCommand {
         @Argument(help: "The user name (1-32 of a-z, A-Z, 0-9, \".\", \"_\", \"-\").")
         var user: String
 
-        @Option(name: .long, help: ArgumentHelp("Directory holding webd.toml.", valueName: "dir"))
-        var configDir: String = "/etc/clustermaker"
-
-        @Option(name: .long, help: ArgumentHelp("The users file (default: webd.toml's users_file).", valueName: "path"))
-        var usersFile: String?
+        @OptionGroup var file: UsersFileOptions
 
         @Option(name: .long, help: ArgumentHelp("bcrypt cost, 2^N rounds (10-16).", valueName: "n"))
         var cost: UInt8 = 12
@@ -56,7 +63,7 @@ struct Web: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let path = try Web.usersFile(configDir: configDir, override: usersFile)
+            let path = try file.path()
             let password: String
             if isatty(0) == 1 {
                 guard let first = getpass("Password for \(user): ").map({ String(cString: $0) }), !first.isEmpty else { throw CLIError.failed("no password given") }
@@ -85,14 +92,10 @@ struct Web: AsyncParsableCommand {
         @Argument(help: "The user name.")
         var user: String
 
-        @Option(name: .long, help: ArgumentHelp("Directory holding webd.toml.", valueName: "dir"))
-        var configDir: String = "/etc/clustermaker"
-
-        @Option(name: .long, help: ArgumentHelp("The users file (default: webd.toml's users_file).", valueName: "path"))
-        var usersFile: String?
+        @OptionGroup var file: UsersFileOptions
 
         func run() async throws {
-            let path = try Web.usersFile(configDir: configDir, override: usersFile)
+            let path = try file.path()
             let old = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
             let users: UsersFile
             do { users = try UsersFile.parse(old, path: path) } catch { throw CLIError.failed("\(error)") }
