@@ -2,31 +2,31 @@ import CMTypes
 import CMWire
 import Foundation
 
-/// The cluster's nodes as the pages show them, worked out once per answer of cm-pxed and
-/// cm-healthd rather than once per request: the rows, each node's checks, the failing ones.
-/// AnswerCache keeps it under "rows", dropped on every health and node event.
+/// The cluster's nodes as the pages show them, worked out once per answer of cm-pxed (the
+/// inventory) and cm-healthd (`health.summary`: counts, each node's tally, the checks that are
+/// not up) rather than once per request, and without fetching every check. AnswerCache keeps
+/// it under "rows", dropped on every health and node event.
 public struct NodeSummary: Sendable {
     public var rows: [NodeRow]
-    public var checksByNode: [String: [CheckStatus]]
     public var nodesByName: [String: NodeInfo]
-    /// Every check that is down, in id order.
+    /// The checks that are down, in id order (cm-healthd sends the first 500).
     public var failing: [CheckStatus]
+    /// How many are down in all, and how many checks there are.
+    public var failingCount: Int
     public var checkCount: Int
     /// Why cm-pxed or cm-healthd did not answer (nil: it did).
     public var nodesProblem: WireError?
     public var checksProblem: WireError?
 
-    public init(nodes: SuiteClient.Answer<[NodeInfo]>, checks: SuiteClient.Answer<[CheckStatus]>) {
-        let nodeList = nodes.value ?? [], checkList = checks.value ?? []
-        var byNode: [String: [CheckStatus]] = [:]
-        for c in checkList { byNode[c.id.node.rawValue, default: []].append(c) }
-        checksByNode = byNode
+    public init(nodes: SuiteClient.Answer<[NodeInfo]>, health: SuiteClient.Answer<HealthSummaryReply>) {
+        let nodeList = nodes.value ?? [], h = health.value
         nodesByName = Dictionary(nodeList.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        rows = NodeRow.join(nodes: nodeList, checksByNode: byNode)
-        failing = checkList.filter { $0.state == .down }
-        checkCount = checkList.count
+        rows = NodeRow.join(nodes: nodeList, tallies: h?.nodes ?? [])
+        failing = (h?.notUp ?? []).filter { $0.state == .down }
+        failingCount = h?.down ?? 0
+        checkCount = h?.total ?? 0
         nodesProblem = Self.problem(nodes)
-        checksProblem = Self.problem(checks)
+        checksProblem = Self.problem(health)
     }
 
     static func problem<T>(_ answer: SuiteClient.Answer<T>) -> WireError? {
@@ -43,11 +43,17 @@ public struct NodeSummary: Sendable {
 }
 
 extension SuiteClient {
-    /// The node summary, shared as the whole lists it is made of are.
+    public func healthSummary() async -> Answer<HealthSummaryReply> {
+        await cached("healthd.summary") {
+            await self.ask(.healthd) { try await $0.request(MessageType.healthSummary, HealthSummaryRequest(limit: 500), as: HealthSummaryReply.self) }
+        }
+    }
+
+    /// The node summary, shared as the answers it is made of are.
     public func summary() async -> NodeSummary {
         await cached("rows") {
-            async let nodes = self.nodes(), checks = self.checks()
-            return NodeSummary(nodes: await nodes, checks: await checks)
+            async let nodes = self.nodes(), health = self.healthSummary()
+            return NodeSummary(nodes: await nodes, health: await health)
         }
     }
 }

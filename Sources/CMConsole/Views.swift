@@ -33,30 +33,33 @@ public struct NodeRow: Sendable, Equatable {
     /// The inventory and the checks joined by node name; a node that only has checks (not in
     /// cm-pxed's inventory) is listed too.
     public static func join(nodes: [NodeInfo], checks: [CheckStatus]) -> [NodeRow] {
-        var byNode: [String: [CheckStatus]] = [:]
-        for c in checks { byNode[c.id.node.rawValue, default: []].append(c) }
-        return join(nodes: nodes, checksByNode: byNode)
+        var tallies: [NodeName: NodeHealthTally] = [:]
+        for c in checks {
+            var t = tallies[c.id.node] ?? NodeHealthTally(node: c.id.node, checks: 0, down: 0, unknown: 0, address: c.address)
+            t.checks += 1
+            if c.state == .down { t.down += 1 } else if c.state == .unknown { t.unknown += 1 }
+            tallies[c.id.node] = t
+        }
+        return join(nodes: nodes, tallies: tallies.values.sorted { $0.node < $1.node })
     }
 
-    public static func join(nodes: [NodeInfo], checksByNode byNode: [String: [CheckStatus]]) -> [NodeRow] {
+    /// The inventory and cm-healthd's per-node tallies joined by node name.
+    public static func join(nodes: [NodeInfo], tallies: [NodeHealthTally]) -> [NodeRow] {
+        let byNode = Dictionary(tallies.map { ($0.node.rawValue, $0) }, uniquingKeysWith: { a, _ in a })
         var rows = nodes.map { n in
             NodeRow(name: n.name, address: n.reachableAddress?.description ?? "", mac: n.mac.description, group: n.group,
                     image: n.lastImage ?? n.image ?? "", boot: n.state.rawValue, lastSeen: n.lastSeen, health: nil, checksDown: 0, checks: 0)
         }
         let known = Set(nodes.map(\.name))
-        for name in byNode.keys.sorted() where !known.contains(name) {
-            let address = byNode[name]?.first?.address.description ?? ""
-            rows.append(NodeRow(name: name, address: address, mac: "", group: "", image: "", boot: "", lastSeen: nil, health: nil, checksDown: 0, checks: 0))
+        for t in tallies where !known.contains(t.node.rawValue) {
+            rows.append(NodeRow(name: t.node.rawValue, address: t.address.description, mac: "", group: "", image: "", boot: "", lastSeen: nil,
+                                health: nil, checksDown: 0, checks: 0))
         }
         for i in rows.indices {
-            guard let cs = byNode[rows[i].name] else { continue }
-            var down = 0, unknown = 0
-            for c in cs {
-                if c.state == .down { down += 1 } else if c.state == .unknown { unknown += 1 }
-            }
-            rows[i].checks = cs.count
-            rows[i].checksDown = down
-            rows[i].health = down > 0 ? .down : unknown > 0 ? .unknown : .up
+            guard let t = byNode[rows[i].name] else { continue }
+            rows[i].checks = t.checks
+            rows[i].checksDown = t.down
+            rows[i].health = t.health
         }
         return rows
     }
@@ -225,7 +228,7 @@ public enum Views {
         h.raw("<a class=\"tile\(down > 0 ? " bad" : "")\" href=\"/nodes?health=down\"><b id=\"nodes-down\">\(down)</b> of \(rows.count) nodes down</a>")
         h.raw("<a class=\"tile\" href=\"/nodes?sort=boot\"><b>\(booting)</b> booting</a>")
         let failing = o.summary.failing
-        h.raw("<a class=\"tile\(failing.isEmpty ? "" : " bad")\" href=\"/checks?state=down\"><b id=\"checks-down\">\(failing.count)</b> of \(o.summary.checkCount) checks failing</a>")
+        h.raw("<a class=\"tile\(failing.isEmpty ? "" : " bad")\" href=\"/checks?state=down\"><b id=\"checks-down\">\(o.summary.failingCount)</b> of \(o.summary.checkCount) checks failing</a>")
         if let lb = o.lb.value {
             let rps = lb.frontends.reduce(0) { $0 + $1.requestsPerSecond }, errors = lb.frontends.reduce(0) { $0 + $1.errors }
             h.raw("<a class=\"tile\" href=\"/lb\"><b>\(Format.rate(rps))</b> requests/s, \(errors) errors</a>")
@@ -253,7 +256,7 @@ public enum Views {
             h.raw("<p class=\"ok\">None.</p>")
         } else {
             h.append(checkTable(Array(failing.prefix(50)), now: o.now))
-            if failing.count > 50 { h.raw("<p><a href=\"/checks?state=down\">All \(failing.count) failing checks</a></p>") }
+            if o.summary.failingCount > 50 { h.raw("<p><a href=\"/checks?state=down\">All \(o.summary.failingCount) failing checks</a></p>") }
         }
 
         h.raw("<h2>Newest events</h2>")

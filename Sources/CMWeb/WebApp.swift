@@ -215,11 +215,11 @@ public final class WebApp: Sendable {
         let name = context.parameters.get("name") ?? ""
         guard NodeName.isValid(name) else { throw HTTPError(.notFound, message: "no such node") }
         let range = Views.ranges.first { $0.label == request.uri.queryParameters.get("range") }?.label ?? "1h"
-        async let summary = suite.summary(), events = suite.history(limit: 200)
+        async let summary = suite.summary(), events = suite.history(limit: 200), nodeChecks = suite.checks(node: NodeName(name))
         let s = await summary
         let info: SuiteClient.Answer<NodeInfo> = s.nodesByName[name].map { .success($0) }
             ?? .failure(s.nodesProblem ?? WireError(.notFound, "no node \(name)"))
-        let checks: SuiteClient.Answer<[CheckStatus]> = s.checksProblem.map { .failure($0) } ?? .success(s.checksByNode[name] ?? [])
+        let checks = await nodeChecks
         let mine = (await events).map { $0.filter { $0.id.node.rawValue == name }.prefix(20).map { $0 } }
         let d = Views.NodeDetail(name: name, info: info, checks: checks, events: mine, range: range, now: Date(),
                                  images: (await suite.images()).value ?? [])

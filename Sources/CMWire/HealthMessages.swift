@@ -6,6 +6,9 @@ extension MessageType {
     public static let healthList = "health.list"
     public static let healthShow = "health.show"
     public static let healthHistory = "health.history"
+    /// Counts by state, each node's tally and the checks that are not up: what an overview
+    /// needs, without every check (HealthSummaryReply).
+    public static let healthSummary = "health.summary"
     /// Event: a check changed state; body HealthTransition.
     public static let healthTransition = "health.transition"
     public static let metricsQuery = "metrics.query"
@@ -187,4 +190,49 @@ public struct MetricsReply: Codable, Sendable, Equatable {
         self.lastScrape = lastScrape
         self.lastError = lastError
     }
+}
+
+/// One node's checks in numbers.
+public struct NodeHealthTally: Codable, Sendable, Equatable {
+    public var node: NodeName
+    public var checks: Int
+    public var down: Int
+    public var unknown: Int
+    /// The address its checks probe (the first check's).
+    public var address: IPv4Address
+    public init(node: NodeName, checks: Int, down: Int, unknown: Int, address: IPv4Address) {
+        self.node = node
+        self.checks = checks
+        self.down = down
+        self.unknown = unknown
+        self.address = address
+    }
+
+    /// The worst of its checks.
+    public var health: HealthState { down > 0 ? .down : unknown > 0 ? .unknown : .up }
+}
+
+public struct HealthSummaryRequest: Codable, Sendable, Equatable {
+    /// How many of the checks that are not up to send, down ones first (at most 2,000).
+    public var limit: Int
+    public init(limit: Int = 500) { self.limit = limit }
+}
+
+public struct HealthSummaryReply: Codable, Sendable, Equatable {
+    public var up: Int
+    public var down: Int
+    public var unknown: Int
+    /// Every node that has checks, by name.
+    public var nodes: [NodeHealthTally]
+    /// Checks that are down, then unknown, each in id order; the first `limit`.
+    public var notUp: [CheckStatus]
+    public init(up: Int, down: Int, unknown: Int, nodes: [NodeHealthTally], notUp: [CheckStatus]) {
+        self.up = up
+        self.down = down
+        self.unknown = unknown
+        self.nodes = nodes
+        self.notUp = notUp
+    }
+
+    public var total: Int { up + down + unknown }
 }

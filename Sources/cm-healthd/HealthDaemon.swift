@@ -35,6 +35,7 @@ struct HealthDaemon: Daemon {
         router.on(MessageType.healthList, HealthListRequest.self) { request, _ in await monitor.list(request) }
         router.on(MessageType.healthShow, HealthShowRequest.self) { request, _ in try await monitor.show(request) }
         router.on(MessageType.healthHistory, HealthHistoryRequest.self) { request, _ in try await monitor.history(request) }
+        router.on(MessageType.healthSummary, HealthSummaryRequest.self) { request, _ in try await monitor.summary(request) }
         router.on(MessageType.metricsQuery, MetricsQuery.self) { request, _ in try await monitor.metrics(request) }
     }
 

@@ -6,7 +6,7 @@ import Foundation
 struct Health: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Health checks of cm-healthd.",
-        subcommands: [List.self, Show.self, History.self, Watch.self],
+        subcommands: [List.self, Summary.self, Show.self, History.self, Watch.self],
         defaultSubcommand: List.self)
 
     struct List: AsyncParsableCommand {
@@ -25,6 +25,26 @@ struct Health: AsyncParsableCommand {
                 for c in checks {
                     table.add(c.id.check, c.id.node.rawValue, c.type, c.state.rawValue, Format.age(since: c.since), c.lastProbe?.message ?? "-")
                 }
+                print(table.render())
+            }
+        }
+    }
+
+    struct Summary: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Counts by state and the nodes whose checks are not all up.",
+            discussion: "One answer however many checks there are (the web console's overview uses it).")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let s = try await global.call(.healthd) { try await $0.request(MessageType.healthSummary, HealthSummaryRequest(limit: 0), as: HealthSummaryReply.self) }
+                if global.json { return try printJSON(s) }
+                print("\(s.total) checks: \(s.up) up, \(s.down) down, \(s.unknown) unknown; \(s.nodes.count) nodes")
+                let bad = s.nodes.filter { $0.health != .up }
+                guard !bad.isEmpty else { return }
+                var table = Table("NODE", "HEALTH", "DOWN", "UNKNOWN", "CHECKS")
+                for n in bad { table.add(n.node.rawValue, n.health.rawValue, String(n.down), String(n.unknown), String(n.checks)) }
                 print(table.render())
             }
         }

@@ -35,6 +35,15 @@ final class FakeSuite: Sendable {
     func run<R: Sendable>(_ body: () async throws -> R) async throws -> R {
         var health = WireRouter(), lb = WireRouter(), pxe = WireRouter()
         health.on(MessageType.healthList, HealthListRequest.self) { _, _ in HealthListReply(checks: self.checks.withLock { $0 }) }
+        health.on(MessageType.healthSummary, HealthSummaryRequest.self) { _, _ in
+            let checks = self.checks.withLock { $0 }
+            let rows = NodeRow.join(nodes: [], checks: checks)
+            return HealthSummaryReply(up: checks.filter { $0.state == .up }.count, down: checks.filter { $0.state == .down }.count,
+                                      unknown: checks.filter { $0.state == .unknown }.count,
+                                      nodes: rows.map { NodeHealthTally(node: NodeName($0.name), checks: $0.checks, down: $0.checksDown,
+                                                                        unknown: $0.health == .unknown ? 1 : 0, address: IPv4Address($0.address)!) },
+                                      notUp: checks.filter { $0.state != .up })
+        }
         health.on(MessageType.healthHistory, HealthHistoryRequest.self) { _, _ in
             HealthHistoryReply(transitions: [HealthTransition(id: CheckID(check: "web", node: "node002"), from: .up, to: .down, at: Date(), message: "connection refused")])
         }

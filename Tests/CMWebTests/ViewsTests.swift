@@ -160,7 +160,7 @@ import Testing
         a.lastImage = "default@3"
         b.image = "rescue"
         b.nextImage = "default"
-        let summary = NodeSummary(nodes: .success([a, b]), checks: .success([]))
+        let summary = NodeSummary(nodes: .success([a, b]), health: .failure(WireError(.notRunning, "cm-healthd is not running")))
         let page = Views.images(.success(["default", "rescue"]), summary: summary).text
         #expect(page.contains("<tr data-image=\"default\"><td>default</td><td><a href=\"/nodes/node001\">node001</a></td><td></td><td><a href=\"/nodes/node002\">node002</a></td></tr>"))
         #expect(page.contains("<tr data-image=\"rescue\"><td>rescue</td><td></td><td><a href=\"/nodes/node002\">node002</a></td><td></td></tr>"))

@@ -84,6 +84,9 @@ t1=$(now_ms); took=$((t1 - t0))
 log "web@node002 down after ${took} ms (limit: fall 2 × interval 1 s + 1 s = 3000 ms)"
 [ "$took" -le 3000 ] || fail "detection took ${took} ms"
 check_state web@node001 up && check_state web@node003 up || fail "other nodes' web checks must stay up"
+summary=$(cmctl health summary --json)
+jq -e '.down == 1 and .up == 8 and .unknown == 0 and (.nodes | length) == 3' <<<"$summary" >/dev/null &&
+  jq -e '[.nodes[] | select(.down > 0) | .node] == ["node002"]' <<<"$summary" >/dev/null || fail "cmctl health summary: $summary"
 pass "node002's nginx stop detected in ${took} ms"
 
 log "starting nginx on node002 again"
