@@ -121,5 +121,7 @@ public enum Assets {
       }
     }
     document.addEventListener("DOMContentLoaded", charts);
+    // A live refresh brings new, empty canvases.
+    document.addEventListener("cm:refreshed", charts);
     """
 }

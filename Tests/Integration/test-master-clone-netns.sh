@@ -48,8 +48,10 @@ master_make() {
   PIDS+=($!)
   eval "HOLD_$m=$!"
 }
-# on M COMMAND...: runs COMMAND in master M's root and namespaces.
-on() { local m=$1 v="HOLD_$1"; shift; nsenter -t "${!v}" -m -u -n chroot "$T/$m/root" "$@"; }
+# on M COMMAND...: runs COMMAND in master M's root and namespaces. -r: entering a mount
+# namespace moves to that namespace's "/"; the holder's root is the one to resolve $T from
+# (they differ when the test itself runs in a chroot, as on a fresh-machine run).
+on() { local m=$1 v="HOLD_$1"; shift; nsenter -t "${!v}" -m -u -n -r chroot "$T/$m/root" "$@"; }
 role_is() { on "$1" cmctl vip status --json 2>/dev/null | jq -e --arg r "$2" '.role == $r' >/dev/null; }
 copied() { on m1 cmctl master status --json 2>/dev/null | jq -e '.state.publishing and .state.databases[0].pendingSince == null and .state.databases[0].copied != null' >/dev/null; }
 

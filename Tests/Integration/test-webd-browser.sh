@@ -152,6 +152,7 @@ pass "no session, no CSRF token, another origin, traversal, oversized and malfor
 
 # --- 2. the browser --------------------------------------------------------------------------
 log "driving headless Chromium (screenshots: $SHOTS)"
+START_N1="setsid ip netns exec $(ns_of n1) nginx -c $T/n1/nginx.conf -p $T/n1 >/dev/null 2>&1 < /dev/null &" \
 KILL_N1="kill $(cat "$T/n1/nginx.pid")" CMCTL="$BIN/cmctl" RUNTIME_DIR="$T/run" FALL_SECONDS=1 \
   ip netns exec "$M" /usr/bin/python3 "$HERE/webd-browser.py" "https://10.199.12.1:9443" admin "$PASSWORD" "$SHOTS" 2>"$T/browser.log" | tee "$T/browser-steps.log" ||
   fail "the browser test failed: $(tail -5 "$T/browser.log")"

@@ -3,7 +3,7 @@
 
   webd-browser.py URL USER PASSWORD SCREENSHOT_DIR
 
-Environment: KILL_N1 (a shell command that stops n1's web server), CMCTL and RUNTIME_DIR (cmctl and its
+Environment: KILL_N1 and START_N1 (shell commands that stop and start n1's web server), CMCTL and RUNTIME_DIR (cmctl and its
 --runtime-dir), FALL_SECONDS (how long the check may take to see it). Each step prints one
 line; any failure exits 1 with the reason. Screenshots of each page go to SCREENSHOT_DIR.
 """
@@ -131,6 +131,13 @@ try:
     time.sleep(0.5)
     shot("node-n2")
     print("ok: n2's page draws its charts")
+    # A live refresh (n1's nginx back: a health event) brings new canvases; they are drawn again.
+    driver.execute_script("document.getElementById('main').dataset.old = '1'")
+    subprocess.check_call(os.environ["START_N1"], shell=True)
+    wait(fall + 5, "n2's page refreshed by n1's recovery", lambda: driver.execute_script("return document.getElementById('main').dataset.old") is None)
+    wait(10, "the CPU chart drawn again", lambda: driver.execute_script(
+        "const c = document.querySelector(\"canvas[data-series='cpu_percent']\"); return !!(c && Chart.getChart(c))"))
+    print("ok: a live refresh of n2's page draws its charts again")
     for page in ["/checks", "/vip", "/images", "/replication"]:
         driver.get(url + page)
         wait(10, page, lambda: driver.find_element(By.TAG_NAME, "h1"))
