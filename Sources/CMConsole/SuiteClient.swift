@@ -9,8 +9,8 @@ public struct SuiteClient: Sendable {
     public let runtimeDirectory: String
     /// How the daemons' logs name us ("cm-webd").
     public let peer: String
-    /// Whole lists (every check, every node, the LB's and VIP's status, the daemons' status
-    /// lines) go through it when set; a node's own data, metrics and actions never do.
+    /// Lists (every check, one node's checks, every node, the LB's and VIP's status, the
+    /// daemons' status lines) go through it when set; metrics and actions never do.
     public let cache: AnswerCache?
 
     public init(runtimeDirectory: String, peer: String = "cm-webd", cache: AnswerCache? = nil) {
@@ -84,7 +84,7 @@ public struct SuiteClient: Sendable {
         let fetch: @Sendable () async -> Answer<[CheckStatus]> = {
             await self.ask(.healthd) { try await $0.requestAll(MessageType.healthList, HealthListRequest(node: node), as: HealthListReply.self) }
         }
-        return node == nil ? await cached("healthd.checks", fetch) : await fetch()
+        return await cached(node.map { "healthd.node.\($0)" } ?? "healthd.checks", fetch)
     }
 
     public func history(id: CheckID? = nil, limit: Int) async -> Answer<[HealthTransition]> {
