@@ -25,13 +25,8 @@ public struct NodeSummary: Sendable {
         failing = (h?.notUp ?? []).filter { $0.state == .down }
         failingCount = h?.down ?? 0
         checkCount = h?.total ?? 0
-        nodesProblem = Self.problem(nodes)
-        checksProblem = Self.problem(health)
-    }
-
-    static func problem<T>(_ answer: SuiteClient.Answer<T>) -> WireError? {
-        if case .failure(let e) = answer { return e }
-        return nil
+        nodesProblem = nodes.failure
+        checksProblem = health.failure
     }
 
     /// The rows to list, or why there are none: without cm-pxed the nodes known from their

@@ -141,4 +141,10 @@ public struct SuiteClient: Sendable {
 extension Result {
     /// The value, or nil when the daemon did not answer.
     public var value: Success? { try? get() }
+
+    /// Why the daemon did not answer, or nil when it did.
+    public var failure: Failure? {
+        if case .failure(let e) = self { return e }
+        return nil
+    }
 }

@@ -35,10 +35,7 @@ public struct NodeRow: Sendable, Equatable {
     public static func join(nodes: [NodeInfo], checks: [CheckStatus]) -> [NodeRow] {
         var tallies: [NodeName: NodeHealthTally] = [:]
         for c in checks {
-            var t = tallies[c.id.node] ?? NodeHealthTally(node: c.id.node, checks: 0, down: 0, unknown: 0, address: c.address)
-            t.checks += 1
-            if c.state == .down { t.down += 1 } else if c.state == .unknown { t.unknown += 1 }
-            tallies[c.id.node] = t
+            tallies[c.id.node, default: NodeHealthTally(node: c.id.node, checks: 0, down: 0, unknown: 0, address: c.address)].count(c.state)
         }
         return join(nodes: nodes, tallies: tallies.values.sorted { $0.node < $1.node })
     }

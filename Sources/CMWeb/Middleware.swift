@@ -55,7 +55,7 @@ struct SessionMiddleware: RouterMiddleware {
         let open = path.hasPrefix("/static/") || path == "/login" || (path == "/metrics" && app.config.auth.publicMetrics)
         if context.session == nil, !open {
             if request.method == .get, !path.hasPrefix("/api/"), path != "/events", path != "/metrics" {
-                return .redirect(to: "/login?next=\(HTML.component(WebApp.safeNext(request.uri.description)))", type: .found)
+                return .redirect(to: "/login?next=\(HTML.component(Form.safeNext(request.uri.description)))", type: .found)
             }
             throw HTTPError(.unauthorized, message: "log in first (POST /login)")
         }
@@ -70,7 +70,7 @@ struct SessionMiddleware: RouterMiddleware {
                 guard let session = context.session else { throw HTTPError(.unauthorized, message: "log in first") }
                 var token = request.headers[Self.csrfHeader]
                 if token == nil, request.headers[.contentType]?.hasPrefix("application/x-www-form-urlencoded") == true {
-                    let body = try await collect(&request, limit: app.config.http.maxBodyBytes)
+                    let body = try await Form.collect(&request, limit: app.config.http.maxBodyBytes)
                     token = Form.parse(String(buffer: body))["csrf"]
                 }
                 guard let token, SessionStore.same(token, session.csrf) else {
@@ -94,9 +94,4 @@ struct SessionMiddleware: RouterMiddleware {
         return normal(originAuthority) == normal(authority)
     }
 
-    func collect(_ request: inout Request, limit: Int) async throws -> ByteBuffer {
-        do { return try await request.collectBody(upTo: limit) } catch {
-            throw HTTPError(.contentTooLarge, message: "the request body is larger than \(limit) bytes")
-        }
-    }
 }

@@ -60,7 +60,7 @@ public final class WebApp: Sendable {
         }
         router.get("/login") { request, context -> Response in
             if context.session != nil { return .redirect(to: "/", type: .found) }
-            return Self.html(Views.login(cluster: self.cluster, message: nil, next: Self.safeNext(request.uri.queryParameters.get("next"))))
+            return Self.html(Views.login(cluster: self.cluster, message: nil, next: Form.safeNext(request.uri.queryParameters.get("next"))))
         }
         router.post("/login") { request, context in try await self.login(request, context: context) }
         router.post("/logout") { _, context -> Response in
@@ -105,7 +105,7 @@ public final class WebApp: Sendable {
 
         let api = router.group("/api/v1")
         api.get("/status") { _, _ in
-            try Self.json(await self.suite.statuses().map { DaemonAnswer(daemon: $0.daemon.name, status: $0.answer.value, error: Self.failure($0.answer)) })
+            try Self.json(await self.suite.statuses().map { DaemonAnswer(daemon: $0.daemon.name, status: $0.answer.value, error: $0.answer.failure) })
         }
         api.get("/nodes") { _, _ in try Self.json(await self.suite.nodes()) }
         api.get("/nodes/:name") { _, context in try Self.json(await self.suite.node(context.parameters.get("name") ?? "")) }
@@ -148,7 +148,7 @@ public final class WebApp: Sendable {
 
     func login(_ request: Request, context: WebContext) async throws -> Response {
         let form = try await Form.read(request, limit: config.http.maxBodyBytes)
-        let next = Self.safeNext(form["next"])
+        let next = Form.safeNext(form["next"])
         if let wait = throttle.retryAfter(context.client) {
             logger.warning("login refused: too many failures from \(context.client)", metadata: ["client": .string(context.client)])
             var response = Self.html(Views.login(cluster: cluster, message: "Too many failed logins from your address; try again in \(wait) s.", next: next),
@@ -182,8 +182,6 @@ public final class WebApp: Sendable {
         response.headers[values: .setCookie] = [Self.sessionCookie(token, tls: config.tlsEnabled, maxAge: Int(config.auth.sessionLifetime.seconds))]
         return response
     }
-
-    static func safeNext(_ next: String?) -> String { Form.safeNext(next) }
 
     static func sessionCookie(_ token: String, tls: Bool, maxAge: Int) -> String {
         "\(cookie)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(tls ? "; Secure" : "")"
@@ -244,7 +242,7 @@ public final class WebApp: Sendable {
         let answer = await suite.drain(target, drain: drain)
         suite.cache?.invalidate(prefix: "lbd.")
         logAction(context, "\(drain ? "drained" : "undrained") \(target)", answer)
-        return try formResult(answer, next: Self.safeNext(form["next"]))
+        return try formResult(answer, next: Form.safeNext(form["next"]))
     }
 
     /// A change to the inventory: done by cm-pxed, logged with the user, and the cached lists
@@ -352,11 +350,6 @@ public final class WebApp: Sendable {
                  body: .init(byteBuffer: ByteBuffer(data: try encoder.encode(value))))
     }
 
-    static func failure<T>(_ answer: SuiteClient.Answer<T>) -> WireError? {
-        if case .failure(let e) = answer { return e }
-        return nil
-    }
-
     static func query(_ request: Request) -> [String: String] {
         var out: [String: String] = [:]
         for (k, v) in request.uri.queryParameters where out[String(k)] == nil { out[String(k)] = String(v) }
@@ -378,10 +371,15 @@ struct DaemonAnswer: Encodable {
 extension Form {
     /// An application/x-www-form-urlencoded body, read with a cap.
     static func read(_ request: Request, limit: Int) async throws -> [String: String] {
-        let buffer: ByteBuffer
-        do { buffer = try await request.body.collect(upTo: limit) } catch {
+        var request = request
+        return parse(String(buffer: try await collect(&request, limit: limit)))
+    }
+
+    /// The request's body, up to `limit` bytes (413 beyond), kept in the request so that a later
+    /// reader (the handler after the middleware) gets it again.
+    static func collect(_ request: inout Request, limit: Int) async throws -> ByteBuffer {
+        do { return try await request.collectBody(upTo: limit) } catch {
             throw HTTPError(.contentTooLarge, message: "the request body is larger than \(limit) bytes")
         }
-        return parse(String(buffer: buffer))
     }
 }

@@ -210,6 +210,12 @@ public struct NodeHealthTally: Codable, Sendable, Equatable {
 
     /// The worst of its checks.
     public var health: HealthState { down > 0 ? .down : unknown > 0 ? .unknown : .up }
+
+    /// Counts one more check in `state`.
+    public mutating func count(_ state: HealthState) {
+        checks += 1
+        if state == .down { down += 1 } else if state == .unknown { unknown += 1 }
+    }
 }
 
 public struct HealthSummaryRequest: Codable, Sendable, Equatable {

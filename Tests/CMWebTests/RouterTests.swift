@@ -37,12 +37,11 @@ final class FakeSuite: Sendable {
         health.on(MessageType.healthList, HealthListRequest.self) { _, _ in HealthListReply(checks: self.checks.withLock { $0 }) }
         health.on(MessageType.healthSummary, HealthSummaryRequest.self) { _, _ in
             let checks = self.checks.withLock { $0 }
-            let rows = NodeRow.join(nodes: [], checks: checks)
+            var tallies: [NodeName: NodeHealthTally] = [:]
+            for c in checks { tallies[c.id.node, default: NodeHealthTally(node: c.id.node, checks: 0, down: 0, unknown: 0, address: c.address)].count(c.state) }
             return HealthSummaryReply(up: checks.filter { $0.state == .up }.count, down: checks.filter { $0.state == .down }.count,
                                       unknown: checks.filter { $0.state == .unknown }.count,
-                                      nodes: rows.map { NodeHealthTally(node: NodeName($0.name), checks: $0.checks, down: $0.checksDown,
-                                                                        unknown: $0.health == .unknown ? 1 : 0, address: IPv4Address($0.address)!) },
-                                      notUp: checks.filter { $0.state != .up })
+                                      nodes: tallies.values.sorted { $0.node < $1.node }, notUp: checks.filter { $0.state != .up })
         }
         health.on(MessageType.healthHistory, HealthHistoryRequest.self) { _, _ in
             HealthHistoryReply(transitions: [HealthTransition(id: CheckID(check: "web", node: "node002"), from: .up, to: .down, at: Date(), message: "connection refused")])

@@ -52,9 +52,9 @@ import Testing
     }
 
     @Test func loginRedirectsStayOnThisSite() {
-        #expect(WebApp.safeNext("/nodes?q=a") == "/nodes?q=a")
+        #expect(Form.safeNext("/nodes?q=a") == "/nodes?q=a")
         for bad in ["//evil.example/", "https://evil.example/", "/\\evil.example", "nodes", "/a b", nil] {
-            #expect(WebApp.safeNext(bad) == "/")
+            #expect(Form.safeNext(bad) == "/")
         }
     }
 

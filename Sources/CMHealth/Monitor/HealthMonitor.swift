@@ -349,20 +349,16 @@ public actor HealthMonitor {
         for (index, entry) in order.enumerated() {
             guard let i = instances[entry.id] else { continue }
             let node = entry.id.node
-            var t = tallies[node] ?? NodeHealthTally(node: node, checks: 0, down: 0, unknown: 0, address: i.node.address)
-            t.checks += 1
+            tallies[node, default: NodeHealthTally(node: node, checks: 0, down: 0, unknown: 0, address: i.node.address)].count(i.machine.state)
             switch i.machine.state {
             case .up: up += 1
             case .down:
                 down += 1
-                t.down += 1
                 if downIDs.count < request.limit { downIDs.append(index) }
             case .unknown:
                 unknown += 1
-                t.unknown += 1
                 if unknownIDs.count < request.limit { unknownIDs.append(index) }
             }
-            tallies[node] = t
         }
         let notUp = (downIDs + unknownIDs).prefix(request.limit).compactMap { instances[order[$0].id].map(status) }
         return HealthSummaryReply(up: up, down: down, unknown: unknown, nodes: tallies.values.sorted { $0.node < $1.node }, notUp: notUp)
