@@ -93,22 +93,22 @@ public struct GlusterCLI: Sendable {
     }
 
     /// The volume, or nil if glusterd has none of that name.
-    public func volume(_ name: String) throws -> GlusterVolume? {
+    public func volume(_ name: String, timeout: TimeInterval = 120) throws -> GlusterVolume? {
         do {
-            return try Self.parseVolumes(run(["volume", "info", name])).first
+            return try Self.parseVolumes(run(["volume", "info", name], timeout: timeout)).first
         } catch let e as GlusterError where e.description.contains("does not exist") {
             return nil
         }
     }
 
-    public func status(_ name: String) throws -> [GlusterBrickStatus] {
-        try Self.parseStatus(run(["volume", "status", name]))
+    public func status(_ name: String, timeout: TimeInterval = 120) throws -> [GlusterBrickStatus] {
+        try Self.parseStatus(run(["volume", "status", name], timeout: timeout))
     }
 
     /// Heal status of a replicated volume (nil for one that is not: nothing to heal).
-    public func heal(_ volume: GlusterVolume) throws -> [GlusterHealBrick]? {
+    public func heal(_ volume: GlusterVolume, timeout: TimeInterval = 120) throws -> [GlusterHealBrick]? {
         guard volume.replicaCount > 1 else { return nil }
-        return Self.parseHeal(try run(["volume", "heal", volume.name, "info", "summary"]))
+        return Self.parseHeal(try run(["volume", "heal", volume.name, "info", "summary"], timeout: timeout))
     }
 
     public func peers() throws -> [GlusterPeer] {

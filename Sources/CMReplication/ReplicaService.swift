@@ -35,6 +35,8 @@ public final class ReplicaService: Sendable {
     public func apply(_ config: ReplicadConfig) { state.withLock { $0.config = config } }
 
     var gluster: GlusterCLI { GlusterCLI(socket: config.volume.glusterdSocket) }
+    /// How long `status` waits for each of glusterd's answers.
+    static let queryTimeout: TimeInterval = 5
 
     // MARK: The volume
 
@@ -186,11 +188,13 @@ public final class ReplicaService: Sendable {
 
     // MARK: Status and the loop
 
+    /// What glusterd says of the volume. In a partition glusterd waits for its unreachable
+    /// peer: each question gets `queryTimeout`, then the answer says what is known.
     public func status() -> VolumeStatusReply {
         let c = config
-        let volume = try? gluster.volume(c.volume.name)
-        let bricks = volume == nil ? [] : ((try? gluster.status(c.volume.name)) ?? [])
-        let heal = volume.flatMap { try? gluster.heal($0) } ?? []
+        let volume = try? gluster.volume(c.volume.name, timeout: Self.queryTimeout)
+        let bricks = volume == nil ? [] : ((try? gluster.status(c.volume.name, timeout: Self.queryTimeout)) ?? [])
+        let heal = volume.flatMap { try? gluster.heal($0, timeout: Self.queryTimeout) } ?? []
         return state.withLock { s in
             if let volume { s.volume = volume }
             s.bricks = bricks
@@ -228,11 +232,12 @@ public final class ReplicaService: Sendable {
         var ready = false
         while !Task.isCancelled {
             do {
-                if !ready || !Self.isMounted(config.volume.mount) {
-                    try ensureVolume()
-                    ready = true
+                let wasReady = ready
+                try await blocking("volume-ensure") {
+                    if !wasReady || !Self.isMounted(self.config.volume.mount) { try self.ensureVolume() }
                 }
-                try syncExports()
+                ready = true
+                _ = try await blocking("volume-exports") { try self.syncExports() }
                 note(nil)
             } catch {
                 note("\(error)")

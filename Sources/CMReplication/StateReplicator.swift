@@ -443,10 +443,11 @@ public final class StateReplicator: Sendable {
         }
     }
 
-    /// Runs `step` every interval until cancelled.
+    /// Runs `step` every interval until cancelled, on a thread of its own: a copy to the
+    /// volume can stall while GlusterFS waits out an unreachable brick.
     public func run() async {
         while !Task.isCancelled {
-            step()
+            await blocking("state-step") { self.step() }
             let interval = state.withLock { $0.config.interval }
             try? await Task.sleep(for: interval)
         }

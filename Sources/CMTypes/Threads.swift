@@ -14,3 +14,20 @@ public func startThread(named name: String, _ body: @escaping @Sendable () -> Vo
     thread.name = name
     thread.start()
 }
+
+/// Runs work that blocks (a subprocess such as the gluster CLI, a file on a network filesystem
+/// that stalls while a peer is unreachable) on a thread of its own and awaits its result.
+/// Swift's cooperative pool has one thread per core: two such calls on it would stall every
+/// other task of the daemon, its control socket's answers included, until they return.
+public func blocking<T: Sendable>(_ name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        startThread(named: name) { continuation.resume(with: Result { try body() }) }
+    }
+}
+
+/// `blocking` for work that cannot fail.
+public func blocking<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        startThread(named: name) { continuation.resume(returning: body()) }
+    }
+}

@@ -30,13 +30,15 @@ struct ReplicaDaemon: Daemon {
 
     func routes(into router: inout WireRouter) {
         let service = service, replicator = replicator
-        router.on(MessageType.volumeStatus, Empty.self) { _, _ in service.status() }
+        // Every answer that asks glusterd or reads the volume runs on a thread of its own
+        // (`blocking`): in a partition either can stall for seconds.
+        router.on(MessageType.volumeStatus, Empty.self) { _, _ in await blocking("volume-status") { service.status() } }
         router.on(MessageType.exportsSync, Empty.self) { _, _ in
-            do { return try service.syncExports() } catch { throw WireError(.internal, "\(error)") }
+            do { return try await blocking("exports-sync") { try service.syncExports() } } catch { throw WireError(.internal, "\(error)") }
         }
         let configSync = configSync
         router.on(MessageType.stateStatus, Empty.self) { _, _ in
-            var s = replicator.status()
+            var s = await blocking("state-status") { replicator.status() }
             s.configProblem = configSync.problem
             s.configApplied = configSync.lastChange
             return s
@@ -53,8 +55,11 @@ struct ReplicaDaemon: Daemon {
             group.addTask {
                 var asked: String?
                 while !Task.isCancelled {
-                    replicator.syncConfiguration(configSync)
-                    if follow, let reason = replicator.needsNewEpoch(), reason != asked {
+                    let reason = await blocking("config-sync") { () -> String? in
+                        replicator.syncConfiguration(configSync)
+                        return follow ? replicator.needsNewEpoch() : nil
+                    }
+                    if let reason, reason != asked {
                         asked = reason
                         do {
                             _ = try await WireClient.withConnection(path: vipdSocket, daemon: SuiteDaemon.vipd.name, peer: "cm-replicad") { conn in

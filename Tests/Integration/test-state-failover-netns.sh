@@ -180,7 +180,9 @@ pass "m2 took over with every node added more than $WINDOW ms before the kill (g
 log "3. m1 comes back and preempts: m2's writes are restored first"
 writer m2 v 7a > "$T/writer-m2.out" &
 WRITER=$!
+# At least 1.5 s and 5 nodes (a loaded machine adds fewer a second).
 sleep 1.5
+wait_for 20 "5 nodes added on m2" bash -c "[ \$(wc -l < '$T/writer-m2.out') -ge 5 ]"
 touch "$T/stop-v"; wait $WRITER 2>/dev/null || true   # the add under way finishes first
 # What m2 holds (the writer may stop between an add and its note of it).
 ADDED_ON_M2=$(mc m2 node list --json | jq '[.[] | select(.name | startswith("v"))] | length')
@@ -221,7 +223,9 @@ wait_for 10 "one active master after the heal" bash -c "[ \$( (for m in m1 m2; d
 # (cm-vipd's split brain report, or cm-replicad asking once m2 has handed over).
 epoch_above() { [ "$(mc m1 vip status --json | jq .epoch)" -gt "$EP2" ]; }
 wait_for 15 "m1 takes an epoch newer than m2's partition epoch" epoch_above
-wait_for 30 "the conflict is reported" bash -c "'$BIN/cmctl' master status --json --runtime-dir '$T/m1/run' | jq -e '.state.conflicts | length == 1'"
+# (the last answer is kept in a .log: a failure shows it)
+conflict_reported() { mc m1 master status --json > "$T/master-status-json.log" 2>&1; jq -e '.state.conflicts | length == 1' "$T/master-status-json.log" >/dev/null; }
+wait_for 30 "the conflict is reported" conflict_reported
 mc m1 master status > "$T/master-status.txt" 2>&1 || true
 cat "$T/master-status.txt"
 grep -q CONFLICTS "$T/master-status.txt" || fail "cmctl master status does not show the conflict"
