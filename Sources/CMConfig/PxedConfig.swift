@@ -47,6 +47,11 @@ public struct PxedConfig: Sendable, Equatable {
         public var defaultGroup = "default"
         /// DISCOVERs a second from clients that are not nodes; 0: no limit.
         public var discoverRateLimit = 100
+        /// The private key that reboots nodes over SSH (nil: CONFIG_DIR/power_ed25519,
+        /// which `cmctl image build` makes and lets into every image for the reboot only).
+        public var powerKey: String?
+        /// How long a reboot over SSH may take, connecting included.
+        public var rebootTimeout: Duration = .seconds(15)
 
         public var advertisedAddress: IPv4Address { bootAddress ?? serverAddress }
     }
@@ -136,7 +141,7 @@ public struct PxedConfig: Sendable, Equatable {
         config.pxed.tftpRetries = p.int("tftp_retries", range: 1...20, default: 5)
         config.pxed.tftpMaxTransfers = p.int("tftp_max_transfers", range: 1...65536, default: 512)
         config.pxed.tftpMaxPerClient = p.int("tftp_max_per_client", range: 1...65536, default: 8)
-        for (key, keyPath) in [("boot_dir", \Daemon.bootDirectory), ("images_dir", \Daemon.imagesDirectory)] {
+        for (key, keyPath) in [("boot_dir", \Daemon.bootDirectory), ("images_dir", \Daemon.imagesDirectory), ("power_key", \Daemon.powerKey)] {
             if let d = p.string(key) {
                 if d.hasPrefix("/") { config.pxed[keyPath: keyPath] = d } else { p.error(key, "\"\(d)\" must be an absolute path") }
             }
@@ -154,6 +159,7 @@ public struct PxedConfig: Sendable, Equatable {
         config.pxed.followVipd = p.bool("follow_vipd", default: false)
         config.pxed.defaultGroup = p.string("default_group", default: "default")
         config.pxed.discoverRateLimit = p.int("discover_rate_limit", range: 0...100_000, default: 100)
+        config.pxed.rebootTimeout = p.duration("reboot_timeout", range: .seconds(1) ... .seconds(300), default: .seconds(15))
         p.finish()
 
         let hasDHCP = root.has("dhcp")

@@ -124,6 +124,13 @@ public struct SuiteClient: Sendable {
         await ask(.pxed) { try await $0.request(MessageType.nodeRemove, NodeRef(node: name), as: NodeInfo.self) }
     }
 
+    /// Reboots a node (cm-pxed asks it over SSH); `by` is the console's user, for cm-pxed's log.
+    public func rebootNode(_ name: String, by user: String?) async -> Answer<NodeRebootReply> {
+        await ask(.pxed) {
+            try await $0.request(MessageType.nodeReboot, NodeRebootRequest(node: name, requestedBy: user.map { "\($0) (cm-webd)" }), as: NodeRebootReply.self)
+        }
+    }
+
     /// cm-pxed's images (its status), cached like the lists.
     public func images() async -> Answer<[String]> {
         await cached("pxed.images") { await self.pxe().map(\.images) }

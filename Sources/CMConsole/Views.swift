@@ -373,6 +373,9 @@ public enum Views {
                 h.raw("<option"); if image == n.nextImage { h.raw(" selected") }; h.raw(">"); h.text(image); h.raw("</option>")
             }
             h.raw("</select> <button>Set next boot</button></form>")
+            h.raw(" <form method=\"post\" action=\"/actions/node/reboot\" class=\"action\" data-confirm=\"Reboot ")
+            h.text(n.name); h.raw(" now? Whatever runs on it stops.\">")
+            h.append(hidden("csrf", csrf)); h.append(hidden("node", n.name)); h.raw("<button class=\"danger\">Reboot</button></form>")
             h.raw(" <form method=\"post\" action=\"/actions/node/remove\" class=\"action\" data-confirm=\"Remove ")
             h.text(n.name); h.raw(" from the inventory? Its lease and boot settings go with it.\">")
             h.append(hidden("csrf", csrf)); h.append(hidden("node", n.name)); h.raw("<button class=\"danger\">Remove node</button></form>")

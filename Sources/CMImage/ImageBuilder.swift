@@ -19,16 +19,19 @@ public struct BuildRequest: Sendable {
     public var note: String?
     /// A public key file that may log in to the nodes as root (the master's).
     public var sshKey: String?
+    /// A public key file that may reboot the nodes and do nothing else (the suite's power key).
+    public var powerKey: String?
     public var createdBy: String
 
     public init(name: String, suite: String = "bookworm", packages: [String] = [], from: ImageRef? = nil, note: String? = nil,
-                sshKey: String? = nil, createdBy: String = "root") {
+                sshKey: String? = nil, powerKey: String? = nil, createdBy: String = "root") {
         self.name = name
         self.suite = suite
         self.packages = packages
         self.from = from
         self.note = note
         self.sshKey = sshKey
+        self.powerKey = powerKey
         self.createdBy = createdBy
     }
 }
@@ -83,7 +86,9 @@ public struct ImageBuilder: Sendable {
             throw ImageStoreError("\"\(p)\" is not a Debian package name")
         }
         if let from = r.from { _ = try store.resolve(from) }
-        if let key = r.sshKey, !FileManager.default.isReadableFile(atPath: key) { throw ImageStoreError("\(key): no such public key file") }
+        for key in [r.sshKey, r.powerKey].compactMap({ $0 }) where !FileManager.default.isReadableFile(atPath: key) {
+            throw ImageStoreError("\(key): no such public key file")
+        }
     }
 
     /// Builds and publishes one revision. `progress` is called at each stage and every
@@ -120,7 +125,7 @@ public struct ImageBuilder: Sendable {
                 if reuseBaseFor != nil { keepBase(r, root: root, log: log) }
             }
             tracker.stage("node files", 90)
-            try finish(root: root, sshKey: r.sshKey, work: work, log: log)
+            try finish(root: root, sshKey: r.sshKey, powerKey: r.powerKey, work: work, log: log)
             let kernel = try copyBootFiles(root: root, to: work)
             tracker.stage("publishing", 93)
             let info = ImageRevisionInfo(name: r.name, from: fromInfo.map { "\($0.name)@\($0.revision)" }, suite: fromInfo?.suite ?? r.suite,
@@ -226,7 +231,7 @@ public struct ImageBuilder: Sendable {
             try p.run()
             p.waitUntilExit()
             guard p.terminationStatus == 0 else { throw BuildFailure(message: "the shell exited with status \(p.terminationStatus): nothing committed") }
-            try finish(root: root, sshKey: nil, work: work, log: log)
+            try finish(root: root, sshKey: nil, powerKey: nil, work: work, log: log)
             let changes = try TreeDiff.compare(original, root)
             guard !changes.isEmpty else { return nil }
             if changes.lines.contains(where: { $0.hasPrefix("A /boot/") || $0.hasPrefix("C /boot/") || $0.contains("/etc/initramfs-tools/") }) {
@@ -256,12 +261,22 @@ public struct ImageBuilder: Sendable {
         try run(args, log: log, tracker: &tracker)
     }
 
-    /// The node files, the identity cleanup and the master's key: the last step of every build.
-    func finish(root: String, sshKey: String?, work: String, log: BuildLog) throws {
+    /// The node files, the identity cleanup and the keys: the last step of every build. With
+    /// neither key (image shell) the root's authorized_keys stays as it is.
+    func finish(root: String, sshKey: String?, powerKey: String?, work: String, log: BuildLog) throws {
         try writeFiles(NodeFiles.late, into: root)
         let script = "\(work)/finish.sh"
         try NodeFiles.finishScript.write(toFile: script, atomically: true, encoding: .utf8)
-        try run(["sh", script, root] + (sshKey.map { [$0] } ?? []), log: log)
+        var keys: [String] = []
+        if sshKey != nil || powerKey != nil {
+            let read = { (path: String) throws -> String in
+                do { return try String(contentsOfFile: path, encoding: .utf8) } catch { throw ImageStoreError("\(path): cannot read the public key") }
+            }
+            let file = "\(work)/authorized_keys"
+            try NodeFiles.authorizedKeys(masterKey: try sshKey.map(read), powerKey: try powerKey.map(read)).write(toFile: file, atomically: true, encoding: .utf8)
+            keys = [file]
+        }
+        try run(["sh", script, root] + keys, log: log)
     }
 
     /// vmlinuz and initrd.img of the newest kernel in root/boot, beside root. Returns the version.

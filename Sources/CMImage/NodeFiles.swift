@@ -161,12 +161,32 @@ public enum NodeFiles {
         ("/etc/initramfs-tools/conf.d/clustermaker", initramfsConf, 0o644),
     ]
 
+    /// What the suite's power key may run on a node (cm-pxed's reboot; see NodePower).
+    public static let rebootCommand = "/usr/bin/systemctl --no-block reboot && echo \(rebootQueuedMarker)"
+    /// What `rebootCommand` prints once the reboot job is queued.
+    public static let rebootQueuedMarker = "cm-reboot-queued"
+
+    /// The power key's line in a node's /root/.ssh/authorized_keys: the forced command, no
+    /// pty, no forwarding of any kind (`restrict`, OpenSSH 7.2+).
+    public static func powerKeyLine(publicKey: String) -> String {
+        "restrict,command=\"\(rebootCommand)\" \(publicKey.trimmingCharacters(in: .whitespacesAndNewlines))"
+    }
+
+    /// /root/.ssh/authorized_keys of an image: the master's key (any command), then the power
+    /// key (the reboot only).
+    public static func authorizedKeys(masterKey: String?, powerKey: String?) -> String {
+        var lines: [String] = []
+        if let masterKey { lines += masterKey.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        if let powerKey { lines.append(powerKeyLine(publicKey: powerKey)) }
+        return lines.map { $0 + "\n" }.joined()
+    }
+
     /// The last step of a build, run with the root as $1 (by mmdebstrap's customize hook, or
     /// by cmctl after `--from` and `image shell`): no identity of its own, the master's key.
     public static let finishScript = #"""
         #!/bin/sh
         # ClusterMaker: make a root a node image (cmctl image build). $1: the root; $2: the
-        # public key file that may log in as root.
+        # authorized_keys file for root (the master's key, the power key's reboot line).
         set -eu
         r="$1"
         # Every node has its own identity: none in the image.

@@ -20,8 +20,8 @@ public final class PXEDaemonService: Sendable {
     /// What the sockets were opened with: a reload that changes it needs a restart.
     private let opened: PxedConfig.Daemon
 
-    public init(config: PxedConfig, stateDirectory: String, runtimeDirectory: String, events: EventHub, logger: Logger) async throws {
-        service = try PXEService(config: config, stateDirectory: stateDirectory, events: events, logger: logger)
+    public init(config: PxedConfig, stateDirectory: String, configDirectory: String, runtimeDirectory: String, events: EventHub, logger: Logger) async throws {
+        service = try PXEService(config: config, stateDirectory: stateDirectory, configDirectory: configDirectory, events: events, logger: logger)
         self.logger = logger
         vipdSocket = SuiteDaemon.vipd.socketPath(runtimeDirectory: runtimeDirectory)
         replicadSocket = SuiteDaemon.replicad.socketPath(runtimeDirectory: runtimeDirectory)

@@ -34,15 +34,18 @@ public final class PXEService: Sendable {
     let logger: Logger
     let counters = Counters()
     let stateDirectory: String
+    /// /etc/clustermaker: where the power key is by default.
+    let configDirectory: String
     private let state: Mutex<State>
     /// Imports sent in parts, by staging name, until their last part comes.
     private let imports = Mutex<[String: StagedImport]>([:])
 
-    public init(config: PxedConfig, stateDirectory: String, events: EventHub, logger: Logger) throws {
+    public init(config: PxedConfig, stateDirectory: String, configDirectory: String = "/etc/clustermaker", events: EventHub, logger: Logger) throws {
         inventory = try Inventory(path: (stateDirectory as NSString).appendingPathComponent("pxed.sqlite"))
         self.events = events
         self.logger = logger
         self.stateDirectory = stateDirectory
+        self.configDirectory = configDirectory
         let nodes = NodeTable(try inventory.nodes())
         let leases = try inventory.leases()
         state = Mutex(State(config: config, machine: nil, nodes: nodes, active: !config.pxed.followVipd, bootNetwork: Self.bootNetwork(config),

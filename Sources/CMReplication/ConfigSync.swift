@@ -35,16 +35,24 @@ public final class ConfigSync: Sendable {
     }
 
     struct Manifest: Codable, Equatable {
-        struct File: Codable, Equatable { var fingerprint: String; var mode: Int }
+        /// `group`: the file's group when it is not root's (webd-users and the power key are
+        /// group clustermaker's, for the daemons that run as that user); nil for root.
+        struct File: Codable, Equatable { var fingerprint: String; var mode: Int; var group: String? }
         var files: [String: File]
         /// The whole set's digest: what a standby compares with what it applied last.
         var digest: String
     }
 
+    struct LocalFile: Equatable {
+        var data: Data
+        var mode: Int
+        var group: String?
+    }
+
     /// The files replicated: everything in the config directory but examples and temporaries.
-    func localFiles() -> [String: (data: Data, mode: Int)] {
+    func localFiles() -> [String: LocalFile] {
         let fm = FileManager.default
-        var out: [String: (Data, Int)] = [:]
+        var out: [String: LocalFile] = [:]
         guard let walker = fm.enumerator(atPath: configDir) else { return [:] }
         while let rel = walker.nextObject() as? String {
             var isDir: ObjCBool = false
@@ -52,7 +60,9 @@ public final class ConfigSync: Sendable {
             guard fm.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
                   !rel.hasSuffix(".example"), !rel.contains(".tmp"), !rel.hasPrefix("."),
                   let data = fm.contents(atPath: path) else { continue }
-            out[rel] = (data, ((try? fm.attributesOfItem(atPath: path)[.posixPermissions]) as? Int) ?? 0o644)
+            let attributes = try? fm.attributesOfItem(atPath: path)
+            let group = attributes?[.groupOwnerAccountName] as? String
+            out[rel] = LocalFile(data: data, mode: (attributes?[.posixPermissions] as? Int) ?? 0o644, group: group == "root" ? nil : group)
         }
         return out
     }
@@ -68,9 +78,9 @@ public final class ConfigSync: Sendable {
         return String(format: "%016llx%016llx%08x", a, b, data.count)
     }
 
-    static func manifest(_ files: [String: (data: Data, mode: Int)]) -> Manifest {
-        let entries = files.mapValues { Manifest.File(fingerprint: fingerprint($0.data), mode: $0.mode) }
-        let all = entries.keys.sorted().map { "\($0) \(entries[$0]!.fingerprint) \(entries[$0]!.mode)" }.joined(separator: "\n")
+    static func manifest(_ files: [String: LocalFile]) -> Manifest {
+        let entries = files.mapValues { Manifest.File(fingerprint: fingerprint($0.data), mode: $0.mode, group: $0.group) }
+        let all = entries.keys.sorted().map { "\($0) \(entries[$0]!.fingerprint) \(entries[$0]!.mode) \(entries[$0]!.group ?? "")" }.joined(separator: "\n")
         return Manifest(files: entries, digest: fingerprint(Data(all.utf8)))
     }
 
@@ -99,7 +109,7 @@ public final class ConfigSync: Sendable {
         let manifest = try JSONDecoder.replica.decode(Manifest.self, from: data)
         guard state.withLock({ $0.applied }) != manifest.digest else { return [] }
         let local = localFiles()
-        var changes: [String: (data: Data, mode: Int)] = [:]
+        var changes: [String: LocalFile] = [:]
         for (rel, entry) in manifest.files {
             guard let incoming = FileManager.default.contents(atPath: "\(dir)/files/\(rel)") else {
                 throw ReplicationError("\(dir)/files/\(rel) is missing: the active master's copy is incomplete")
@@ -110,7 +120,9 @@ public final class ConfigSync: Sendable {
                 content = Data(HostConfig.merge(file: rel, incoming: String(decoding: incoming, as: UTF8.self),
                                                 own: String(decoding: own, as: UTF8.self)).utf8)
             }
-            if local[rel]?.data != content || local[rel]?.mode != entry.mode { changes[rel] = (content, entry.mode) }
+            // A group this host does not have is not asked for (root's stays).
+            let wanted = LocalFile(data: content, mode: entry.mode, group: entry.group.flatMap { getgrnam($0) == nil ? nil : $0 })
+            if local[rel] != wanted { changes[rel] = wanted }
         }
         guard !changes.isEmpty else {
             state.withLock { $0.applied = manifest.digest; $0.problem = nil }
@@ -135,6 +147,10 @@ public final class ConfigSync: Sendable {
             try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try StateReplicator.writeDurably(file.data, to: path)
             try FileManager.default.setAttributes([.posixPermissions: file.mode & 0o777], ofItemAtPath: path)
+            // The group by name (the clone makes clustermaker).
+            if let group = file.group {
+                try FileManager.default.setAttributes([.groupOwnerAccountName: group], ofItemAtPath: path)
+            }
         }
         let names = changes.keys.sorted()
         logger.notice("configuration from the active master applied: \(names.joined(separator: ", "))")

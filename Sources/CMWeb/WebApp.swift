@@ -101,6 +101,7 @@ public final class WebApp: Sendable {
         router.post("/actions/node/next-boot") { request, context in try await self.nextBootForm(request, context) }
         router.post("/actions/node/add") { request, context in try await self.addNodeForm(request, context) }
         router.post("/actions/node/remove") { request, context in try await self.removeNodeForm(request, context) }
+        router.post("/actions/node/reboot") { request, context in try await self.rebootNodeForm(request, context) }
         router.get("/events") { request, _ in self.events(request) }
 
         let api = router.group("/api/v1")
@@ -123,6 +124,10 @@ public final class WebApp: Sendable {
             return try Self.json(await self.nodeAction(context, "set \(name)'s next boot to \(body.image.isEmpty ? "its usual image" : body.image)") {
                 await self.suite.setNode(NodeSetRequest(node: name, nextImage: body.image))
             })
+        }
+        api.post("/nodes/:name/reboot") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            return try Self.json(await self.nodeAction(context, "rebooted node \(name)") { await self.suite.rebootNode(name, by: context.session?.user) })
         }
         api.get("/checks") { _, _ in try Self.json(await self.suite.checks()) }
         api.get("/events") { request, _ in
@@ -247,7 +252,7 @@ public final class WebApp: Sendable {
 
     /// A change to the inventory: done by cm-pxed, logged with the user, and the cached lists
     /// forgotten so that the next page shows it.
-    func nodeAction(_ context: WebContext, _ what: String, _ body: () async -> SuiteClient.Answer<NodeInfo>) async -> SuiteClient.Answer<NodeInfo> {
+    func nodeAction<T>(_ context: WebContext, _ what: String, _ body: () async -> SuiteClient.Answer<T>) async -> SuiteClient.Answer<T> {
         let answer = await body()
         suite.cache?.invalidate(prefix: "pxed.")
         suite.cache?.invalidate(prefix: "rows")
@@ -307,6 +312,13 @@ public final class WebApp: Sendable {
         guard let node = form["node"], NodeName.isValid(node) else { throw HTTPError(.badRequest, message: "no node") }
         let answer = await nodeAction(context, "removed node \(node)") { await suite.removeNode(node) }
         return try formResult(answer, next: "/nodes")
+    }
+
+    func rebootNodeForm(_ request: Request, _ context: WebContext) async throws -> Response {
+        let form = try await Form.read(request, limit: config.http.maxBodyBytes)
+        guard let node = form["node"], NodeName.isValid(node) else { throw HTTPError(.badRequest, message: "no node") }
+        let answer = await nodeAction(context, "rebooted node \(node)") { await suite.rebootNode(node, by: context.session?.user) }
+        return try formResult(answer, next: "/nodes/\(node)")
     }
 
     /// Text from a request as the log shows it: control characters escaped, so that a value

@@ -10,6 +10,8 @@ extension MessageType {
     public static let nodeRemove = "node.rm"
     /// `cmctl node import`: many adds and changes, applied all or none.
     public static let nodeImport = "node.import"
+    /// `cmctl node reboot`, the console's Reboot: cm-pxed asks the node over SSH.
+    public static let nodeReboot = "node.reboot"
     /// Event: a node was discovered, started booting, or booted.
     public static let nodeEvent = "node.event"
     /// Event: the inventory was edited (cmctl node add/set/rm/import); body NodeRef, whose name
@@ -157,6 +159,28 @@ public struct NodeImportReply: Codable, Sendable, Equatable {
         self.added = added
         self.updated = updated
         self.staging = staging
+    }
+}
+
+/// Reboot a node. `requestedBy` names who asked (the console's user) for cm-pxed's log.
+public struct NodeRebootRequest: Codable, Sendable {
+    public var node: String
+    public var requestedBy: String?
+    public init(node: String, requestedBy: String? = nil) {
+        self.node = node
+        self.requestedBy = requestedBy
+    }
+}
+
+public struct NodeRebootReply: Codable, Sendable, Equatable {
+    public var node: String
+    public var address: IPv4Address
+    /// How it was asked: "ssh".
+    public var via: String
+    public init(node: String, address: IPv4Address, via: String) {
+        self.node = node
+        self.address = address
+        self.via = via
     }
 }
 

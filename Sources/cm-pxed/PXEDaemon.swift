@@ -16,7 +16,7 @@ struct PXEDaemon: Daemon {
 
     static func make(configuration: PxedConfig, options: DaemonOptions, events: EventHub, logger: Logger) async throws -> PXEDaemon {
         PXEDaemon(core: try await PXEDaemonService(config: configuration, stateDirectory: options.stateDirectory(daemon: name),
-                                                   runtimeDirectory: options.runtimeDir, events: events, logger: logger))
+                                                   configDirectory: options.configDir, runtimeDirectory: options.runtimeDir, events: events, logger: logger))
     }
 
     func routes(into router: inout WireRouter) {
@@ -28,6 +28,7 @@ struct PXEDaemon: Daemon {
         router.on(MessageType.nodeSet, NodeSetRequest.self) { r, _ in try service.set(r) }
         router.on(MessageType.nodeRemove, NodeRef.self) { r, _ in try service.remove(r.node) }
         router.on(MessageType.nodeImport, NodeImportRequest.self) { r, _ in try service.importNodes(r) }
+        router.on(MessageType.nodeReboot, NodeRebootRequest.self) { r, context in try await service.reboot(r, peer: context.peer) }
     }
 
     func run() async throws { await core.run() }

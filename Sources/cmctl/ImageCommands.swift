@@ -78,6 +78,8 @@ extension Image {
         @Option(help: "A note kept with the revision.") var note: String?
         @Option(help: "Public key allowed to log in to the nodes as root (default: /etc/clustermaker/ssh/id_ed25519.pub, made if missing).")
         var sshKey: String?
+        @Option(help: "Public key allowed to reboot the nodes and do nothing else (default: /etc/clustermaker/power_ed25519.pub, made if missing).")
+        var powerKey: String?
         @Option(help: ArgumentHelp("Reuse a base root built at most this many hours ago with the same suite, packages and sources instead of running mmdebstrap (kept in WORK_DIR/base).", valueName: "hours"))
         var reuseBaseFor: Int?
 
@@ -87,7 +89,8 @@ extension Image {
                 guard ImageRef.isName(name) else { throw CLIError.failed("\"\(name)\" is not a valid image name (\(ImageRef.nameRule))") }
                 let list = packages.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
                 let key = try sshKey ?? MasterKey.publicKey(configDir: options.configDir)
-                let request = BuildRequest(name: name, suite: suite, packages: list, from: try from.map(ImageOptions.ref), note: note, sshKey: key,
+                let power = try powerKey ?? MasterKey.powerKey(configDir: options.configDir)
+                let request = BuildRequest(name: name, suite: suite, packages: list, from: try from.map(ImageOptions.ref), note: note, sshKey: key, powerKey: power,
                                            createdBy: ProcessInfo.processInfo.environment["SUDO_USER"] ?? "root")
                 var line = ProgressLine()
                 let info: ImageRevisionInfo
@@ -324,6 +327,27 @@ enum MasterKey {
         try p.run()
         p.waitUntilExit()
         guard p.terminationStatus == 0 else { throw CLIError.failed("ssh-keygen could not make \(key)") }
+        return key + ".pub"
+    }
+
+    /// The suite's power key, CONFIG_DIR/power_ed25519 (made if missing): the images let it
+    /// reboot a node and nothing else. Group clustermaker may read it (cm-pxed runs as user
+    /// clustermaker); returns the public half.
+    static func powerKey(configDir: String) throws -> String {
+        let key = "\(configDir)/power_ed25519"
+        if !FileManager.default.fileExists(atPath: key + ".pub") {
+            try FileManager.default.createDirectory(atPath: configDir, withIntermediateDirectories: true)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-keygen")
+            p.arguments = ["-q", "-t", "ed25519", "-N", "", "-C", "clustermaker-power@\(ProcessInfo.processInfo.hostName)", "-f", key]
+            try p.run()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { throw CLIError.failed("ssh-keygen could not make \(key)") }
+        }
+        if let group = getgrnam("clustermaker") {
+            _ = chown(key, 0, group.pointee.gr_gid)
+            _ = chmod(key, 0o640)
+        }
         return key + ".pub"
     }
 }

@@ -8,8 +8,8 @@ import Glibc
 
 struct Node: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "The node inventory (cm-pxed): list, show, add, change, remove, next boot, import and export.",
-        subcommands: [List.self, Show.self, Add.self, Set.self, Rm.self, Boot.self, Watch.self, Import.self, Export.self, Diff.self],
+        abstract: "The node inventory (cm-pxed): list, show, add, change, remove, next boot, reboot, import and export.",
+        subcommands: [List.self, Show.self, Add.self, Set.self, Rm.self, Boot.self, Reboot.self, Watch.self, Import.self, Export.self, Diff.self],
         defaultSubcommand: List.self)
 
     static func table(_ nodes: [NodeInfo]) -> String {
@@ -124,6 +124,25 @@ struct Node: AsyncParsableCommand {
                 let n = try await global.call(.pxed) { try await $0.request(MessageType.nodeRemove, NodeRef(node: node), as: NodeInfo.self) }
                 if global.json { return try printJSON(n) }
                 print("removed \(n.name) (\(n.mac))")
+            }
+        }
+    }
+
+    struct Reboot: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Reboot a node (cm-pxed asks it over SSH with the power key).",
+            discussion: "The images let the power key (CONFIG_DIR/power_ed25519) run `systemctl reboot` and nothing else; cm-pxed checks the node's host key against the one it keeps for it. Answers once the reboot is queued on the node.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Node name or MAC address.") var node: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let user = ProcessInfo.processInfo.environment["SUDO_USER"] ?? getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid \(getuid())"
+                let r = try await global.call(.pxed) {
+                    try await $0.request(MessageType.nodeReboot, NodeRebootRequest(node: node, requestedBy: "\(user) (cmctl)"), as: NodeRebootReply.self)
+                }
+                if global.json { return try printJSON(r) }
+                print("\(r.node) (\(r.address)) is rebooting")
             }
         }
     }

@@ -66,6 +66,26 @@ import Testing
         #expect(s.reloaded.withLock { $0.last } == ["cm-vipd"])
     }
 
+    /// webd-users and the power key are group clustermaker's (the daemons that read them run
+    /// as that user): the standby's copies get the same group, by name.
+    @Test func aFilesGroupComesAlong() throws {
+        let s = try Setup()
+        defer { s.cleanUp() }
+        guard geteuid() == 0, let group = getgrnam("adm") else { return }  // chgrp needs root; Debian has adm
+        try s.write(s.active, "webd-users", "admin:$2b$...")
+        chown("\(s.active)/webd-users", 0, group.pointee.gr_gid)
+        chmod("\(s.active)/webd-users", 0o640)
+        try s.sync(s.active).publish(to: s.volume)
+        #expect(try s.sync(s.standby).apply(from: s.volume) == ["webd-users"])
+        let attributes = try FileManager.default.attributesOfItem(atPath: "\(s.standby)/webd-users")
+        #expect(attributes[.groupOwnerAccountName] as? String == "adm" && attributes[.posixPermissions] as? Int == 0o640)
+        // Only the group changes on the active: the standby follows.
+        chown("\(s.active)/webd-users", 0, 0)
+        try s.sync(s.active).publish(to: s.volume)
+        #expect(try s.sync(s.standby).apply(from: s.volume) == ["webd-users"])
+        #expect(try FileManager.default.attributesOfItem(atPath: "\(s.standby)/webd-users")[.groupOwnerAccountName] as? String == "root")
+    }
+
     @Test func aConfigurationThatDoesNotPassIsNotAppliedAndSaysWhy() throws {
         let s = try Setup()
         defer { s.cleanUp() }

@@ -76,6 +76,11 @@ final class FakeSuite: Sendable {
             self.inventory.withLock { $0.append("rm \(r.node)") }
             return ViewsTests.node(r.node, 1)
         }
+        pxe.on(MessageType.nodeReboot, NodeRebootRequest.self) { r, _ in
+            guard r.node == "node001" else { throw WireError(.conflict, "node \(r.node) has no SSH host key on this master yet") }
+            self.inventory.withLock { $0.append("reboot \(r.node) by \(r.requestedBy ?? "?")") }
+            return NodeRebootReply(node: r.node, address: IPv4Address("10.0.0.1")!, via: "ssh")
+        }
         let servers = [(SuiteDaemon.healthd, health), (.lbd, lb), (.pxed, pxe)].map { daemon, router in
             (daemon, WireServer(daemon: daemon.name, version: "test", router: router, logger: Logger(label: "fake")) {
                 DaemonStatus(daemon: daemon.name, version: "test", pid: getpid(), startedAt: Date(), status: "fake")
@@ -228,7 +233,19 @@ final class FakeSuite: Sendable {
                                              body: ByteBuffer(string: "csrf=\(csrf)&node=node001&image=rescue")).status == .found)
             #expect(try await client.execute(uri: "/actions/node/remove", method: .post, headers: form,
                                              body: ByteBuffer(string: "csrf=\(csrf)&node=node002")).status == .found)
-            #expect(fakes.inventory.withLock { $0 } == ["add node003 52:54:00:aa:bb:cc 10.0.0.3", "set node001 next=rescue", "rm node002"])
+            #expect(page.contains("action=\"/actions/node/reboot\""))
+            #expect(try await client.execute(uri: "/actions/node/reboot", method: .post, headers: form,
+                                             body: ByteBuffer(string: "csrf=\(csrf)&node=node001")).status == .found)
+            let refused = try await client.execute(uri: "/actions/node/reboot", method: .post, headers: form, body: ByteBuffer(string: "csrf=\(csrf)&node=node002"))
+            #expect(refused.status == .conflict && String(buffer: refused.body).contains("no SSH host key"), "cm-pxed's reason reaches the page")
+            #expect(try await client.execute(uri: "/actions/node/reboot", method: .post, headers: form, body: ByteBuffer(string: "node=node001")).status == .forbidden,
+                    "no CSRF token, no reboot")
+            var api: HTTPFields = [.cookie: cookie]
+            api[HTTPField.Name("X-CSRF-Token")!] = csrf
+            let viaAPI = try await client.execute(uri: "/api/v1/nodes/node001/reboot", method: .post, headers: api)
+            #expect(viaAPI.status == .ok && String(buffer: viaAPI.body).contains("\"via\":\"ssh\""))
+            #expect(fakes.inventory.withLock { $0 } == ["add node003 52:54:00:aa:bb:cc 10.0.0.3", "set node001 next=rescue", "rm node002",
+                                                        "reboot node001 by admin (cm-webd)", "reboot node001 by admin (cm-webd)"])
         }
     }
 
