@@ -213,7 +213,12 @@ cmctl node set node002 --image base@2 >/dev/null
 cmctl node set node001 --image base@1 >/dev/null
 if cmctl image rm base@1 --images-dir "$T/vol/images" --config-dir "$T/etc" 2>"$T/rm.err"; then fail "base@1 removed while node001 boots it"; fi
 grep -q "in use" "$T/rm.err" || fail "image rm: $(cat "$T/rm.err")"
-on "$A2" "systemctl reboot" || true
+# The reboot as the console and cmctl ask it: cm-pxed over SSH with the power key, which the
+# image lets run the reboot and nothing else.
+on "$A2" "grep -c '^restrict,command=\"/usr/bin/systemctl --no-block reboot' /root/.ssh/authorized_keys" | grep -qx 1 \
+  || fail "the image does not limit the power key to the reboot: $(on "$A2" cat /root/.ssh/authorized_keys)"
+cmctl node reboot node002 > "$T/reboot.out" 2>&1 || fail "cmctl node reboot node002: $(cat "$T/reboot.out")"
+grep -q "node002 ($A2) is rebooting" "$T/reboot.out" || fail "cmctl node reboot: $(cat "$T/reboot.out")"
 wait_for 120 "node002's VM exits on reboot" bash -c "! kill -0 $VM_node002 2>/dev/null"
 : > "$T/vm-node002.log"
 vm node002 $MAC2 tap1
@@ -225,4 +230,4 @@ wait_for 60 "root logs in on node002 again" on "$A2" true
 on "$A1" "test ! -e /etc/cm-revision" || fail "node001 changed under it"
 ip netns exec "$NS" ssh-keyscan -t ed25519 "$A2" 2>/dev/null > "$T/scan2"
 [ "$(fp "$T/scan2")" = "$(fp "$T/state/identity/${MAC2//:/-}/ssh_host_ed25519_key.pub")" ] || fail "node002's host key changed across the reboot"
-pass "node002 runs base@2 after a reboot with the same host key; node001 stays on base@1; base@1 cannot be removed while in use"
+pass "node002 runs base@2 after a reboot (cmctl node reboot: cm-pxed over SSH with the power key) with the same host key; node001 stays on base@1; base@1 cannot be removed while in use"
