@@ -97,3 +97,25 @@ public final class AnswerCache: Sendable {
         }
     }
 }
+
+/// Rendered parts of a page kept per key (a node list's query) and the answer they were made
+/// from (its id): thirty-two browsers on the same list cost one rendering per answer. Cleared
+/// when full rather than aged: a key is a few hundred bytes, an entry one table.
+public final class RenderCache: Sendable {
+    let entries = Mutex<[String: (version: UInt64, html: HTML)]>([:])
+    let capacity: Int
+
+    public init(capacity: Int = 64) { self.capacity = capacity }
+
+    public func get(_ key: String, version: UInt64, render: () -> HTML) -> HTML {
+        if let e = entries.withLock({ $0[key] }), e.version == version { return e.html }
+        let html = render()
+        entries.withLock { e in
+            if e.count >= capacity, e[key] == nil { e.removeAll(keepingCapacity: true) }
+            e[key] = (version, html)
+        }
+        return html
+    }
+
+    var count: Int { entries.withLock { $0.count } }
+}

@@ -17,6 +17,8 @@ public struct NodeSummary: Sendable {
     /// Why cm-pxed or cm-healthd did not answer (nil: it did).
     public var nodesProblem: WireError?
     public var checksProblem: WireError?
+    /// Tells summaries apart: what is rendered from one is kept under its id.
+    public let id = UInt64.random(in: 1 ... .max)
 
     public init(nodes: SuiteClient.Answer<[NodeInfo]>, health: SuiteClient.Answer<HealthSummaryReply>) {
         let nodeList = nodes.value ?? [], h = health.value

@@ -124,6 +124,11 @@ public struct SuiteClient: Sendable {
         await ask(.pxed) { try await $0.request(MessageType.nodeRemove, NodeRef(node: name), as: NodeInfo.self) }
     }
 
+    /// cm-healthd's newest values of every scraped node (for /metrics), cached like the lists.
+    public func latestNodeMetrics() async -> Answer<NodeMetricsLatestReply> {
+        await cached("healthd.latest") { await self.ask(.healthd) { try await $0.request(MessageType.metricsLatest, Empty(), as: NodeMetricsLatestReply.self) } }
+    }
+
     /// Reboots a node (cm-pxed asks it over SSH); `by` is the console's user, for cm-pxed's log.
     public func rebootNode(_ name: String, by user: String?) async -> Answer<NodeRebootReply> {
         await ask(.pxed) {

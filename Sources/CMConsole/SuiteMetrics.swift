@@ -13,17 +13,36 @@ public enum SuiteMetrics {
         public var pxe: SuiteClient.Answer<PxeStatusReply>
         public var state: SuiteClient.Answer<StateStatusReply>
         public var lb: SuiteClient.Answer<String>
+        /// cm-healthd's newest scrape of each node's exporter.
+        public var nodes: SuiteClient.Answer<NodeMetricsLatestReply>
         public init(statuses: [(daemon: SuiteDaemon, answer: SuiteClient.Answer<DaemonStatus>)], checks: SuiteClient.Answer<[CheckStatus]>,
                     vip: SuiteClient.Answer<VipStatusReply>, pxe: SuiteClient.Answer<PxeStatusReply>, state: SuiteClient.Answer<StateStatusReply>,
-                    lb: SuiteClient.Answer<String>) {
+                    lb: SuiteClient.Answer<String>, nodes: SuiteClient.Answer<NodeMetricsLatestReply> = .success(NodeMetricsLatestReply(nodes: []))) {
             self.statuses = statuses
             self.checks = checks
             self.vip = vip
             self.pxe = pxe
             self.state = state
             self.lb = lb
+            self.nodes = nodes
         }
     }
+
+    /// The nodes' series as /metrics names them (cm-healthd's series name → family, help).
+    static let nodeFamilies: [(series: String, family: String, help: String)] = [
+        ("cpu_percent", "clustermaker_node_cpu_percent", "CPU busy, percent, between the node's last two scrapes."),
+        ("mem_percent", "clustermaker_node_memory_used_percent", "Memory in use (total less available), percent."),
+        ("mem_used_bytes", "clustermaker_node_memory_used_bytes", "Memory in use (total less available)."),
+        ("mem_total_bytes", "clustermaker_node_memory_total_bytes", "Memory installed."),
+        ("load1", "clustermaker_node_load1", "Load average over 1 minute."),
+        ("load5", "clustermaker_node_load5", "Load average over 5 minutes."),
+        ("load15", "clustermaker_node_load15", "Load average over 15 minutes."),
+        ("net_rx_bytes_per_s", "clustermaker_node_network_receive_bytes_per_second", "Bytes received a second on every interface but lo."),
+        ("net_tx_bytes_per_s", "clustermaker_node_network_transmit_bytes_per_second", "Bytes sent a second on every interface but lo."),
+        ("disk_read_bytes_per_s", "clustermaker_node_disk_read_bytes_per_second", "Bytes read a second from every disk."),
+        ("disk_write_bytes_per_s", "clustermaker_node_disk_written_bytes_per_second", "Bytes written a second to every disk."),
+        ("fs_used_percent", "clustermaker_node_root_filesystem_used_percent", "The root filesystem's use, percent."),
+    ]
 
     public static func render(_ i: Inputs) -> String {
         var p = PrometheusText()
@@ -60,6 +79,16 @@ public enum SuiteMetrics {
                      [.init([], state.publishing ? 1 : 0)])
             p.family("clustermaker_state_conflicts", .gauge, help: "Replicas written by a master while a newer epoch was active.",
                      [.init([], state.conflicts.count)])
+        }
+        if let nodes = i.nodes.value?.nodes, !nodes.isEmpty {
+            p.family("clustermaker_node_scrape_up", .gauge, help: "1 when cm-healthd's last scrape of the node's exporter succeeded.",
+                     nodes.map { .init([("node", $0.node.rawValue)], $0.at != nil && $0.error == nil ? 1 : 0) })
+            p.family("clustermaker_node_scrape_timestamp_seconds", .gauge, help: "When cm-healthd last scraped the node's exporter (Unix time).",
+                     nodes.compactMap { n in n.at.map { .init([("node", n.node.rawValue)], $0.timeIntervalSince1970) } })
+            for (series, family, help) in nodeFamilies {
+                let samples: [PrometheusText.Sample] = nodes.compactMap { n in n.values[series].map { .init([("node", n.node.rawValue)], $0) } }
+                if !samples.isEmpty { p.family(family, .gauge, help: help + " From the node's exporter, scraped by cm-healthd.", samples) }
+            }
         }
         var text = p.text
         if let lb = i.lb.value { text += lb.hasSuffix("\n") || lb.isEmpty ? lb : lb + "\n" }

@@ -113,6 +113,9 @@ public struct NodeQuery: Sendable, Equatable {
         return href(sort: (flip ? "-" : "") + newSort.rawValue, page: 1)
     }
 
+    /// The query in its canonical form: what a rendered list is kept under.
+    public var key: String { href(page: page) }
+
     func href(sort: String? = nil, page: Int) -> String {
         var parts: [String] = []
         if !text.isEmpty { parts.append("q=\(HTML.component(text))") }
@@ -279,6 +282,12 @@ public enum Views {
     // MARK: Nodes
 
     public static func nodes(_ rows: SuiteClient.Answer<[NodeRow]>, query: NodeQuery, csrf: String = "") -> HTML {
+        nodes(table: nodesTable(rows, query: query), query: query, csrf: csrf)
+    }
+
+    /// The node list's page around its table (which the console keeps rendered per query and
+    /// answer: it is most of the work).
+    public static func nodes(table: HTML, query: NodeQuery, csrf: String) -> HTML {
         var h = HTML()
         h.raw("<h1>Nodes</h1><details class=\"add\"><summary>Add a node</summary><form method=\"post\" action=\"/actions/node/add\" class=\"add-node\">")
         h.append(hidden("csrf", csrf))
@@ -290,6 +299,13 @@ public enum Views {
             h.raw("<option\(query.health == s ? " selected" : "")>\(s.rawValue)</option>")
         }
         h.raw("</select><input type=\"hidden\" name=\"sort\" value=\"\(query.descending ? "-" : "")\(query.sort.rawValue)\"><button>Filter</button></form>")
+        h.append(table)
+        return h
+    }
+
+    /// The count, the table of one page of rows and the page links.
+    public static func nodesTable(_ rows: SuiteClient.Answer<[NodeRow]>, query: NodeQuery) -> HTML {
+        var h = HTML()
         let all: [NodeRow]
         switch rows {
         case .failure(let e): h.append(unavailable(e)); return h

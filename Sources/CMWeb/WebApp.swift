@@ -24,6 +24,8 @@ public final class WebApp: Sendable {
     public let cluster: String
     let chartJS: String
     let logger: Logger
+    /// The node list's rendered table per query and node summary.
+    let nodeTables = RenderCache()
 
     public static let cookie = "cm_session"
 
@@ -210,8 +212,10 @@ public final class WebApp: Sendable {
 
     func nodesPage(_ request: Request, _ context: WebContext) async throws -> Response {
         let query = NodeQuery(query: Self.query(request))
+        let summary = await suite.summary()
+        let table = nodeTables.get(query.key, version: summary.id) { Views.nodesTable(summary.listable, query: query) }
         return Self.html(Views.page("Nodes", path: "/nodes", chrome: chrome(context), live: [Topic.health, Topic.node],
-                                    body: Views.nodes(await suite.summary().listable, query: query, csrf: context.session?.csrf ?? "")))
+                                    body: Views.nodes(table: table, query: query, csrf: context.session?.csrf ?? "")))
     }
 
     func nodePage(_ request: Request, _ context: WebContext) async throws -> Response {

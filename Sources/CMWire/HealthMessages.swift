@@ -12,6 +12,8 @@ extension MessageType {
     /// Event: a check changed state; body HealthTransition.
     public static let healthTransition = "health.transition"
     public static let metricsQuery = "metrics.query"
+    /// Every scraped node's newest values (NodeMetricsLatestReply): cm-webd's /metrics.
+    public static let metricsLatest = "metrics.latest"
 }
 
 extension Topic {
@@ -190,6 +192,26 @@ public struct MetricsReply: Codable, Sendable, Equatable {
         self.lastScrape = lastScrape
         self.lastError = lastError
     }
+}
+
+/// One node's newest scrape: the suite's series (cpu_percent, mem_percent, load1, …) as its
+/// last scrape gave them, when, and the scrape's error if it failed.
+public struct NodeLatestMetrics: Codable, Sendable, Equatable {
+    public var node: NodeName
+    public var at: Date?
+    public var error: String?
+    public var values: [String: Double]
+    public init(node: NodeName, at: Date?, error: String?, values: [String: Double]) {
+        self.node = node
+        self.at = at
+        self.error = error
+        self.values = values
+    }
+}
+
+public struct NodeMetricsLatestReply: Codable, Sendable, Equatable {
+    public var nodes: [NodeLatestMetrics]
+    public init(nodes: [NodeLatestMetrics]) { self.nodes = nodes }
 }
 
 /// One node's checks in numbers.

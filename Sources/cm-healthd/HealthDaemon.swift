@@ -37,6 +37,7 @@ struct HealthDaemon: Daemon {
         router.on(MessageType.healthHistory, HealthHistoryRequest.self) { request, _ in try await monitor.history(request) }
         router.on(MessageType.healthSummary, HealthSummaryRequest.self) { request, _ in try await monitor.summary(request) }
         router.on(MessageType.metricsQuery, MetricsQuery.self) { request, _ in try await monitor.metrics(request) }
+        router.on(MessageType.metricsLatest, Empty.self) { _, _ in await monitor.latestMetrics() }
     }
 
     func run() async throws {

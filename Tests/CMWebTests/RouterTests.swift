@@ -43,6 +43,9 @@ final class FakeSuite: Sendable {
                                       unknown: checks.filter { $0.state == .unknown }.count,
                                       nodes: tallies.values.sorted { $0.node < $1.node }, notUp: checks.filter { $0.state != .up })
         }
+        health.on(MessageType.metricsLatest, Empty.self) { _, _ in
+            NodeMetricsLatestReply(nodes: [NodeLatestMetrics(node: "node001", at: Date(), error: nil, values: ["cpu_percent": 7.5])])
+        }
         health.on(MessageType.healthHistory, HealthHistoryRequest.self) { _, _ in
             HealthHistoryReply(transitions: [HealthTransition(id: CheckID(check: "web", node: "node002"), from: .up, to: .down, at: Date(), message: "connection refused")])
         }
@@ -277,6 +280,7 @@ final class FakeSuite: Sendable {
             #expect(r.status == .ok && r.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
             #expect(text.contains("clustermaker_check_up{check=\"web\",node=\"node002\",type=\"tcp\"} 0"))
             #expect(text.contains("clustermaker_daemon_up{daemon=\"cm-vipd\"} 0") && text.contains("clustermaker_lb_requests_total 9"))
+            #expect(text.contains("clustermaker_node_cpu_percent{node=\"node001\"} 7.5\n") && text.contains("clustermaker_node_scrape_up{node=\"node001\"} 1\n"))
         }
     }
 }

@@ -75,6 +75,25 @@ import Testing
         #expect(text.contains("clustermaker_checks{state=\"unknown\"} 1\n"))
         #expect(text.hasSuffix("lb_x 1\n"))
     }
+
+    @Test func metricsCarryTheNodesScrapedValues() throws {
+        let at = Date(timeIntervalSince1970: 1_800_000_000)
+        let nodes = NodeMetricsLatestReply(nodes: [
+            NodeLatestMetrics(node: "n1", at: at, error: nil, values: ["cpu_percent": 12.5, "mem_percent": 40, "load1": 0.25]),
+            NodeLatestMetrics(node: "n2", at: at, error: "HTTP 503", values: [:]),
+            NodeLatestMetrics(node: "n3", at: nil, error: nil, values: [:]),
+        ])
+        let text = SuiteMetrics.render(.init(statuses: [], checks: .success([]), vip: .failure(WireError(.notRunning, "no")),
+                                             pxe: .failure(WireError(.notRunning, "no")), state: .failure(WireError(.notRunning, "no")),
+                                             lb: .success(""), nodes: .success(nodes)))
+        #expect(text.contains("# TYPE clustermaker_node_cpu_percent gauge\nclustermaker_node_cpu_percent{node=\"n1\"} 12.5\n"))
+        #expect(text.contains("clustermaker_node_memory_used_percent{node=\"n1\"} 40\n") && text.contains("clustermaker_node_load1{node=\"n1\"} 0.25\n"))
+        #expect(text.contains("clustermaker_node_scrape_up{node=\"n1\"} 1\nclustermaker_node_scrape_up{node=\"n2\"} 0\nclustermaker_node_scrape_up{node=\"n3\"} 0\n"))
+        #expect(!text.contains("clustermaker_node_cpu_percent{node=\"n2\"}") && !text.contains("network_receive"), "no value, no sample, no empty family")
+        // What Prometheus would read back.
+        let samples = try PrometheusTextParser.parse(Array(text.utf8))
+        #expect(samples.first { $0.name == "clustermaker_node_scrape_timestamp_seconds" }?.value == 1_800_000_000)
+    }
 }
 
 @Suite struct AnswerCacheTests {
@@ -165,5 +184,20 @@ import Testing
         #expect(page.contains("<tr data-image=\"default\"><td>default</td><td><a href=\"/nodes/node001\">node001</a></td><td></td><td><a href=\"/nodes/node002\">node002</a></td></tr>"))
         #expect(page.contains("<tr data-image=\"rescue\"><td>rescue</td><td></td><td><a href=\"/nodes/node002\">node002</a></td><td></td></tr>"))
         #expect(Views.images(.success([]), summary: summary).text.contains("cmctl image build NAME"))
+    }
+}
+
+@Suite struct RenderCacheTests {
+    @Test func keptPerKeyAndAnswerClearedWhenFull() {
+        let cache = RenderCache(capacity: 2)
+        var renders = 0
+        func get(_ key: String, _ version: UInt64) -> String {
+            cache.get(key, version: version) { renders += 1; return HTML(raw: "\(key)@\(version)") }.text
+        }
+        #expect(get("a", 1) == "a@1" && get("a", 1) == "a@1" && renders == 1)
+        #expect(get("a", 2) == "a@2" && renders == 2, "a new answer renders anew")
+        #expect(get("b", 2) == "b@2" && cache.count == 2)
+        #expect(get("c", 2) == "c@2" && cache.count == 1, "full: cleared, then kept")
+        #expect(get("a", 2) == "a@2" && renders == 5)
     }
 }

@@ -120,6 +120,14 @@ wait_for 10 "both checks up" check_state web@n2 up
 cmctl status 2>/dev/null | grep -q "cm-webd.*console on 10.199.12.1:9443" || fail "cmctl status does not show cm-webd: $(cmctl status 2>&1)"
 pass "cm-webd serves TLS on 10.199.12.1:9443 and answers cmctl status"
 
+# /metrics without a session (public_metrics): the daemons' state and the nodes' scraped values.
+scraped_in_metrics() { mc "$URL/metrics" > "$T/metrics.txt" && grep -q '^clustermaker_node_cpu_percent{node="n2"} ' "$T/metrics.txt"; }
+wait_for 15 "the nodes' CPU in /metrics" scraped_in_metrics
+grep -q '^clustermaker_node_memory_used_percent{node="n1"} [0-9]' "$T/metrics.txt" && grep -q '^clustermaker_node_scrape_up{node="n1"} 1$' "$T/metrics.txt" \
+  && grep -q '^clustermaker_check_up{check="web",node="n1",type="tcp"} 1$' "$T/metrics.txt" && grep -q '^clustermaker_daemon_up{daemon="cm-pxed"} 1$' "$T/metrics.txt" \
+  || fail "/metrics lacks the nodes' or the daemons' values: $(head -c 3000 "$T/metrics.txt")"
+pass "/metrics: every daemon's state and each node's CPU, memory and scrape status from its node-exporter"
+
 # --- 1. bad input ----------------------------------------------------------------------------
 code() { mc -o /dev/null -w '%{http_code}' "$@"; }
 [ "$(code "$URL/nodes")" = 302 ] || fail "a page without a session did not redirect to the login"
