@@ -30,11 +30,17 @@ public final class AnswerCache: Sendable {
     let entries = Mutex<[String: Entry]>([:])
     public let maxAge: Duration
     public let maxStale: Duration
+    /// Keys come from requests too (a node's name, a chart's series): beyond this many, the
+    /// entries no fetch is running for are dropped.
+    public let capacity: Int
 
-    public init(maxAge: Duration = .seconds(1), maxStale: Duration = .seconds(10)) {
+    public init(maxAge: Duration = .seconds(1), maxStale: Duration = .seconds(10), capacity: Int = 4096) {
         self.maxAge = maxAge
         self.maxStale = max(maxAge, maxStale)
+        self.capacity = capacity
     }
+
+    var count: Int { entries.withLock { $0.count } }
 
     enum Step {
         case value(any Sendable)
@@ -45,6 +51,7 @@ public final class AnswerCache: Sendable {
     public func get<T: Sendable>(_ key: String, _ fetch: @escaping @Sendable () async -> T) async -> T {
         let now = ContinuousClock.now
         let step = entries.withLock { e -> Step in
+            if e[key] == nil, e.count >= capacity { e = e.filter { $0.value.inFlight != nil } }
             var entry = e[key] ?? Entry()
             defer { e[key] = entry }
             let usable = entry.usable()

@@ -100,6 +100,14 @@ public struct SuiteClient: Sendable {
         await ask(.healthd) { try await $0.request(MessageType.metricsQuery, MetricsQuery(node: node, since: since, series: series), as: MetricsReply.self) }
     }
 
+    /// A node's series over the last `seconds`, cached like the lists (a chart's data changes
+    /// at each scrape; the pages that show it redraw on the node's health events).
+    public func metrics(node: NodeName, lastSeconds seconds: Int, series: [String]? = nil) async -> Answer<MetricsReply> {
+        await cached("healthd.metrics.\(node.rawValue).\(seconds).\(series?.joined(separator: ",") ?? "*")") {
+            await self.metrics(node: node, since: Date().addingTimeInterval(-Double(seconds)), series: series)
+        }
+    }
+
     public func lb() async -> Answer<LbStatusReply> {
         await cached("lbd.status") { await self.ask(.lbd) { try await $0.request(MessageType.lbStatus, Empty(), as: LbStatusReply.self) } }
     }

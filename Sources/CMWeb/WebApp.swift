@@ -239,7 +239,7 @@ public final class WebApp: Sendable {
         guard NodeName.isValid(name) else { throw HTTPError(.notFound, message: "no such node") }
         let seconds = Views.ranges.first { $0.label == request.uri.queryParameters.get("range") }?.seconds ?? 3600
         let series = request.uri.queryParameters.get("series").map { $0.split(separator: ",").prefix(16).map(String.init) }
-        return try Self.json(await suite.metrics(node: NodeName(name), since: Date().addingTimeInterval(-Double(seconds)), series: series))
+        return try Self.json(await suite.metrics(node: NodeName(name), lastSeconds: seconds, series: series))
     }
 
     // MARK: Actions

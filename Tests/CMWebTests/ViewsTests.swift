@@ -97,6 +97,14 @@ import Testing
 }
 
 @Suite struct AnswerCacheTests {
+    /// Keys made from requests (a node name, a chart's series) cannot grow the cache forever.
+    @Test func boundedByItsCapacity() async {
+        let cache = AnswerCache(maxAge: .seconds(60), capacity: 100)
+        for i in 0..<1000 { _ = await cache.get("healthd.node.n\(i)") { i } }
+        #expect(cache.count <= 100)
+        #expect(await cache.get("healthd.node.n999") { -1 } == 999, "the newest is kept")
+    }
+
     @Test func sharesOneFetchAndForgetsOnInvalidate() async {
         let cache = AnswerCache(maxAge: .seconds(60))
         let fetches = Atomic<Int>(0)
