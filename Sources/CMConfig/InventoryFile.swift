@@ -3,9 +3,9 @@ import Foundation
 
 /// An inventory file for `cmctl node import`/`export`: admins bringing an existing cluster
 /// list its nodes as TOML (`[[node]]` tables) or CSV (header
-/// `name,mac,address,group,image,kernel_args`).
+/// `name,mac,address,group,image,kernel_args,bmc`).
 public enum InventoryFile {
-    public static let csvHeader = ["name", "mac", "address", "group", "image", "kernel_args"]
+    public static let csvHeader = ["name", "mac", "address", "group", "image", "kernel_args", "bmc"]
 
     public static func parseTOML(_ source: ConfigSource) throws(ConfigErrors) -> [NodeSpec] {
         let doc = try ConfigDocument(source)
@@ -21,7 +21,7 @@ public enum InventoryFile {
             if let mac, !macs.insert(mac).inserted { t.error("mac", "\(mac) is listed twice") }
             let entry = mac.map {
                 NodeSpec(name: name, mac: $0, address: t.ipv4("address"), group: t.string("group"), image: t.string("image"),
-                               kernelArgs: t.string("kernel_args"))
+                               kernelArgs: t.string("kernel_args"), bmc: t.ipv4("bmc"))
             }
             t.finish()
             if let entry { out.append(entry) }
@@ -59,8 +59,14 @@ public enum InventoryFile {
                 guard let parsed = IPv4Address(a) else { fail(i + 1, "address: \"\(a)\" is not an IPv4 address"); continue }
                 address = parsed
             }
+            var bmc: IPv4Address?
+            if let b = row["bmc"] {
+                guard let parsed = IPv4Address(b) else { fail(i + 1, "bmc: \"\(b)\" is not an IPv4 address"); continue }
+                bmc = parsed
+            }
             if let n = row["name"], !PxedConfig.isName(n) { fail(i + 1, "name: \"\(n)\" is not a node name"); continue }
-            out.append(NodeSpec(name: row["name"], mac: mac, address: address, group: row["group"], image: row["image"], kernelArgs: row["kernel_args"]))
+            out.append(NodeSpec(name: row["name"], mac: mac, address: address, group: row["group"], image: row["image"], kernelArgs: row["kernel_args"],
+                                bmc: bmc))
         }
         if !errors.isEmpty { throw ConfigErrors(errors) }
         return out

@@ -84,6 +84,21 @@ public struct PxedConfig: Sendable, Equatable {
         public var leaseTime: Duration = .seconds(3600)
     }
 
+    /// How to reach the nodes' BMCs (each node's address is its `bmc` in the inventory):
+    /// reboots over IPMI with ipmitool when SSH cannot (or is not asked to) do it.
+    public struct IPMI: Sendable, Equatable {
+        /// ipmitool's -I: "lanplus" (IPMI v2.0, the default) or "lan" (v1.5).
+        public var interface = "lanplus"
+        public var port = 623
+        public var user = ""
+        /// A file holding the password (ipmitool -f), readable by group clustermaker.
+        public var passwordFile = ""
+        /// ipmitool's -C (lanplus); nil: ipmitool asks the BMC. 3 (SHA1/AES) is what nearly
+        /// every BMC offers; 17 (SHA256/AES) where it is offered.
+        public var cipherSuite: Int?
+        public init() {}
+    }
+
     /// Nodes sharing settings: image and kernel command line.
     public struct Group: Sendable, Equatable {
         public var name: String
@@ -98,6 +113,7 @@ public struct PxedConfig: Sendable, Equatable {
 
     public var pxed = Daemon()
     public var dhcp: DHCP?
+    public var ipmi: IPMI?
     public var groups: [Group] = []
 
     public init() {}
@@ -197,6 +213,22 @@ public struct PxedConfig: Sendable, Equatable {
             config.dhcp = dhcp
         }
         d.finish()
+
+        if root.has("ipmi") {
+            let t = root.table("ipmi")
+            var ipmi = IPMI()
+            if let i = t.string("interface") {
+                if ["lanplus", "lan"].contains(i) { ipmi.interface = i } else { t.error("interface", "\"\(i)\" is not an ipmitool interface (lanplus, lan)") }
+            }
+            ipmi.port = t.int("port", range: 1...65535, default: 623)
+            ipmi.cipherSuite = t.int("cipher_suite", range: 0...17)
+            ipmi.user = t.string("user", required: true) ?? ""
+            if let f = t.string("password_file", required: true) {
+                if f.hasPrefix("/") { ipmi.passwordFile = f } else { t.error("password_file", "\"\(f)\" must be an absolute path") }
+            }
+            t.finish()
+            config.ipmi = ipmi
+        }
 
         var names = Set<String>()
         for t in root.tables("group") {

@@ -138,9 +138,10 @@ public struct SuiteClient: Sendable {
     }
 
     /// Reboots a node (cm-pxed asks it over SSH); `by` is the console's user, for cm-pxed's log.
-    public func rebootNode(_ name: String, by user: String?) async -> Answer<NodeRebootReply> {
+    public func rebootNode(_ name: String, via method: RebootMethod? = nil, by user: String?) async -> Answer<NodeRebootReply> {
         await ask(.pxed) {
-            try await $0.request(MessageType.nodeReboot, NodeRebootRequest(node: name, requestedBy: user.map { "\($0) (cm-webd)" }), as: NodeRebootReply.self)
+            try await $0.request(MessageType.nodeReboot, NodeRebootRequest(node: name, method: method, requestedBy: user.map { "\($0) (cm-webd)" }),
+                                 as: NodeRebootReply.self)
         }
     }
 

@@ -373,6 +373,7 @@ public enum Views {
                 ("MAC", n.mac.description), ("address", n.address?.description ?? (n.seenAddress.map { "\($0) (seen)" } ?? "–")), ("group", n.group),
                 ("image", n.image ?? "the group's"), ("next boot", n.nextImage ?? "–"), ("booted", n.lastImage ?? "–"), ("boot state", n.state.rawValue),
                 ("boots", String(n.bootCount)), ("first seen", Format.time(n.firstSeen)), ("last seen", Format.time(n.lastSeen)), ("firmware", n.arch ?? "–"),
+                ("BMC", n.bmc?.description ?? "–"),
             ]
             for (k, v) in facts { h.raw("<dt>"); h.text(k); h.raw("</dt><dd>"); h.text(v); h.raw("</dd>") }
             h.raw("</dl>")
@@ -392,6 +393,12 @@ public enum Views {
             h.raw(" <form method=\"post\" action=\"/actions/node/reboot\" class=\"action\" data-confirm=\"Reboot ")
             h.text(n.name); h.raw(" now? Whatever runs on it stops.\">")
             h.append(hidden("csrf", csrf)); h.append(hidden("node", n.name)); h.raw("<button class=\"danger\">Reboot</button></form>")
+            if n.bmc != nil {
+                h.raw(" <form method=\"post\" action=\"/actions/node/reboot\" class=\"action\" data-confirm=\"Reset ")
+                h.text(n.name); h.raw(" through its BMC now? It is not shut down first.\">")
+                h.append(hidden("csrf", csrf)); h.append(hidden("node", n.name)); h.append(hidden("via", "ipmi"))
+                h.raw("<button class=\"danger\">Reset (IPMI)</button></form>")
+            }
             h.raw(" <form method=\"post\" action=\"/actions/node/remove\" class=\"action\" data-confirm=\"Remove ")
             h.text(n.name); h.raw(" from the inventory? Its lease and boot settings go with it.\">")
             h.append(hidden("csrf", csrf)); h.append(hidden("node", n.name)); h.raw("<button class=\"danger\">Remove node</button></form>")

@@ -26,6 +26,10 @@ public final class Inventory: Sendable {
                 // Proxy mode's observed address, apart from the unique fixed one (issue 23).
                 try db.execute(sql: "ALTER TABLE nodes ADD COLUMN seen_address TEXT")
             },
+            Store.Migration("v3-bmc") { db in
+                // The node's BMC, for reboots over IPMI.
+                try db.execute(sql: "ALTER TABLE nodes ADD COLUMN bmc TEXT")
+            },
         ])
     }
 
@@ -51,7 +55,7 @@ public final class Inventory: Sendable {
                     let values: StatementArguments = [
                         node.name, node.address?.description, node.group, node.image, node.kernelArgs, node.nextImage, node.arch,
                         node.state.rawValue, node.firstSeen?.timeIntervalSince1970, node.lastSeen?.timeIntervalSince1970, node.bootCount,
-                        node.lastImage, node.seenAddress?.description, node.mac.description,
+                        node.lastImage, node.seenAddress?.description, node.bmc?.description, node.mac.description,
                     ]
                     try db.execute(sql: Self.update, arguments: values)
                     if db.changesCount == 0 { try db.execute(sql: Self.insert, arguments: values) }
@@ -65,7 +69,7 @@ public final class Inventory: Sendable {
 
     /// Every column but mac, in the order of `save`'s values; mac comes last in both statements.
     static let columns = ["name", "address", "grp", "image", "kernel_args", "next_image", "arch", "state", "first_seen", "last_seen",
-                          "boot_count", "last_image", "seen_address"]
+                          "boot_count", "last_image", "seen_address", "bmc"]
     static let update = "UPDATE nodes SET \(columns.map { "\($0) = ?" }.joined(separator: ", ")) WHERE mac = ?"
     static let insert = "INSERT INTO nodes (\(columns.joined(separator: ", ")), mac) VALUES (\(Array(repeating: "?", count: columns.count + 1).joined(separator: ",")))"
 
@@ -90,13 +94,13 @@ public final class Inventory: Sendable {
 
     static func node(_ row: Row) -> NodeInfo? {
         guard let mac = MACAddress(row["mac"] as String), let state = NodeBootState(rawValue: row["state"]) else { return nil }
-        let address: String? = row["address"], seen: String? = row["seen_address"]
+        let address: String? = row["address"], seen: String? = row["seen_address"], bmc: String? = row["bmc"]
         let first: Double? = row["first_seen"], last: Double? = row["last_seen"]
         return NodeInfo(name: row["name"], mac: mac, address: address.flatMap(IPv4Address.init), group: row["grp"], image: row["image"],
                         kernelArgs: row["kernel_args"], nextImage: row["next_image"], arch: row["arch"], state: state,
                         firstSeen: first.map(Date.init(timeIntervalSince1970:)), lastSeen: last.map(Date.init(timeIntervalSince1970:)),
                         bootCount: row["boot_count"], lastImage: row["last_image"],
-                        seenAddress: seen.flatMap(IPv4Address.init))
+                        seenAddress: seen.flatMap(IPv4Address.init), bmc: bmc.flatMap(IPv4Address.init))
     }
 
     // MARK: Leases

@@ -12,6 +12,9 @@ import Synchronization
 /// key is checked against the one cm-pxed made for it (STATE_DIR/identity/MAC), so the key is
 /// never offered to whoever answers at the node's address. The reboot is queued
 /// (`systemctl --no-block`): the answer comes back before the node goes down.
+/// A node with a BMC (its `bmc` in the inventory, pxed.toml's [ipmi] for the credentials) is
+/// reset over IPMI instead when asked to, or when SSH cannot do it (no address or host key
+/// yet, no answer): ipmitool's `chassis power reset`, or `power on` for a node that is off.
 public enum NodePower {
     /// The node's host key as a known_hosts line for `address`: "ADDRESS TYPE BASE64".
     public static func knownHostsLine(address: IPv4Address, publicKey: String) -> String? {
@@ -30,12 +33,24 @@ public enum NodePower {
          "-o", "LogLevel=ERROR", "-T", "root@\(address)", "reboot"]
     }
 
+    /// ipmitool's arguments for one chassis command: the password from a file, two tries of
+    /// a few seconds each.
+    static func ipmiArguments(_ ipmi: PxedConfig.IPMI, bmc: IPv4Address, _ command: [String]) -> [String] {
+        ["-I", ipmi.interface, "-H", bmc.description, "-p", String(ipmi.port), "-U", ipmi.user, "-f", ipmi.passwordFile, "-N", "3", "-R", "2"]
+            + (ipmi.cipherSuite.map { ["-C", String($0)] } ?? []) + ["chassis", "power"] + command
+    }
+
     struct Outcome {
         var status: Int32
         var output: String
         var errors: String
         var timedOut: Bool
         var queued: Bool { output.contains(NodeFiles.rebootQueuedMarker) }
+
+        /// Why it failed, in ssh's or ipmitool's words.
+        func failure(_ program: String, timeout: Duration) -> String {
+            timedOut ? "no answer within \(timeout)" : errors.isEmpty ? "\(program) exit status \(status)" : errors
+        }
     }
 
     /// Runs ssh (blocking: call it through `blocking`), killing it after `timeout`.
@@ -52,7 +67,7 @@ public enum NodePower {
         let timer = DispatchWorkItem {
             guard p.isRunning else { return }
             timedOut.withLock { $0 = true }
-            p.terminate()
+            kill(p.processIdentifier, SIGKILL)  // ipmitool sits out SIGTERM in its retries
         }
         DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000)), execute: timer)
         nonisolated(unsafe) var errors = Data()
@@ -72,11 +87,38 @@ extension PXEService {
     /// The power key cm-pxed uses: pxed.toml's power_key, else CONFIG_DIR/power_ed25519.
     var powerKey: String { config.pxed.powerKey ?? "\(configDirectory)/power_ed25519" }
 
-    /// Reboots a node over SSH (see NodePower). Refused, saying why, for a node without an
-    /// address, one that has never fetched its host key (it has not booted a ClusterMaker
-    /// image from this master), or when the power key cannot be read.
-    public func reboot(_ r: NodeRebootRequest, peer: PeerCredentials? = nil, ssh: String = "/usr/bin/ssh") async throws(WireError) -> NodeRebootReply {
+    /// Reboots a node (see NodePower): over SSH, or through its BMC as `r.method` says or when
+    /// SSH cannot. Refused, saying why, when neither way can do it.
+    public func reboot(_ r: NodeRebootRequest, peer: PeerCredentials? = nil, ssh: String = "/usr/bin/ssh",
+                       ipmitool: String = "/usr/bin/ipmitool") async throws(WireError) -> NodeRebootReply {
         let node = try show(r.node)
+        let who = r.requestedBy.map { "\($0) (\(peer.map { "uid \($0.uid)" } ?? "?"))" } ?? (peer.map { "uid \($0.uid)" } ?? "?")
+        let reply: NodeRebootReply
+        do {
+            switch r.method {
+            case .ssh: reply = try await rebootOverSSH(node, ssh: ssh)
+            case .ipmi: reply = try await resetOverIPMI(node, ipmitool: ipmitool)
+            case nil:
+                do {
+                    reply = try await rebootOverSSH(node, ssh: ssh)
+                } catch where node.bmc != nil && config.ipmi != nil && error.code != .internal {
+                    logger.warning("\(error.message); resetting node \(node.name) through its BMC instead")
+                    var r = try await resetOverIPMI(node, ipmitool: ipmitool)
+                    r.fallbackReason = error.message
+                    reply = r
+                }
+            }
+        } catch {
+            logger.error("reboot of node \(node.name), asked by \(who), failed: \(error.message)")
+            throw error
+        }
+        counters.add(reply.via == .ssh ? "node_reboots" : "node_ipmi_resets")
+        logger.notice("node \(node.name) (\(node.mac)) is rebooting (\(reply.via == .ssh ? "asked over SSH at" : "reset by its BMC at") \(reply.address)), asked by \(who)")
+        return reply
+    }
+
+    /// The clean way: systemctl reboot on the node, over SSH with the power key.
+    func rebootOverSSH(_ node: NodeInfo, ssh: String) async throws(WireError) -> NodeRebootReply {
         guard let address = node.reachableAddress else {
             throw WireError(.conflict, "node \(node.name) has no address yet (it has not taken a lease or fetched a boot script)")
         }
@@ -93,6 +135,7 @@ extension PXEService {
         // ssh takes a key only from a file that no one else may read: a private copy, since
         // the configured one is group-readable.
         let key = "\(stateDirectory)/power_key"
+        let knownHosts = "\(dir)/known_hosts"
         do {
             if FileManager.default.contents(atPath: key) != secret {
                 let tmp = key + ".new"
@@ -101,34 +144,44 @@ extension PXEService {
                     throw SystemError("writing \(key)")
                 }
             }
-        } catch {
-            throw WireError(.internal, "\(error)")
-        }
-        let knownHosts = "\(dir)/known_hosts"
-        do {
             try (line + "\n").write(toFile: knownHosts, atomically: true, encoding: .utf8)
         } catch {
-            throw WireError(.internal, "writing \(knownHosts): \(error)")
+            throw WireError(.internal, "\(error)")
         }
         let timeout = config.pxed.rebootTimeout
         let args = NodePower.sshArguments(key: key, knownHosts: knownHosts, address: address,
                                           connectTimeout: max(1, Int(timeout.components.seconds) / 2))
-        let who = r.requestedBy.map { "\($0) (\(peer.map { "uid \($0.uid)" } ?? "?"))" } ?? (peer.map { "uid \($0.uid)" } ?? "?")
-        let outcome: NodePower.Outcome
-        do {
-            outcome = try await blocking("node-reboot") { try NodePower.run(args, timeout: timeout, program: ssh) }
-        } catch {
-            throw WireError(.internal, "cannot run ssh: \(error)")
-        }
+        let outcome = try await Self.runPower(ssh, args, timeout: timeout)
         guard outcome.queued else {
-            let why = outcome.timedOut ? "no answer within \(timeout)"
-                : outcome.errors.isEmpty ? "ssh exit status \(outcome.status)" : outcome.errors
-            logger.error("reboot of node \(node.name) at \(address), asked by \(who), failed: \(why)")
+            let why = outcome.failure("ssh", timeout: timeout)
             let hint = why.contains("Permission denied") ? " (does its image let the power key in? images built by cmctl image build do)" : ""
             throw WireError(.unavailable, "rebooting node \(node.name) at \(address) over SSH: \(why)\(hint)")
         }
-        counters.add("node_reboots")
-        logger.notice("node \(node.name) (\(node.mac)) at \(address) is rebooting, asked by \(who)")
-        return NodeRebootReply(node: node.name, address: address, via: "ssh")
+        return NodeRebootReply(node: node.name, address: address, via: .ssh)
+    }
+
+    /// The hard way, for a node that does not answer: its BMC resets it (or powers it on).
+    func resetOverIPMI(_ node: NodeInfo, ipmitool: String) async throws(WireError) -> NodeRebootReply {
+        guard let bmc = node.bmc else { throw WireError(.conflict, "node \(node.name) has no BMC address (cmctl node set \(node.name) --bmc ADDRESS)") }
+        guard let ipmi = config.ipmi else { throw WireError(.conflict, "pxed.toml has no [ipmi] table: cm-pxed has no credentials for node \(node.name)'s BMC") }
+        let timeout = config.pxed.rebootTimeout
+        let status = try await Self.runPower(ipmitool, NodePower.ipmiArguments(ipmi, bmc: bmc, ["status"]), timeout: timeout)
+        guard status.status == 0, !status.timedOut else {
+            throw WireError(.unavailable, "asking node \(node.name)'s BMC at \(bmc) for its power state: \(status.failure("ipmitool", timeout: timeout))")
+        }
+        let on = !status.output.lowercased().contains("is off")
+        let command = try await Self.runPower(ipmitool, NodePower.ipmiArguments(ipmi, bmc: bmc, [on ? "reset" : "on"]), timeout: timeout)
+        guard command.status == 0, !command.timedOut else {
+            throw WireError(.unavailable, "node \(node.name)'s BMC at \(bmc) did not \(on ? "reset" : "power on") the node: \(command.failure("ipmitool", timeout: timeout))")
+        }
+        return NodeRebootReply(node: node.name, address: bmc, via: .ipmi)
+    }
+
+    static func runPower(_ program: String, _ args: [String], timeout: Duration) async throws(WireError) -> NodePower.Outcome {
+        do {
+            return try await blocking("node-power") { try NodePower.run(args, timeout: timeout, program: program) }
+        } catch {
+            throw WireError(.internal, "cannot run \(program): \(error)")
+        }
     }
 }

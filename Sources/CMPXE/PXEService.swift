@@ -502,7 +502,7 @@ public final class PXEService: Sendable {
             for (i, e) in entries.enumerated() {
                 let known = scratch.nodes[e.mac] != nil
                 let change = NodeSetRequest(node: e.mac.description, name: e.name, address: e.address, group: e.group, image: e.image,
-                                            kernelArgs: e.kernelArgs)
+                                            kernelArgs: e.kernelArgs, bmc: e.bmc)
                 do throws(WireError) {
                     let node = known ? try nodeChanging(change, in: scratch) : try nodeAdding(e, in: scratch)
                     Self.commit(node, to: &scratch)
@@ -554,7 +554,7 @@ public final class PXEService: Sendable {
         let name = r.name ?? s.nextName
         if let problem = validate(name: name, address: r.address, group: r.group, image: r.image, except: nil, in: s) { throw problem }
         var node = NodeInfo(name: name, mac: r.mac, address: r.address, group: r.group ?? s.config.pxed.defaultGroup, image: r.image,
-                            kernelArgs: r.kernelArgs)
+                            kernelArgs: r.kernelArgs, bmc: r.bmc)
         if node.address == nil, let machine = s.machine { node.address = machine.address(for: r.mac, now: Int64(Date().timeIntervalSince1970)) }
         return node
     }
@@ -574,6 +574,8 @@ public final class PXEService: Sendable {
         if let v = r.image { node.image = v.isEmpty ? nil : v }
         if let v = r.kernelArgs { node.kernelArgs = v.isEmpty ? nil : v }
         if let v = r.nextImage { node.nextImage = v.isEmpty ? nil : v }
+        if let v = r.bmc { node.bmc = v }
+        if r.clearBmc { node.bmc = nil }
         return node
     }
 

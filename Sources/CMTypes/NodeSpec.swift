@@ -8,14 +8,17 @@ public struct NodeSpec: Codable, Sendable, Equatable {
     public var group: String?
     public var image: String?
     public var kernelArgs: String?
+    /// Its BMC's address, for reboots over IPMI (ipmitool).
+    public var bmc: IPv4Address?
 
     public init(name: String? = nil, mac: MACAddress, address: IPv4Address? = nil, group: String? = nil, image: String? = nil,
-                kernelArgs: String? = nil) {
+                kernelArgs: String? = nil, bmc: IPv4Address? = nil) {
         self.name = name
         self.mac = mac
         self.address = address
         self.group = group
         self.image = image
         self.kernelArgs = kernelArgs
+        self.bmc = bmc
     }
 }

@@ -127,9 +127,10 @@ public final class WebApp: Sendable {
                 await self.suite.setNode(NodeSetRequest(node: name, nextImage: body.image))
             })
         }
-        api.post("/nodes/:name/reboot") { _, context in
+        api.post("/nodes/:name/reboot") { request, context in
             let name = context.parameters.get("name") ?? ""
-            return try Self.json(await self.nodeAction(context, "rebooted node \(name)") { await self.suite.rebootNode(name, by: context.session?.user) })
+            let method = try Self.rebootMethod(request.uri.queryParameters.get("via").map { String($0) })
+            return try Self.json(await self.nodeAction(context, "rebooted node \(name)") { await self.suite.rebootNode(name, via: method, by: context.session?.user) })
         }
         api.get("/checks") { _, _ in try Self.json(await self.suite.checks()) }
         api.get("/events") { request, _ in
@@ -321,8 +322,18 @@ public final class WebApp: Sendable {
     func rebootNodeForm(_ request: Request, _ context: WebContext) async throws -> Response {
         let form = try await Form.read(request, limit: config.http.maxBodyBytes)
         guard let node = form["node"], NodeName.isValid(node) else { throw HTTPError(.badRequest, message: "no node") }
-        let answer = await nodeAction(context, "rebooted node \(node)") { await suite.rebootNode(node, by: context.session?.user) }
+        let method = try Self.rebootMethod(form["via"])
+        let answer = await nodeAction(context, "rebooted node \(node)\(method.map { " (\($0.rawValue))" } ?? "")") {
+            await suite.rebootNode(node, via: method, by: context.session?.user)
+        }
         return try formResult(answer, next: "/nodes/\(node)")
+    }
+
+    /// `via=ssh|ipmi` of a reboot; absent or empty: cm-pxed's choice.
+    static func rebootMethod(_ text: String?) throws -> RebootMethod? {
+        guard let text, !text.isEmpty else { return nil }
+        guard let m = RebootMethod(rawValue: text) else { throw HTTPError(.badRequest, message: "via: ssh or ipmi") }
+        return m
     }
 
     /// Text from a request as the log shows it: control characters escaped, so that a value

@@ -61,10 +61,12 @@ public struct NodeInfo: Codable, Sendable, Equatable {
     public var bootCount: Int
     /// The image it booted last.
     public var lastImage: String?
+    /// Its BMC's address: reboots over IPMI (pxed.toml's [ipmi]) where SSH cannot.
+    public var bmc: IPv4Address?
 
     public init(name: String, mac: MACAddress, address: IPv4Address? = nil, group: String, image: String? = nil, kernelArgs: String? = nil,
                 nextImage: String? = nil, arch: String? = nil, state: NodeBootState = .new, firstSeen: Date? = nil, lastSeen: Date? = nil,
-                bootCount: Int = 0, lastImage: String? = nil, seenAddress: IPv4Address? = nil) {
+                bootCount: Int = 0, lastImage: String? = nil, seenAddress: IPv4Address? = nil, bmc: IPv4Address? = nil) {
         self.name = name
         self.mac = mac
         self.address = address
@@ -79,6 +81,7 @@ public struct NodeInfo: Codable, Sendable, Equatable {
         self.lastSeen = lastSeen
         self.bootCount = bootCount
         self.lastImage = lastImage
+        self.bmc = bmc
     }
 
     /// Where to reach it: its fixed address, else where it was seen last.
@@ -121,8 +124,10 @@ public struct NodeSetRequest: Codable, Sendable {
     public var image: String?
     public var kernelArgs: String?
     public var nextImage: String?
+    public var bmc: IPv4Address?
+    public var clearBmc: Bool
     public init(node: String, name: String? = nil, address: IPv4Address? = nil, clearAddress: Bool = false, group: String? = nil,
-                image: String? = nil, kernelArgs: String? = nil, nextImage: String? = nil) {
+                image: String? = nil, kernelArgs: String? = nil, nextImage: String? = nil, bmc: IPv4Address? = nil, clearBmc: Bool = false) {
         self.node = node
         self.name = name
         self.address = address
@@ -131,6 +136,8 @@ public struct NodeSetRequest: Codable, Sendable {
         self.image = image
         self.kernelArgs = kernelArgs
         self.nextImage = nextImage
+        self.bmc = bmc
+        self.clearBmc = clearBmc
     }
 }
 
@@ -162,25 +169,37 @@ public struct NodeImportReply: Codable, Sendable, Equatable {
     }
 }
 
-/// Reboot a node. `requestedBy` names who asked (the console's user) for cm-pxed's log.
+/// How a node is rebooted: a clean reboot over SSH, or a reset through its BMC over IPMI.
+public enum RebootMethod: String, Codable, Sendable, CaseIterable {
+    case ssh, ipmi
+}
+
+/// Reboot a node. `method` nil: over SSH, and through the BMC when SSH cannot (the node has
+/// no address or host key yet, or does not answer) and it has one. `requestedBy` names who
+/// asked (the console's user) for cm-pxed's log.
 public struct NodeRebootRequest: Codable, Sendable {
     public var node: String
+    public var method: RebootMethod?
     public var requestedBy: String?
-    public init(node: String, requestedBy: String? = nil) {
+    public init(node: String, method: RebootMethod? = nil, requestedBy: String? = nil) {
         self.node = node
+        self.method = method
         self.requestedBy = requestedBy
     }
 }
 
 public struct NodeRebootReply: Codable, Sendable, Equatable {
     public var node: String
+    /// Where it was asked: the node's address (SSH) or its BMC's (IPMI).
     public var address: IPv4Address
-    /// How it was asked: "ssh".
-    public var via: String
-    public init(node: String, address: IPv4Address, via: String) {
+    public var via: RebootMethod
+    /// What the other way said when it was tried first and failed.
+    public var fallbackReason: String?
+    public init(node: String, address: IPv4Address, via: RebootMethod, fallbackReason: String? = nil) {
         self.node = node
         self.address = address
         self.via = via
+        self.fallbackReason = fallbackReason
     }
 }
 

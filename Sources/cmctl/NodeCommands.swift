@@ -30,6 +30,7 @@ struct Node: AsyncParsableCommand {
             group:       \(n.group)
             image:       \(n.image ?? "(the group's)")\(n.nextImage.map { ", next boot: \($0)" } ?? "")
             kernel args: \(n.kernelArgs ?? "-")
+            bmc:         \(n.bmc?.description ?? "-")
             arch:        \(n.arch ?? "-")
             state:       \(n.state.rawValue)
             boots:       \(n.bootCount)\(n.lastImage.map { ", last with image \($0)" } ?? "")
@@ -74,13 +75,15 @@ struct Node: AsyncParsableCommand {
         @Option(help: "Group from pxed.toml.") var group: String?
         @Option(help: "The node's own image instead of its group's.") var image: String?
         @Option(help: "Kernel arguments added to its group's.") var kernelArgs: String?
+        @Option(help: "Its BMC's address, for reboots over IPMI (pxed.toml's [ipmi]).") var bmc: String?
 
         func run() async throws {
             try await reportingErrors {
                 guard let m = MACAddress(mac) else { throw CLIError.failed("\"\(mac)\" is not a MAC address") }
-                var a: IPv4Address?
+                var a: IPv4Address?, b: IPv4Address?
                 if let address { guard let parsed = IPv4Address(address) else { throw CLIError.failed("\"\(address)\" is not an IPv4 address") }; a = parsed }
-                let request = NodeAddRequest(name: name, mac: m, address: a, group: group, image: image, kernelArgs: kernelArgs)
+                if let bmc { guard let parsed = IPv4Address(bmc) else { throw CLIError.failed("--bmc: \"\(bmc)\" is not an IPv4 address") }; b = parsed }
+                let request = NodeAddRequest(name: name, mac: m, address: a, group: group, image: image, kernelArgs: kernelArgs, bmc: b)
                 let n = try await global.call(.pxed) { try await $0.request(MessageType.nodeAdd, request, as: NodeInfo.self) }
                 if global.json { return try printJSON(n) }
                 print("added \(n.name) (\(n.mac))\(n.address.map { " at \($0)" } ?? "")")
@@ -89,7 +92,7 @@ struct Node: AsyncParsableCommand {
     }
 
     struct Set: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Change a node: name, address, group, image, kernel arguments (\"\" clears).")
+        static let configuration = CommandConfiguration(abstract: "Change a node: name, address, group, image, kernel arguments, BMC (\"\" clears).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Node name or MAC address.") var node: String
         @Option(help: "New name.") var name: String?
@@ -97,6 +100,7 @@ struct Node: AsyncParsableCommand {
         @Option(help: "Group from pxed.toml.") var group: String?
         @Option(help: "The node's own image (\"\" returns to its group's).") var image: String?
         @Option(help: "Kernel arguments added to its group's (\"\" clears).") var kernelArgs: String?
+        @Option(help: "Its BMC's address, for reboots over IPMI (\"\" clears).") var bmc: String?
 
         func run() async throws {
             try await reportingErrors {
@@ -105,6 +109,12 @@ struct Node: AsyncParsableCommand {
                     if address.isEmpty { request.clearAddress = true } else {
                         guard let a = IPv4Address(address) else { throw CLIError.failed("\"\(address)\" is not an IPv4 address") }
                         request.address = a
+                    }
+                }
+                if let bmc {
+                    if bmc.isEmpty { request.clearBmc = true } else {
+                        guard let b = IPv4Address(bmc) else { throw CLIError.failed("--bmc: \"\(bmc)\" is not an IPv4 address") }
+                        request.bmc = b
                     }
                 }
                 let n = try await global.call(.pxed) { try await $0.request(MessageType.nodeSet, request, as: NodeInfo.self) }
@@ -130,19 +140,26 @@ struct Node: AsyncParsableCommand {
 
     struct Reboot: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Reboot a node (cm-pxed asks it over SSH with the power key).",
-            discussion: "The images let the power key (CONFIG_DIR/power_ed25519) run `systemctl reboot` and nothing else; cm-pxed checks the node's host key against the one it keeps for it. Answers once the reboot is queued on the node.")
+            abstract: "Reboot a node: cm-pxed asks it over SSH, or its BMC resets it over IPMI.",
+            discussion: "The images let the power key (CONFIG_DIR/power_ed25519) run `systemctl reboot` and nothing else; cm-pxed checks the node's host key against the one it keeps for it. A node with a BMC (node set --bmc; credentials in pxed.toml's [ipmi]) is reset through it when SSH cannot reboot it, or with --via ipmi. Answers once the reboot is under way.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Node name or MAC address.") var node: String
+        @Option(help: ArgumentHelp("ssh (a clean reboot) or ipmi (a reset by the BMC); default: SSH, else the BMC.", valueName: "method")) var via: String?
 
         func run() async throws {
             try await reportingErrors {
+                var method: RebootMethod?
+                if let via {
+                    guard let m = RebootMethod(rawValue: via) else { throw CLIError.failed("--via: \"\(via)\" is not ssh or ipmi") }
+                    method = m
+                }
                 let user = ProcessInfo.processInfo.environment["SUDO_USER"] ?? getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid \(getuid())"
                 let r = try await global.call(.pxed) {
-                    try await $0.request(MessageType.nodeReboot, NodeRebootRequest(node: node, requestedBy: "\(user) (cmctl)"), as: NodeRebootReply.self)
+                    try await $0.request(MessageType.nodeReboot, NodeRebootRequest(node: node, method: method, requestedBy: "\(user) (cmctl)"), as: NodeRebootReply.self)
                 }
                 if global.json { return try printJSON(r) }
-                print("\(r.node) (\(r.address)) is rebooting")
+                if let why = r.fallbackReason { print("not over SSH: \(why)") }
+                print(r.via == .ssh ? "\(r.node) (\(r.address)) is rebooting" : "\(r.node) is being reset by its BMC (\(r.address))")
             }
         }
     }
@@ -271,7 +288,7 @@ struct Node: AsyncParsableCommand {
                 if format == "csv" {
                     print(InventoryFile.csvHeader.joined(separator: ","))
                     for n in nodes {
-                        print([n.name, n.mac.description, n.address?.description ?? "", n.group, n.image ?? "", n.kernelArgs ?? ""]
+                        print([n.name, n.mac.description, n.address?.description ?? "", n.group, n.image ?? "", n.kernelArgs ?? "", n.bmc?.description ?? ""]
                             .map { $0.replacingOccurrences(of: ",", with: " ") }.joined(separator: ","))
                     }
                     return
@@ -283,6 +300,7 @@ struct Node: AsyncParsableCommand {
                     lines.append("group = \(quote(n.group))")
                     if let i = n.image { lines.append("image = \(quote(i))") }
                     if let k = n.kernelArgs { lines.append("kernel_args = \(quote(k))") }
+                    if let b = n.bmc { lines.append("bmc = \(quote(b.description))") }
                     print(lines.joined(separator: "\n"))
                 }
             }

@@ -103,13 +103,44 @@ let minimalPxed = "[pxed]\ninterface = \"br0\"\nserver_address = \"10.77.0.1\"\n
          #"pxed.toml:9:9: group "default": image: "x/y" is not an image: NAME or NAME@REVISION, a name being 1-32 of A-Z, a-z, 0-9, "_", "-", not starting with "-""#),
         (minimalPxed + "[[group]]\nname = \"default\"\n[[group]]\nname = \"default\"\n", #"pxed.toml:10:8: group "default": name: duplicate group name "default""#),
         (minimalPxed.replacingOccurrences(of: "[dhcp]", with: "http_prot = 80\n[dhcp]"), #"pxed.toml:4:1: pxed: http_prot: unknown key (did you mean "http_port"?)"#),
+        (minimalPxed + "[ipmi]\nuser = \"admin\"\n", #"pxed.toml:7:1: ipmi: missing required key "password_file""#),
+        (minimalPxed + "[ipmi]\nuser = \"admin\"\npassword_file = \"pw\"\ninterface = \"serial\"\n",
+         #"pxed.toml:9:17: ipmi: password_file: "pw" must be an absolute path\#npxed.toml:10:13: ipmi: interface: "serial" is not an ipmitool interface (lanplus, lan)"#),
+        (minimalPxed.replacingOccurrences(of: "[dhcp]", with: "reboot_timeout = \"0s\"\n[dhcp]"), #"pxed.toml:4:18: pxed: reboot_timeout: 0s out of range 1s…5m"#),
     ])
     func errorMessages(text: String, expected: String) {
         #expect(pxedErrors(text) == expected)
     }
 }
 
+@Suite struct IPMIConfigTests {
+    @Test func theIPMITableAndThePowerKeys() throws {
+        let c = try PxedConfig.parse(ConfigSource(path: "pxed.toml", text: minimalPxed.replacingOccurrences(of: "[dhcp]", with: "power_key = \"/k\"\nreboot_timeout = \"20s\"\n[dhcp]")
+            + "[ipmi]\nuser = \"admin\"\npassword_file = \"/etc/clustermaker/ipmi-password\"\nport = 9623\n"))
+        #expect(c.pxed.powerKey == "/k" && c.pxed.rebootTimeout == .seconds(20))
+        #expect(c.ipmi?.user == "admin" && c.ipmi?.passwordFile == "/etc/clustermaker/ipmi-password" && c.ipmi?.port == 9623 && c.ipmi?.interface == "lanplus")
+        #expect(try PxedConfig.parse(ConfigSource(path: "pxed.toml", text: minimalPxed)).ipmi == nil)
+    }
+
+    /// The example's commented [ipmi] table, uncommented, is valid and states the defaults.
+    @Test func theExamplesIPMITable() throws {
+        let text = try String(contentsOfFile: repoRoot + "/etc/clustermaker/pxed.toml", encoding: .utf8)
+        let head = try #require(text.range(of: "#[ipmi]\n"))
+        let table = text[head.lowerBound...].split(separator: "\n").map { $0.dropFirst() }.joined(separator: "\n")
+        let c = try PxedConfig.parse(ConfigSource(path: "pxed.toml", text: String(text[..<head.lowerBound]) + table + "\n"))
+        #expect(c.ipmi?.interface == "lanplus" && c.ipmi?.port == 623 && c.ipmi?.user == "ADMIN" && c.ipmi?.cipherSuite == 17)
+    }
+}
+
 @Suite struct InventoryFileTests {
+    @Test func theBMCColumn() throws {
+        let csv = try InventoryFile.parseCSV("mac,bmc\n52:54:00:00:00:01,10.78.0.1\n", file: "nodes.csv")
+        #expect(csv.first?.bmc == IPv4Address("10.78.0.1"))
+        let toml = try InventoryFile.parseTOML(ConfigSource(path: "nodes.toml", text: "[[node]]\nmac = \"52:54:00:00:00:01\"\nbmc = \"10.78.0.1\"\n"))
+        #expect(toml.first?.bmc == IPv4Address("10.78.0.1"))
+        #expect(throws: ConfigErrors.self) { try InventoryFile.parseCSV("mac,bmc\n52:54:00:00:00:01,nope\n", file: "nodes.csv") }
+    }
+
     @Test func csvWithHeaderInAnyOrder() throws {
         let text = "mac,name,address,group\n52:54:00:00:00:01,n1,10.77.0.11,default\n\n# comment\n52:54:00:00:00:02,,,\n"
         let e = try InventoryFile.parseCSV(text, file: "nodes.csv")
@@ -124,7 +155,7 @@ let minimalPxed = "[pxed]\ninterface = \"br0\"\nserver_address = \"10.77.0.1\"\n
             _ = try InventoryFile.parseCSV(text, file: "nodes.csv")
         } catch {
             #expect("\(error)" == """
-                nodes.csv:1:1: unknown column "colour" (columns: name, mac, address, group, image, kernel_args)
+                nodes.csv:1:1: unknown column "colour" (columns: name, mac, address, group, image, kernel_args, bmc)
                 nodes.csv:2:1: 2 cells, the header has 3
                 nodes.csv:3:1: mac: "zz" is not a MAC address
                 """)

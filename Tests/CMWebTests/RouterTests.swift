@@ -81,8 +81,8 @@ final class FakeSuite: Sendable {
         }
         pxe.on(MessageType.nodeReboot, NodeRebootRequest.self) { r, _ in
             guard r.node == "node001" else { throw WireError(.conflict, "node \(r.node) has no SSH host key on this master yet") }
-            self.inventory.withLock { $0.append("reboot \(r.node) by \(r.requestedBy ?? "?")") }
-            return NodeRebootReply(node: r.node, address: IPv4Address("10.0.0.1")!, via: "ssh")
+            self.inventory.withLock { $0.append("reboot \(r.node) via \(r.method?.rawValue ?? "any") by \(r.requestedBy ?? "?")") }
+            return NodeRebootReply(node: r.node, address: IPv4Address("10.0.0.1")!, via: r.method ?? .ssh)
         }
         let servers = [(SuiteDaemon.healthd, health), (.lbd, lb), (.pxed, pxe)].map { daemon, router in
             (daemon, WireServer(daemon: daemon.name, version: "test", router: router, logger: Logger(label: "fake")) {
@@ -245,10 +245,14 @@ final class FakeSuite: Sendable {
                     "no CSRF token, no reboot")
             var api: HTTPFields = [.cookie: cookie]
             api[HTTPField.Name("X-CSRF-Token")!] = csrf
-            let viaAPI = try await client.execute(uri: "/api/v1/nodes/node001/reboot", method: .post, headers: api)
-            #expect(viaAPI.status == .ok && String(buffer: viaAPI.body).contains("\"via\":\"ssh\""))
+            let viaAPI = try await client.execute(uri: "/api/v1/nodes/node001/reboot?via=ipmi", method: .post, headers: api)
+            #expect(viaAPI.status == .ok && String(buffer: viaAPI.body).contains("\"via\":\"ipmi\""))
+            #expect(try await client.execute(uri: "/api/v1/nodes/node001/reboot?via=telnet", method: .post, headers: api).status == .badRequest)
+            #expect(try await client.execute(uri: "/actions/node/reboot", method: .post, headers: form,
+                                             body: ByteBuffer(string: "csrf=\(csrf)&node=node001&via=ssh")).status == .found)
             #expect(fakes.inventory.withLock { $0 } == ["add node003 52:54:00:aa:bb:cc 10.0.0.3", "set node001 next=rescue", "rm node002",
-                                                        "reboot node001 by admin (cm-webd)", "reboot node001 by admin (cm-webd)"])
+                                                        "reboot node001 via any by admin (cm-webd)", "reboot node001 via ipmi by admin (cm-webd)",
+                                                        "reboot node001 via ssh by admin (cm-webd)"])
         }
     }
 
