@@ -33,8 +33,8 @@ public enum NodePower {
          "-o", "LogLevel=ERROR", "-T", "root@\(address)", "reboot"]
     }
 
-    /// ipmitool's arguments for one chassis command: the password from a file, two tries of
-    /// a few seconds each.
+    /// ipmitool's arguments for one chassis command: the password from a file, each request
+    /// waited for 3 s and sent twice more (-N 3 -R 2).
     static func ipmiArguments(_ ipmi: PxedConfig.IPMI, bmc: IPv4Address, _ command: [String]) -> [String] {
         ["-I", ipmi.interface, "-H", bmc.description, "-p", String(ipmi.port), "-U", ipmi.user, "-f", ipmi.passwordFile, "-N", "3", "-R", "2"]
             + (ipmi.cipherSuite.map { ["-C", String($0)] } ?? []) + ["chassis", "power"] + command
@@ -53,7 +53,7 @@ public enum NodePower {
         }
     }
 
-    /// Runs ssh (blocking: call it through `blocking`), killing it after `timeout`.
+    /// Runs ssh or ipmitool (blocking: call it through `blocking`), killed after `timeout`.
     static func run(_ args: [String], timeout: Duration, program: String = "/usr/bin/ssh") throws -> Outcome {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: program)
@@ -69,7 +69,8 @@ public enum NodePower {
             timedOut.withLock { $0 = true }
             kill(p.processIdentifier, SIGKILL)  // ipmitool sits out SIGTERM in its retries
         }
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000)), execute: timer)
+        let ms = Int(timeout.components.seconds) * 1000 + Int(timeout.components.attoseconds / 1_000_000_000_000_000)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(ms), execute: timer)
         nonisolated(unsafe) var errors = Data()
         let group = DispatchGroup()
         DispatchQueue.global().async(group: group) { errors = err.fileHandleForReading.readDataToEndOfFile() }

@@ -319,14 +319,10 @@ enum ImageUse {
 enum MasterKey {
     static func publicKey(configDir: String) throws -> String {
         let dir = "\(configDir)/ssh", key = "\(dir)/id_ed25519"
-        if FileManager.default.fileExists(atPath: key + ".pub") { return key + ".pub" }
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-keygen")
-        p.arguments = ["-q", "-t", "ed25519", "-N", "", "-C", "clustermaker@\(ProcessInfo.processInfo.hostName)", "-f", key]
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw CLIError.failed("ssh-keygen could not make \(key)") }
+        if !FileManager.default.fileExists(atPath: key + ".pub") {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try make(key, comment: "clustermaker")
+        }
         return key + ".pub"
     }
 
@@ -337,18 +333,23 @@ enum MasterKey {
         let key = "\(configDir)/power_ed25519"
         if !FileManager.default.fileExists(atPath: key + ".pub") {
             try FileManager.default.createDirectory(atPath: configDir, withIntermediateDirectories: true)
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-keygen")
-            p.arguments = ["-q", "-t", "ed25519", "-N", "", "-C", "clustermaker-power@\(ProcessInfo.processInfo.hostName)", "-f", key]
-            try p.run()
-            p.waitUntilExit()
-            guard p.terminationStatus == 0 else { throw CLIError.failed("ssh-keygen could not make \(key)") }
+            try make(key, comment: "clustermaker-power")
         }
         if let group = getgrnam("clustermaker") {
             _ = chown(key, 0, group.pointee.gr_gid)
             _ = chmod(key, 0o640)
         }
         return key + ".pub"
+    }
+
+    /// An ed25519 key pair without a passphrase at `key` and `key`.pub, named COMMENT@HOST.
+    private static func make(_ key: String, comment: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-keygen")
+        p.arguments = ["-q", "-t", "ed25519", "-N", "", "-C", "\(comment)@\(ProcessInfo.processInfo.hostName)", "-f", key]
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw CLIError.failed("ssh-keygen could not make \(key)") }
     }
 }
 
