@@ -447,7 +447,7 @@ public final class StateReplicator: Sendable {
     /// volume can stall while GlusterFS waits out an unreachable brick.
     public func run() async {
         while !Task.isCancelled {
-            await blocking("state-step") { self.step() }
+            _ = await blocking("state-step") { self.step() }
             let interval = state.withLock { $0.config.interval }
             try? await Task.sleep(for: interval)
         }
