@@ -19,20 +19,24 @@ public struct HTML: Sendable, CustomStringConvertible {
 
     public mutating func append(_ other: HTML) { text += other.text }
 
+    /// Byte by byte: the five characters are ASCII, and UTF-8 never uses ASCII bytes inside
+    /// another character. Most text has none of them and is returned as it is (bench-web's
+    /// profile had the scalar-by-scalar version at a tenth of the overview's time).
     public static func escape(_ s: String) -> String {
-        var out = ""
-        out.reserveCapacity(s.utf8.count)
-        for c in s.unicodeScalars {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.unicodeScalars.append(c)
+        guard s.utf8.contains(where: { $0 == 0x26 || $0 == 0x3c || $0 == 0x3e || $0 == 0x22 || $0 == 0x27 }) else { return s }
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count + 16)
+        for b in s.utf8 {
+            switch b {
+            case 0x26: out.append(contentsOf: "&amp;".utf8)
+            case 0x3c: out.append(contentsOf: "&lt;".utf8)
+            case 0x3e: out.append(contentsOf: "&gt;".utf8)
+            case 0x22: out.append(contentsOf: "&quot;".utf8)
+            case 0x27: out.append(contentsOf: "&#39;".utf8)
+            default: out.append(b)
             }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// A query-string or path component.

@@ -19,11 +19,16 @@ public struct NodeSummary: Sendable {
     public var checksProblem: WireError?
     /// Tells summaries apart: what is rendered from one is kept under its id.
     public let id = UInt64.random(in: 1 ... .max)
+    /// Nodes down, and booting (discovered or fetching their boot files): the overview's tiles.
+    public var downCount: Int
+    public var bootingCount: Int
 
     public init(nodes: SuiteClient.Answer<[NodeInfo]>, health: SuiteClient.Answer<HealthSummaryReply>) {
         let nodeList = nodes.value ?? [], h = health.value
         nodesByName = Dictionary(nodeList.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         rows = NodeRow.join(nodes: nodeList, tallies: h?.nodes ?? [])
+        downCount = rows.reduce(0) { $0 + ($1.health == .down ? 1 : 0) }
+        bootingCount = rows.reduce(0) { $0 + ($1.boot == NodeBootState.booting.rawValue || $1.boot == NodeBootState.discovered.rawValue ? 1 : 0) }
         failing = (h?.notUp ?? []).filter { $0.state == .down }
         failingCount = h?.down ?? 0
         checkCount = h?.total ?? 0

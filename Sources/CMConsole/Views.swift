@@ -222,10 +222,8 @@ public enum Views {
         var h = HTML()
         h.raw("<h1>Overview</h1><section class=\"tiles\">")
         // Nodes by health and boot state.
-        let rows = o.summary.rows
-        let down = rows.filter { $0.health == .down }.count
-        let booting = rows.filter { $0.boot == NodeBootState.booting.rawValue || $0.boot == NodeBootState.discovered.rawValue }.count
-        h.raw("<a class=\"tile\(down > 0 ? " bad" : "")\" href=\"/nodes?health=down\"><b id=\"nodes-down\">\(down)</b> of \(rows.count) nodes down</a>")
+        let down = o.summary.downCount, booting = o.summary.bootingCount
+        h.raw("<a class=\"tile\(down > 0 ? " bad" : "")\" href=\"/nodes?health=down\"><b id=\"nodes-down\">\(down)</b> of \(o.summary.rows.count) nodes down</a>")
         h.raw("<a class=\"tile\" href=\"/nodes?sort=boot\"><b>\(booting)</b> booting</a>")
         let failing = o.summary.failing
         h.raw("<a class=\"tile\(failing.isEmpty ? "" : " bad")\" href=\"/checks?state=down\"><b id=\"checks-down\">\(o.summary.failingCount)</b> of \(o.summary.checkCount) checks failing</a>")

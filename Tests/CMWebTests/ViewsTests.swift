@@ -22,6 +22,9 @@ import Testing
         #expect(h.text == "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;")
         let page = Views.checks(.success([Self.check("<img src=x onerror=alert(1)>", "n1", .down)]), state: nil, now: Date())
         #expect(!page.text.contains("<img") && page.text.contains("&lt;img src=x onerror=alert(1)&gt;"))
+        // Multi-byte text passes whole, next to escaped characters; plain text is returned as it is.
+        #expect(HTML.escape("nœud «<b>» 日本 ✓&") == "nœud «&lt;b&gt;» 日本 ✓&amp;")
+        #expect(HTML.escape("node001") == "node001" && HTML.escape("") == "")
     }
 
     @Test func joinTakesTheWorstCheck() {
