@@ -195,3 +195,18 @@ grep -q "$UOUT.*not a member of group $G" "$T/webd.log" || fail "the log does no
 usermod -L "$UIN"
 [ "$(pam_login "$UIN" in-group-pass)" = 0 ] || fail "a locked account logged in"
 pass "PAM: a member of the group logs in; outside the group, a wrong password, a locked account do not"
+
+# --- 6. socket activation -------------------------------------------------------------------
+# As cm-webd-https.socket does: systemd holds the listening socket (FileDescriptorName=http) and
+# starts cm-webd on the first connection; READY=1 comes once it serves.
+start_bg notify python3 "$HERE/notify-listener.py" "$T/notify.sock"
+wait_for 5 "notify listener" test -S "$T/notify.sock"
+mkdir -p "$T/run2"
+start_bg webd2 ip netns exec "$M" systemd-socket-activate -l 10.199.12.1:9444 --fdname=http -E NOTIFY_SOCKET="$T/notify.sock" \
+  "$BIN/cm-webd" --config-dir "$T/etc" --runtime-dir "$T/run2" --log-target stderr
+wait_for 5 "the activator listening" bash -c "ip netns exec '$M' ss -ltn | grep -q '10.199.12.1:9444'"
+[ ! -S "$T/run2/webd.sock" ] || fail "cm-webd started before anyone connected"
+[ "$(mc -o /dev/null -w '%{http_code}' https://10.199.12.1:9444/login)" = 200 ] || fail "the first connection to the passed socket was not served: $(tail -5 "$T/webd2.log")"
+grep -q "socket from systemd" "$T/webd2.log" || fail "cm-webd did not say it serves systemd's socket: $(tail -5 "$T/webd2.log")"
+wait_for 5 "READY=1" grep -q 'READY=1' "$T/notify.log"
+pass "socket activation: the first HTTPS connection starts cm-webd on systemd's socket (FileDescriptorName=http); READY=1"
