@@ -1,5 +1,5 @@
 // Linux headers and calls that Glibc's Swift module leaves out: netlink and packet sockets,
-// accept4, CPU affinity, thread names, and the load balancer's socket calls.
+// accept4, CPU affinity, thread names, the load balancer's socket calls, and statfs (cm-snapd's backends).
 #include <sys/socket.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <sys/vfs.h>
 // accept4(2) is declared only under _GNU_SOURCE; glibc has it regardless.
 extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 // pthread_setname_np(3) likewise.
