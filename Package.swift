@@ -100,7 +100,7 @@ let package = Package(
         // Node OS images: the revision store, builds (mmdebstrap, apt in a chroot), tree diffs.
         .target(name: "CMImage", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
         // cm-snapd's core (issue 28): backends by filesystem, timeline retention. Pure but the probes.
-        .target(name: "CMSnap", dependencies: ["CLinux"], swiftSettings: swiftSettings),
+        .target(name: "CMSnap", dependencies: ["CLinux", "CMTypes"], swiftSettings: swiftSettings),
         // The cluster filesystem: the GlusterFS volume (gluster --xml) and nfs-ganesha's exports.
         .target(name: "CMReplication", dependencies: [
             "CMTypes", "CMConfig", "CMImage", "CMWire",
@@ -182,7 +182,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "CMImageTests", dependencies: ["CMImage", "CMTypes"], swiftSettings: swiftSettings),
-        .testTarget(name: "CMSnapTests", dependencies: ["CMSnap"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMSnapTests", dependencies: ["CMSnap", "CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMTypesTests", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMWireTests", dependencies: ["CMWire", "CMTypes", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),

@@ -3,7 +3,6 @@ import CMImage
 import CMTypes
 import CMWire
 import Foundation
-import Synchronization
 
 /// Rebooting a node (`cmctl node reboot`, the console's Reboot): over SSH as root with the
 /// suite's power key, CONFIG_DIR/power_ed25519. `cmctl image build` lets that key into
@@ -39,49 +38,11 @@ public enum NodePower {
         ["-I", ipmi.interface, "-H", bmc.description, "-p", String(ipmi.port), "-U", ipmi.user, "-f", ipmi.passwordFile, "-N", "3", "-R", "2"]
             + (ipmi.cipherSuite.map { ["-C", String($0)] } ?? []) + ["chassis", "power"] + command
     }
+}
 
-    struct Outcome {
-        var status: Int32
-        var output: String
-        var errors: String
-        var timedOut: Bool
-        var queued: Bool { output.contains(NodeFiles.rebootQueuedMarker) }
-
-        /// Why it failed, in ssh's or ipmitool's words.
-        func failure(_ program: String, timeout: Duration) -> String {
-            timedOut ? "no answer within \(timeout)" : errors.isEmpty ? "\(program) exit status \(status)" : errors
-        }
-    }
-
-    /// Runs ssh or ipmitool (blocking: call it through `blocking`), killed after `timeout`.
-    static func run(_ args: [String], timeout: Duration, program: String = "/usr/bin/ssh") throws -> Outcome {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: program)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let timedOut = Mutex(false)
-        let timer = DispatchWorkItem {
-            guard p.isRunning else { return }
-            timedOut.withLock { $0 = true }
-            kill(p.processIdentifier, SIGKILL)  // ipmitool sits out SIGTERM in its retries
-        }
-        let ms = Int(timeout.components.seconds) * 1000 + Int(timeout.components.attoseconds / 1_000_000_000_000_000)
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(ms), execute: timer)
-        nonisolated(unsafe) var errors = Data()
-        let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) { errors = err.fileHandleForReading.readDataToEndOfFile() }
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        p.waitUntilExit()
-        timer.cancel()
-        return Outcome(status: p.terminationStatus, output: String(decoding: output, as: UTF8.self),
-                       errors: String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines),
-                       timedOut: timedOut.withLock { $0 })
-    }
+extension ChildProcess.Result {
+    /// The node's forced command said the reboot is queued.
+    var queued: Bool { text.contains(NodeFiles.rebootQueuedMarker) }
 }
 
 extension PXEService {
@@ -154,7 +115,7 @@ extension PXEService {
                                           connectTimeout: max(1, Int(timeout.components.seconds) / 2))
         let outcome = try await Self.runPower(ssh, args, timeout: timeout)
         guard outcome.queued else {
-            let why = outcome.failure("ssh", timeout: timeout)
+            let why = outcome.failure(ssh, timeout: timeout)
             let hint = why.contains("Permission denied") ? " (does its image let the power key in? images built by cmctl image build do)" : ""
             throw WireError(.unavailable, "rebooting node \(node.name) at \(address) over SSH: \(why)\(hint)")
         }
@@ -167,20 +128,20 @@ extension PXEService {
         guard let ipmi = config.ipmi else { throw WireError(.conflict, "pxed.toml has no [ipmi] table: cm-pxed has no credentials for node \(node.name)'s BMC") }
         let timeout = config.pxed.rebootTimeout
         let status = try await Self.runPower(ipmitool, NodePower.ipmiArguments(ipmi, bmc: bmc, ["status"]), timeout: timeout)
-        guard status.status == 0, !status.timedOut else {
-            throw WireError(.unavailable, "asking node \(node.name)'s BMC at \(bmc) for its power state: \(status.failure("ipmitool", timeout: timeout))")
+        guard status.succeeded else {
+            throw WireError(.unavailable, "asking node \(node.name)'s BMC at \(bmc) for its power state: \(status.failure(ipmitool, timeout: timeout))")
         }
-        let on = !status.output.lowercased().contains("is off")
+        let on = !status.text.lowercased().contains("is off")
         let command = try await Self.runPower(ipmitool, NodePower.ipmiArguments(ipmi, bmc: bmc, [on ? "reset" : "on"]), timeout: timeout)
-        guard command.status == 0, !command.timedOut else {
-            throw WireError(.unavailable, "node \(node.name)'s BMC at \(bmc) did not \(on ? "reset" : "power on") the node: \(command.failure("ipmitool", timeout: timeout))")
+        guard command.succeeded else {
+            throw WireError(.unavailable, "node \(node.name)'s BMC at \(bmc) did not \(on ? "reset" : "power on") the node: \(command.failure(ipmitool, timeout: timeout))")
         }
         return NodeRebootReply(node: node.name, address: bmc, via: .ipmi)
     }
 
-    static func runPower(_ program: String, _ args: [String], timeout: Duration) async throws(WireError) -> NodePower.Outcome {
+    static func runPower(_ program: String, _ args: [String], timeout: Duration) async throws(WireError) -> ChildProcess.Result {
         do {
-            return try await blocking("node-power") { try NodePower.run(args, timeout: timeout, program: program) }
+            return try await blocking("node-power") { try ChildProcess.run(program, args, timeout: timeout) }
         } catch {
             throw WireError(.internal, "cannot run \(program): \(error)")
         }

@@ -1,3 +1,4 @@
+import CMTypes
 import Foundation
 
 /// Commands run as root on another host over SSH with the master's key (node diff, master
@@ -34,35 +35,9 @@ struct RemoteShell {
 
 /// A program run here, its output and errors read while its input is written.
 enum LocalCommand {
-    struct Result {
-        var status: Int32
-        var output: Data
-        var errors: String
-        var text: String { String(decoding: output, as: UTF8.self) }
-    }
+    typealias Result = ChildProcess.Result
 
     static func run(_ program: String, _ args: [String], input: Data? = nil) throws -> Result {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: program)
-        p.arguments = args
-        let out = Pipe(), err = Pipe(), inp = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = input == nil ? FileHandle.nullDevice : inp
-        do { try p.run() } catch { throw CLIError.failed("cannot run \(program): \(error)") }
-        // All three at once: a large input and a chatty program must not wait on each other.
-        let group = DispatchGroup()
-        if let input {
-            DispatchQueue.global().async(group: group) {
-                try? inp.fileHandleForWriting.write(contentsOf: input)
-                try? inp.fileHandleForWriting.close()
-            }
-        }
-        nonisolated(unsafe) var errors = Data()
-        DispatchQueue.global().async(group: group) { errors = err.fileHandleForReading.readDataToEndOfFile() }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, output: data, errors: String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        do { return try ChildProcess.run(program, args, input: input) } catch { throw CLIError.failed("cannot run \(program): \(error)") }
     }
 }

@@ -30,7 +30,8 @@ CM_BUILD_PACKAGES=(libsystemd-dev libcurl4-openssl-dev libsqlite3-dev libpam0g-d
 CM_TEST_PACKAGES=(nginx-light prometheus-node-exporter mandoc iproute2 jq procps util-linux systemd python3 python3-websockets curl iputils-ping keepalived wrk
   qemu-system-x86 ipxe-qemu ovmf dnsmasq-base linux-image-amd64 busybox-static cpio
   glusterfs-server nfs-ganesha nfs-ganesha-gluster rpcbind mmdebstrap openssh-client
-  openssl libjs-chart.js chromium chromium-driver python3-selenium fonts-dejavu-core openipmi ipmitool)
+  openssl libjs-chart.js chromium chromium-driver python3-selenium fonts-dejavu-core openipmi ipmitool
+  rsync btrfs-progs xfsprogs)
 
 cm_swift() {
   if ! command -v swift >/dev/null 2>&1; then

@@ -25,7 +25,8 @@ public struct TreeDiff: Sendable, Equatable, Codable {
 
     /// Compares two directory trees without following symbolic links. A file is changed when
     /// its type, mode, owner, size or link target differ, or its content does (compared only
-    /// when the modification time differs). Directories are walked, not compared by time.
+    /// when the modification time differs). Directories are walked, not compared by time or
+    /// size (btrfs and XFS count a directory's entries in its size; ext4 does not).
     public static func compare(_ a: String, _ b: String) throws -> TreeDiff {
         var diff = TreeDiff()
         try walk(a, b, "", &diff)
@@ -86,6 +87,8 @@ public struct TreeDiff: Sendable, Equatable, Codable {
             default:
                 let x = try entry(a + p), y = try entry(b + p)
                 if x.type == S_IFDIR && y.type == S_IFDIR {
+                    var y = y
+                    y.size = x.size
                     if x != y { diff.changed.append(p) }
                     try walk(a, b, p, &diff)
                 } else if x != y {

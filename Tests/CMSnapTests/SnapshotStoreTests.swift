@@ -1,0 +1,141 @@
+@testable import CMSnap
+import CMTypes
+import Foundation
+import Testing
+
+/// A source tree and a store in a temporary directory (or on a filesystem of its own).
+struct SnapshotFixture {
+    let dir: String
+    var source: String { "\(dir)/src" }
+    var store: String { "\(dir)/store" }
+
+    init(in base: String = NSTemporaryDirectory() + "cm-snap-\(UInt32.random(in: 0 ... .max))") throws {
+        dir = base
+        try FileManager.default.createDirectory(atPath: "\(base)/src/clustermaker", withIntermediateDirectories: true)
+        try write("hostname", "m1\n")
+        try write("clustermaker/pxed.toml", "[pxed]\nmode = \"dhcp\"\n")
+    }
+
+    func write(_ rel: String, _ text: String) throws {
+        let path = "\(source)/\(rel)"
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+    }
+
+    func read(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
+
+    /// The whole life of a store: create, diff, single-file and whole restores, removal, and
+    /// what a crash leaves behind. Returns the store for backend-specific checks.
+    @discardableResult
+    func exercise() throws -> SnapshotStore {
+        let store = try SnapshotStore(dataSet: "system", source: source, root: self.store)
+        let first = try store.create(note: "before the change")
+        #expect(first.id == 1 && first.kind == .single && first.note == "before the change" && first.backend == store.backend)
+        #expect(read("\(store.tree(1))/hostname") == "m1\n")
+
+        try write("hostname", "m1-renamed\n")
+        try write("clustermaker/lbd.toml", "[[frontend]]\n")
+        try FileManager.default.removeItem(atPath: "\(source)/clustermaker/pxed.toml")
+        let second = try store.create(kind: .timeline)
+        #expect(second.id == 2 && store.list().map(\.id) == [1, 2])
+        #expect(read("\(store.tree(1))/hostname") == "m1\n", "a snapshot does not change when its source does")
+        let d = try store.diff(1, 2)
+        #expect(d.added == ["/clustermaker/lbd.toml"] && d.changed == ["/hostname"] && d.removed == ["/clustermaker/pxed.toml"])
+        #expect(try store.diff(2, nil).isEmpty, "snapshot 2 is the source as it is")
+
+        // One file back; the rest stays.
+        try store.restore(1, file: "clustermaker/pxed.toml")
+        #expect(read("\(source)/clustermaker/pxed.toml") == "[pxed]\nmode = \"dhcp\"\n" && read("\(source)/hostname") == "m1-renamed\n")
+        #expect(throws: SnapshotError.self) { try store.restore(1, file: "../../etc/shadow") }
+        #expect(throws: SnapshotError.self) { try store.restore(1, file: "clustermaker/nothing.toml") }
+
+        // The whole tree back, after a safety snapshot.
+        let (safety, changes) = try store.restore(1)
+        #expect(safety.kind == .safety && safety.id == 3 && read("\(store.tree(3))/hostname") == "m1-renamed\n")
+        #expect(changes.changed == ["/hostname"] && changes.removed == ["/clustermaker/lbd.toml"])
+        #expect(read("\(source)/hostname") == "m1\n" && !FileManager.default.fileExists(atPath: "\(source)/clustermaker/lbd.toml"))
+        #expect(try store.diff(1, nil).isEmpty)
+
+        // A crash mid-snapshot leaves a partial: never listed, removed by the next create.
+        try FileManager.default.createDirectory(atPath: "\(self.store)/.partial-9/tree", withIntermediateDirectories: true)
+        #expect(store.list().map(\.id) == [1, 2, 3])
+        #expect(try store.create().id == 4 && !FileManager.default.fileExists(atPath: "\(self.store)/.partial-9"))
+
+        try store.remove(2)
+        #expect(store.list().map(\.id) == [1, 3, 4] && !FileManager.default.fileExists(atPath: "\(self.store)/2"))
+        #expect(throws: SnapshotError.self) { try store.remove(2) }
+        #expect(throws: SnapshotError.self) { try store.diff(2, 1) }
+        #expect(read("\(store.tree(1))/hostname") == "m1\n", "removing one snapshot leaves the others whole (hard links included)")
+        return store
+    }
+}
+
+@Suite struct SnapshotStoreTests {
+    /// On this machine's temporary directory: whatever backend it offers (ext4: hard links).
+    @Test func aStoreOnTheTemporaryDirectory() throws {
+        let f = try SnapshotFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let store = try f.exercise()
+        if try FilesystemKind.of(f.dir) == .ext4 {
+            #expect(store.backend == .hardlink)
+            // Unchanged files share their inode with the previous snapshot.
+            var a = stat(), b = stat()
+            #expect(stat("\(store.tree(3))/clustermaker/pxed.toml", &a) == 0 && stat("\(store.tree(4))/clustermaker/pxed.toml", &b) == 0 && a.st_ino == b.st_ino)
+        }
+    }
+
+    @Test func aSourceThatIsNotADirectory() {
+        #expect(throws: SnapshotError.self) { try SnapshotStore(dataSet: "x", source: "/nonexistent/cm", root: NSTemporaryDirectory() + "cm-snap-none") }
+    }
+}
+
+/// btrfs and XFS (reflink) on loop devices of their own: each backend for real. Root only
+/// (scripts/test runs as root and installs btrfs-progs and xfsprogs).
+@Suite(.enabled(if: geteuid() == 0, "loop devices need root"), .serialized) struct SnapshotBackendsOnLoopDevices {
+    /// A filesystem made by `mkfs` in a 300 MB file, loop-mounted for `body`.
+    func onLoop(_ mkfs: [String], _ body: (String) throws -> Void) throws {
+        let dir = NSTemporaryDirectory() + "cm-snap-loop-\(UInt32.random(in: 0 ... .max))", image = dir + ".img"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer {
+            _ = try? ChildProcess.run("/usr/bin/umount", ["-l", dir])
+            try? FileManager.default.removeItem(atPath: dir)
+            try? FileManager.default.removeItem(atPath: image)
+        }
+        #expect(FileManager.default.createFile(atPath: image, contents: nil))
+        #expect(truncate(image, 300 << 20) == 0)
+        let made = try ChildProcess.run(mkfs[0], Array(mkfs.dropFirst()) + [image])
+        try #require(made.succeeded, "\(mkfs[0]): \(made.failure(mkfs[0], timeout: nil))")
+        let mounted = try ChildProcess.run("/usr/bin/mount", ["-o", "loop", image, dir])
+        try #require(mounted.succeeded, "mount: \(mounted.failure("mount", timeout: nil))")
+        try body(dir)
+    }
+
+    @Test func btrfsSubvolumeSnapshots() throws {
+        try onLoop(["/usr/sbin/mkfs.btrfs", "-q", "-f"]) { mnt in
+            // The source is a subvolume, as a btrfs root or /var is.
+            let made = try ChildProcess.run("/usr/bin/btrfs", ["subvolume", "create", "\(mnt)/src"])
+            try #require(made.succeeded, "\(made.errors)")
+            let f = try SnapshotFixture(in: mnt)
+            let store = try f.exercise()
+            #expect(store.backend == .btrfsSubvolume && store.why.contains("subvolume"))
+            // Read-only: a snapshot cannot be changed by accident.
+            #expect(throws: (any Error).self) { try "x".write(toFile: "\(store.tree(1))/hostname", atomically: false, encoding: .utf8) }
+        }
+    }
+
+    @Test func xfsReflinkCopies() throws {
+        try onLoop(["/usr/sbin/mkfs.xfs", "-q", "-f", "-m", "reflink=1"]) { mnt in
+            let f = try SnapshotFixture(in: mnt)
+            let store = try f.exercise()
+            #expect(store.backend == .reflink && store.why.contains("reflink"))
+        }
+    }
+
+    @Test func ext4FallsBackToHardLinksAndSaysSo() throws {
+        try onLoop(["/usr/sbin/mkfs.ext4", "-q", "-F"]) { mnt in
+            let f = try SnapshotFixture(in: mnt)
+            let store = try f.exercise()
+            #expect(store.backend == .hardlink && store.why.contains("neither a subvolume snapshot nor reflink"))
+        }
+    }
+}
