@@ -42,7 +42,8 @@ public struct SnapshotInfo: Codable, Sendable, Equatable {
 ///   ROOT/N/tree        the copy (a read-only btrfs subvolume, a reflink copy, or a tree of
 ///                      hard links to the previous snapshot's unchanged files)
 /// A snapshot is made in ROOT/.partial-N and renamed to ROOT/N only when whole: one cut short
-/// (a crash, a full disk) is never listed, and the next `create` removes it. The engines are
+/// (a crash, a full disk) is never listed, and the next `create` removes it. ROOT/last-id
+/// keeps ids from being given twice. The engines are
 /// the system's: btrfs-progs, coreutils' cp --reflink, rsync --link-dest.
 public struct SnapshotStore: Sendable {
     public let dataSet: String
@@ -91,7 +92,12 @@ public struct SnapshotStore: Sendable {
     public func create(kind: SnapshotInfo.Kind = .single, note: String? = nil, pre: Int? = nil, now: Date = Date()) throws -> SnapshotInfo {
         removePartials()
         let existing = list()
-        let id = ((existing.last?.id ?? 0) + 1)
+        // Ids are never given twice, not even the newest's after it was removed: "restore 7"
+        // must not mean another snapshot tomorrow.
+        let lastFile = "\(root)/last-id"
+        let last = (FileManager.default.contents(atPath: lastFile).flatMap { Int(String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) }) ?? 0
+        let id = max(last, existing.last?.id ?? 0) + 1
+        try Self.writeDurably(Data("\(id)\n".utf8), to: lastFile)
         let partial = "\(root)/.partial-\(id)"
         let started = ContinuousClock.now
         do {

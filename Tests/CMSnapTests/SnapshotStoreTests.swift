@@ -66,6 +66,8 @@ struct SnapshotFixture {
         #expect(throws: SnapshotError.self) { try store.remove(2) }
         #expect(throws: SnapshotError.self) { try store.diff(2, 1) }
         #expect(read("\(store.tree(1))/hostname") == "m1\n", "removing one snapshot leaves the others whole (hard links included)")
+        try store.remove(4)
+        #expect(try store.create().id == 5, "the removed newest's id is not given again")
         return store
     }
 }
@@ -80,7 +82,7 @@ struct SnapshotFixture {
             #expect(store.backend == .hardlink)
             // Unchanged files share their inode with the previous snapshot.
             var a = stat(), b = stat()
-            #expect(stat("\(store.tree(3))/clustermaker/pxed.toml", &a) == 0 && stat("\(store.tree(4))/clustermaker/pxed.toml", &b) == 0 && a.st_ino == b.st_ino)
+            #expect(stat("\(store.tree(3))/clustermaker/pxed.toml", &a) == 0 && stat("\(store.tree(5))/clustermaker/pxed.toml", &b) == 0 && a.st_ino == b.st_ino)
         }
     }
 
