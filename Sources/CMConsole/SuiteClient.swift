@@ -137,7 +137,7 @@ public struct SuiteClient: Sendable {
         await cached("healthd.latest") { await self.ask(.healthd) { try await $0.request(MessageType.metricsLatest, Empty(), as: NodeMetricsLatestReply.self) } }
     }
 
-    /// Reboots a node (cm-pxed asks it over SSH); `by` is the console's user, for cm-pxed's log.
+    /// Reboots a node (cm-pxed asks it over SSH, or its BMC resets it); `by` is the console's user, for cm-pxed's log.
     public func rebootNode(_ name: String, via method: RebootMethod? = nil, by user: String?) async -> Answer<NodeRebootReply> {
         await ask(.pxed) {
             try await $0.request(MessageType.nodeReboot, NodeRebootRequest(node: name, method: method, requestedBy: user.map { "\($0) (cm-webd)" }),

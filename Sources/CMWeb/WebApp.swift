@@ -130,7 +130,9 @@ public final class WebApp: Sendable {
         api.post("/nodes/:name/reboot") { request, context in
             let name = context.parameters.get("name") ?? ""
             let method = try Self.rebootMethod(request.uri.queryParameters.get("via").map { String($0) })
-            return try Self.json(await self.nodeAction(context, "rebooted node \(name)") { await self.suite.rebootNode(name, via: method, by: context.session?.user) })
+            return try Self.json(await self.nodeAction(context, "rebooted node \(name)\(method.map { " (\($0.rawValue))" } ?? "")") {
+                await self.suite.rebootNode(name, via: method, by: context.session?.user)
+            })
         }
         api.get("/checks") { _, _ in try Self.json(await self.suite.checks()) }
         api.get("/events") { request, _ in
@@ -207,7 +209,7 @@ public final class WebApp: Sendable {
 
     func overview(_ context: WebContext) async throws -> Response {
         // One after the other: each is nearly always a cached answer, and five child tasks a
-        // request cost more than they save (bench-web: p99 89 ms with them).
+        // request cost more than they save.
         let o = Views.Overview(statuses: await suite.statuses(), vip: await suite.vip(), summary: await suite.summary(), lb: await suite.lb(),
                                events: await suite.history(limit: 15), now: Date())
         return Self.html(Views.page("Overview", path: "/", chrome: chrome(context), live: [Topic.health, Topic.node, Topic.vip, Topic.lb], body: Views.overview(o)))
