@@ -1,4 +1,5 @@
 import CMTypes
+import Foundation
 import Glibc
 
 /// nfs-ganesha's exports for the image store and the shared directory: every published
@@ -81,16 +82,6 @@ public struct GaneshaExports: Sendable, Equatable {
     /// Puts `text` at `file`: written beside it, synced and renamed over it, so ganesha never
     /// reads half of it.
     public static func install(_ text: String, at file: String) throws {
-        let tmp = "\(file).tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SystemError("creating \(tmp)") }
-        let bytes = Array(text.utf8)
-        let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(tmp, file) == 0 else {
-            let failure = SystemError("writing \(file)")
-            unlink(tmp)
-            throw failure
-        }
+        try replaceFile(file, with: Data(text.utf8))
     }
 }

@@ -355,19 +355,7 @@ public final class StateReplicator: Sendable {
     }
 
     /// Written beside, fsynced, renamed: a reader sees the old file or the whole new one.
-    static func writeDurably(_ data: Data, to path: String) throws {
-        let tmp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-        guard FileManager.default.createFile(atPath: tmp, contents: data) else {
-            throw ReplicationError("cannot write \(tmp): \(String(cString: strerror(errno)))")
-        }
-        let fd = open(tmp, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-        guard rename(tmp, path) == 0 else {
-            let e = String(cString: strerror(errno))
-            unlink(tmp)
-            throw ReplicationError("cannot rename \(tmp) to \(path): \(e)")
-        }
-    }
+    static func writeDurably(_ data: Data, to path: String) throws { try replaceFile(path, with: data) }
 
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
 

@@ -97,7 +97,7 @@ public struct SnapshotStore: Sendable {
         let lastFile = "\(root)/last-id"
         let last = (FileManager.default.contents(atPath: lastFile).flatMap { Int(String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) }) ?? 0
         let id = max(last, existing.last?.id ?? 0) + 1
-        try Self.writeDurably(Data("\(id)\n".utf8), to: lastFile)
+        try replaceFile(lastFile, with: Data("\(id)\n".utf8), mode: 0o600)
         let partial = "\(root)/.partial-\(id)"
         let started = ContinuousClock.now
         do {
@@ -115,7 +115,7 @@ public struct SnapshotStore: Sendable {
             let took = ContinuousClock.now - started
             let info = SnapshotInfo(id: id, dataSet: dataSet, source: source, backend: backend, kind: kind, created: now,
                                     seconds: Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18, note: note, pre: pre)
-            try Self.writeDurably(try JSONEncoder.snapshot.encode(info), to: "\(partial)/info.json")
+            try replaceFile("\(partial)/info.json", with: try JSONEncoder.snapshot.encode(info), mode: 0o600)
             guard rename(partial, directory(id)) == 0 else { throw SnapshotError("renaming \(partial): \(String(cString: strerror(errno)))") }
             return info
         } catch {
@@ -194,14 +194,6 @@ public struct SnapshotStore: Sendable {
         let r: ChildProcess.Result
         do { r = try ChildProcess.run(program, args) } catch { throw SnapshotError("cannot run \(program): \(error)") }
         guard r.succeeded else { throw SnapshotError("\((program as NSString).lastPathComponent) \(args.first ?? ""): \(r.failure(program, timeout: nil))") }
-    }
-
-    static func writeDurably(_ data: Data, to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SnapshotError("\(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let ok = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) == $0.count }
-        guard ok, fsync(fd) == 0 else { throw SnapshotError("writing \(path): \(String(cString: strerror(errno)))") }
     }
 }
 
