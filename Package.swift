@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "cm-pxed", targets: ["cm-pxed"]),
         .executable(name: "cm-replicad", targets: ["cm-replicad"]),
         .executable(name: "cm-webd", targets: ["cm-webd"]),
+        .executable(name: "cm-snapd", targets: ["cm-snapd"]),
         .executable(name: "cmctl", targets: ["cmctl"]),
         .library(name: "CMWire", targets: ["CMWire"]),
         .library(name: "CMConfig", targets: ["CMConfig"]),
@@ -99,8 +100,13 @@ let package = Package(
         swiftSettings: swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
         // Node OS images: the revision store, builds (mmdebstrap, apt in a chroot), tree diffs.
         .target(name: "CMImage", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
-        // cm-snapd's core (issue 28): backends by filesystem, timeline retention. Pure but the probes.
-        .target(name: "CMSnap", dependencies: ["CLinux", "CMTypes"], swiftSettings: swiftSettings),
+        // cm-snapd's core: backends by filesystem, data sets (directories, SQLite, PostgreSQL),
+        // timeline retention, the service behind its socket.
+        .target(name: "CMSnap", dependencies: [
+            "CLinux", "CMTypes", "CMConfig", "CMWire",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         // The cluster filesystem: the GlusterFS volume (gluster --xml) and nfs-ganesha's exports.
         .target(name: "CMReplication", dependencies: [
             "CMTypes", "CMConfig", "CMImage", "CMWire",
@@ -163,6 +169,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
+        .executableTarget(name: "cm-snapd", dependencies: [
+            "CMSnap", "CMDaemon", "CMConfig", "CMWire", "CMTypes",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .executableTarget(name: "cm-webd", dependencies: [
             "CMWeb", "CMAuth", "CMConsole", "CMDaemon", "CMConfig", "CMWire", "CMTypes",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -182,7 +193,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "CMImageTests", dependencies: ["CMImage", "CMTypes"], swiftSettings: swiftSettings),
-        .testTarget(name: "CMSnapTests", dependencies: ["CMSnap", "CMTypes"], swiftSettings: swiftSettings),
+        .testTarget(name: "CMSnapTests", dependencies: ["CMSnap", "CMTypes", "CMConfig", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
         .testTarget(name: "CMTypesTests", dependencies: ["CMTypes"], swiftSettings: swiftSettings),
         .testTarget(name: "CMWireTests", dependencies: ["CMWire", "CMTypes", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),

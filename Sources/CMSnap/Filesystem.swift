@@ -1,18 +1,6 @@
 import CLinux
+import CMTypes
 import Foundation
-
-/// How a snapshot of a directory is made, from what its filesystem offers (issue 28):
-/// - `btrfsSubvolume`: a read-only subvolume snapshot, O(1) whatever the tree's size (the
-///   directory must be a subvolume);
-/// - `reflink`: a copy whose files share their blocks with the source (XFS with reflink=1,
-///   btrfs outside a subvolume): `cp -a --reflink=always`;
-/// - `hardlink`: a tree of hard links to the previous snapshot's unchanged files and copies of
-///   the changed ones (`rsync -a --link-dest`), anywhere else.
-public enum SnapshotBackend: String, Sendable, Codable, CaseIterable {
-    case btrfsSubvolume = "btrfs"
-    case reflink
-    case hardlink
-}
 
 /// The filesystem a path is on, by statfs(2)'s f_type.
 public enum FilesystemKind: Sendable, Equatable {

@@ -17,6 +17,15 @@ public struct TreeDiff: Sendable, Equatable, Codable {
 
     public var isEmpty: Bool { added.isEmpty && changed.isEmpty && removed.isEmpty }
 
+    /// The same difference seen from the other side (b to a).
+    public var reversed: TreeDiff { TreeDiff(added: removed, changed: changed, removed: added) }
+
+    /// Every path prefixed with `base` ("/etc" + "/hostname"), for a group of trees.
+    public func under(_ base: String) -> TreeDiff {
+        let p = base == "/" ? "" : base
+        return TreeDiff(added: added.map { p + $0 }, changed: changed.map { p + $0 }, removed: removed.map { p + $0 })
+    }
+
     /// Lines as `diff --brief` readers expect: "A path", "C path", "D path", sorted by path.
     public var lines: [String] {
         (added.map { ("A", $0) } + changed.map { ("C", $0) } + removed.map { ("D", $0) })

@@ -10,7 +10,7 @@ struct Cmctl: AsyncParsableCommand {
         abstract: "Control a ClusterMaker master: status, health, metrics, virtual IPs, configuration.",
         discussion: "See cmctl(8). Exit status: 0 ok, 1 failed, 3 a daemon is not running (status), 64 usage, 69 daemon not running, 77 permission denied.",
         version: ClusterMakerVersion.string,
-        subcommands: [Status.self, Health.self, Metrics.self, Lb.self, Vip.self, Node.self, Image.self, Volume.self, Master.self, Pxe.self, Web.self, Config.self, Completion.self]
+        subcommands: [Status.self, Health.self, Metrics.self, Lb.self, Vip.self, Node.self, Image.self, Volume.self, Master.self, Pxe.self, Web.self, Snapshot.self, Config.self, Completion.self]
     )
 }
 

@@ -53,6 +53,9 @@ struct Config: AsyncParsableCommand {
             if FileManager.default.fileExists(atPath: dir.appendingPathComponent(ReplicadConfig.fileName)) {
                 record(ReplicadConfig.fileName) { () throws(ConfigErrors) in _ = try ReplicadConfig.load(configDir: configDir) }
             }
+            if FileManager.default.fileExists(atPath: dir.appendingPathComponent(SnapdConfig.fileName)) {
+                record(SnapdConfig.fileName) { () throws(ConfigErrors) in _ = try SnapdConfig.load(configDir: configDir) }
+            }
             if FileManager.default.fileExists(atPath: dir.appendingPathComponent(WebdConfig.fileName)) {
                 record(WebdConfig.fileName) { () throws(ConfigErrors) in _ = try WebdConfig.load(configDir: configDir) }
             }

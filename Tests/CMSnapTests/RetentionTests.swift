@@ -1,4 +1,5 @@
 @testable import CMSnap
+import CMTypes
 import Foundation
 import Testing
 

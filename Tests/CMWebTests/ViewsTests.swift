@@ -137,21 +137,33 @@ import Testing
 }
 
 @Suite struct AnswerCacheStaleTests {
+    /// No time window: the second fetch is held until the test lets it go, so an answer that
+    /// came while it was held came from the cache (one that waited for the fetch would get 2,
+    /// after the 10 s escape).
     @Test func aStaleAnswerServesWhileTheNextIsFetched() async throws {
         let cache = AnswerCache(maxAge: .milliseconds(20), maxStale: .seconds(60))
-        let fetches = Atomic<Int>(0)
-        let slow: @Sendable () async -> Int = {
-            try? await Task.sleep(for: .milliseconds(200))
+        let fetches = Atomic<Int>(0), released = Atomic<Bool>(false)
+        let held: @Sendable () async -> Int = {
+            if fetches.load(ordering: .relaxed) > 0 {
+                let escape = ContinuousClock.now + .seconds(10)
+                while !released.load(ordering: .relaxed) && ContinuousClock.now < escape {
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+            }
             return fetches.add(1, ordering: .relaxed).newValue
         }
-        #expect(await cache.get("k", slow) == 1, "nothing yet: waits")
+        #expect(await cache.get("k", held) == 1, "nothing yet: waits")
         try await Task.sleep(for: .milliseconds(40))
-        let clock = ContinuousClock()
-        var answer = 0
-        let waited = await clock.measure { answer = await cache.get("k", slow) }
-        #expect(answer == 1 && waited < .milliseconds(150), "old answer at once, not after the 200 ms fetch")
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(await cache.get("k", slow) == 2, "the background fetch replaced it")
+        #expect(await cache.get("k", held) == 1, "old answer at once, while the next fetch is held")
+        #expect(fetches.load(ordering: .relaxed) == 1, "the next fetch is still held")
+        released.store(true, ordering: .relaxed)
+        var answer = 1
+        let deadline = ContinuousClock.now + .seconds(10)
+        while answer == 1 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+            answer = await cache.get("k", held)
+        }
+        #expect(answer >= 2, "the background fetch replaced it")
     }
 
     @Test func afterAnInvalidationOnlyANewerFetchServes() async throws {
