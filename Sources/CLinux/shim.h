@@ -17,6 +17,12 @@
 #include <unistd.h>
 #include <pthread.h>
 #include <sys/vfs.h>
+#include <spawn.h>
+// posix_spawn_file_actions_addclosefrom_np(3) (glibc 2.34): a child starts with only the
+// descriptors given to it, whatever else the daemon has open.
+extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
+// pipe2(2) likewise (_GNU_SOURCE).
+extern int pipe2(int pipefd[2], int flags);
 // accept4(2) is declared only under _GNU_SOURCE; glibc has it regardless.
 extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 // pthread_setname_np(3) likewise.

@@ -26,12 +26,18 @@ public struct SnapdConfig: Sendable, Equatable {
         public var services: [String] = []
         /// Taken on the timeline (and pruned by its retention).
         public var timeline = true
+        /// Where this data set's snapshots go instead of STORE/NAME: on the filesystem of its
+        /// data, for btrfs snapshots and reflinks when the common store is elsewhere.
+        public var store: String?
         /// postgresql: where the server's Unix socket is, its port, the role and the system
         /// user pg_basebackup and pg_amcheck run as (peer authentication).
         public var socketDirectory = "/var/run/postgresql"
         public var port = 5432
         public var user = "postgres"
         public var systemUser = "postgres"
+        /// postgresql: pg_basebackup's --max-rate ("50M", "512k"): how fast a snapshot may read
+        /// the data directory, so that it does not starve the server's own I/O. Nil: no limit.
+        public var maxRate: String?
 
         public init(name: String, kind: Kind, paths: [String]) {
             self.name = name
@@ -69,6 +75,9 @@ public struct SnapdConfig: Sendable, Equatable {
 
     /// The system restore points first, then the data sets in the file's order.
     public var dataSets: [DataSet] { [system] + data }
+
+    /// Where `set`'s snapshots are kept.
+    public func storeDirectory(of set: DataSet) -> String { set.store ?? "\(store)/\(set.name)" }
 
     public static let fileName = "snapd.toml"
 
@@ -137,6 +146,11 @@ public struct SnapdConfig: Sendable, Equatable {
                 set.port = d.int("port", range: 1...65535, default: 5432)
                 set.user = d.string("user", default: "postgres")
                 set.systemUser = d.string("system_user", default: "postgres")
+                if let rate = d.string("max_rate") {
+                    if rate.range(of: "^[0-9]+[kM]?$", options: .regularExpression) != nil { set.maxRate = rate } else {
+                        d.error("max_rate", "\"\(rate)\" is not a rate (kB/s, or with k or M: \"50M\")")
+                    }
+                }
             }
             config.data.append(set)
             d.finish()
@@ -156,6 +170,7 @@ public struct SnapdConfig: Sendable, Equatable {
             set.services = services.filter(isUnitName)
         }
         set.timeline = t.bool("timeline", default: true)
+        set.store = absolutePath(t, "store")
     }
 
     static func absolutePath(_ t: TableReader, _ key: String) -> String? {

@@ -10,10 +10,11 @@ public struct DataSetSnapshots: Sendable {
     let group: SnapshotGroup?
     let store: SnapshotStore?
 
-    /// The snapshots of `set` under STORE/NAME.
-    public init(_ set: SnapdConfig.DataSet, store base: String) throws {
+    /// The snapshots of `set` under `root` (snapd.toml's STORE/NAME, or the set's own store);
+    /// `alsoExcluding`: what no directory data set holds (the common store, with every other
+    /// data set's snapshots).
+    public init(_ set: SnapdConfig.DataSet, root: String, alsoExcluding: [String] = []) throws {
         self.spec = set
-        let root = "\(base)/\(spec.name)"
         switch spec.kind {
         case .directory:
             group = try SnapshotGroup(name: spec.name, paths: spec.paths, root: root, excluding: spec.exclude)
@@ -30,9 +31,20 @@ public struct DataSetSnapshots: Sendable {
         case .postgresql:
             let pg = PostgresCluster(set)
             group = nil
-            store = try SnapshotStore(dataSet: spec.name, source: pg.dataDirectory, root: root, engine: .pgBasebackup,
-                                      why: "pg_basebackup copies \(pg.dataDirectory) from the running server, its WAL streamed beside") { tree in
-                try pg.basebackup(into: tree)
+            try SnapshotStore.makeRoot(root)
+            if let why = try pg.atomicSnapshotReason(store: root) {
+                // One atomic snapshot of the data directory with its WAL: what the server
+                // would find after a power cut, so a copy recovers as after a crash. No
+                // checkpoint, no backup mode: the server does not notice.
+                let data = pg.dataDirectory
+                store = try SnapshotStore(dataSet: spec.name, source: data, root: root, engine: .btrfsSubvolume, why: why) { tree in
+                    try SnapshotStore.run("/usr/bin/btrfs", ["subvolume", "snapshot", "-r", data, tree])
+                }
+            } else {
+                store = try SnapshotStore(dataSet: spec.name, source: pg.dataDirectory, root: root, engine: .pgBasebackup,
+                                          why: "pg_basebackup copies \(pg.dataDirectory) from the running server, its WAL streamed beside") { tree in
+                    try pg.basebackup(into: tree)
+                }
             }
             // pg_basebackup runs as the cluster's system user: it must get through to its tree.
             _ = chmod(root, 0o711)
@@ -121,6 +133,7 @@ public struct DataSetSnapshots: Sendable {
             try services.around(spec.services) {
                 try SnapshotStore.run("/usr/bin/rsync", SnapshotStore.rsyncCopy + ["--delete",
                                                           "--exclude=/postgresql.conf", "--exclude=/pg_hba.conf", "--exclude=/pg_ident.conf",
+                                                                           "--exclude=/postmaster.pid",
                                                           "\(tree)/", "\(data)/"])
             }
             return Restored(safety: safety, changes: TreeDiff(changed: [data]), restarted: spec.services)
@@ -140,6 +153,9 @@ public struct DataSetSnapshots: Sendable {
             return Restored(changes: TreeDiff(added: [to]), restarted: [], copy: to, verified: "integrity_check: ok")
         case .postgresql:
             try SnapshotStore.run("/usr/bin/cp", ["-a", "--reflink=auto", store!.tree(target.id), to])
+            // An atomic snapshot was taken under a running server: its lock file names that
+            // server, which would keep the copy from starting.
+            unlink("\(to)/postmaster.pid")
             let wrote = try PostgresCluster.completeConfiguration(to)
             var said = wrote.isEmpty ? nil : "wrote \(wrote.joined(separator: ", ")) (the cluster's own are outside its data directory)"
             if verify {

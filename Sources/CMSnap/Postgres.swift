@@ -12,6 +12,7 @@ public struct PostgresCluster: Sendable {
     public let port: Int
     public let user: String
     public let systemUser: String
+    public var maxRate: String?
 
     public init(_ set: SnapdConfig.DataSet) {
         dataDirectory = set.paths[0]
@@ -19,6 +20,7 @@ public struct PostgresCluster: Sendable {
         port = set.port
         user = set.user
         systemUser = set.systemUser
+        maxRate = set.maxRate
     }
 
     /// Debian's programs for the cluster's major version (PG_VERSION in its data directory).
@@ -43,6 +45,18 @@ public struct PostgresCluster: Sendable {
         return r
     }
 
+    /// Why an atomic btrfs snapshot of the data directory is a consistent copy of the cluster,
+    /// or nil when it is not: the data directory must be a subvolume on the store's btrfs,
+    /// with its WAL inside it (pg_wal not a link elsewhere) and no tablespace outside it.
+    public func atomicSnapshotReason(store: String) throws -> String? {
+        guard try SnapshotBackend.choose(source: dataDirectory, store: store).backend == .btrfsSubvolume else { return nil }
+        var st = stat()
+        guard lstat("\(dataDirectory)/pg_wal", &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return nil }
+        let tablespaces = (try? FileManager.default.contentsOfDirectory(atPath: "\(dataDirectory)/pg_tblspc")) ?? []
+        guard tablespaces.isEmpty else { return nil }
+        return "\(dataDirectory) is a btrfs subvolume holding its WAL: an atomic snapshot, crash-consistent, the server undisturbed"
+    }
+
     /// The copy written into `tree`, which is made for the system user (the directories above
     /// it must let that user through: the store's are 0711).
     public func basebackup(into tree: String) throws {
@@ -54,7 +68,8 @@ public struct PostgresCluster: Sendable {
         // -c fast: the checkpoint now rather than spread over checkpoint_timeout; -X stream:
         // the WAL of the backup's duration on a second connection, so it is all in the copy.
         _ = try run("\(bin)/pg_basebackup", ["-D", tree, "-X", "stream", "-c", "fast", "-w",
-                                             "-h", socketDirectory, "-p", "\(port)", "-U", user, "-l", "cm-snapd"])
+                                             "-h", socketDirectory, "-p", "\(port)", "-U", user, "-l", "cm-snapd"]
+                                            + (maxRate.map { ["-r", $0] } ?? []))
     }
 
     /// Starts a copy of the cluster (a snapshot restored to `directory`) on a private socket,
@@ -71,8 +86,13 @@ public struct PostgresCluster: Sendable {
         try completeConfiguration(directory)
         let pg = PostgresCluster(dataDirectory: directory, socketDirectory: sock, port: 5432, user: user, systemUser: systemUser)
         // No TCP listener: the copy is reachable only through the private socket directory.
-        _ = try pg.run("\(bin)/pg_ctl", ["-D", directory, "-w", "-t", "300", "-l", "\(directory)/cm-verify.log", "-o",
+        do {
+            _ = try pg.run("\(bin)/pg_ctl", ["-D", directory, "-w", "-t", "300", "-l", "\(sock)/postgres.log", "-o",
                                          "-p 5432 -k \(sock) -c listen_addresses='' -c archive_mode=off", "start"], timeout: .seconds(330))
+        } catch {
+            let tail = (try? String(contentsOfFile: "\(sock)/postgres.log", encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: " | ") ?? ""
+            throw SnapshotError("the restored copy does not start: \(error)\(tail.isEmpty ? "" : ": \(tail)")")
+        }
         defer { _ = try? pg.run("\(bin)/pg_ctl", ["-D", directory, "-w", "-m", "fast", "stop"], timeout: .seconds(120)) }
         let r = try ChildProcess.run("/usr/sbin/runuser", ["-u", systemUser, "--", "\(bin)/pg_amcheck", "-h", sock, "-p", "5432", "-U", user,
                                                            "--all", "--install-missing", "--heapallindexed"], timeout: .seconds(1800))

@@ -55,7 +55,8 @@ public final class SnapService: Sendable {
         }
         do {
             try Self.makeStore(config.store)
-            let set = try DataSetSnapshots(spec, store: config.store)
+            let set = try DataSetSnapshots(spec, root: config.storeDirectory(of: spec),
+                                           alsoExcluding: [config.store] + config.dataSets.compactMap(\.store))
             state.withLock {
                 $0.sets[name] = set
                 $0.problems[name] = nil

@@ -1,4 +1,3 @@
-import CMTypes
 import Foundation
 import Glibc
 

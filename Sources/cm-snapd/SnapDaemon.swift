@@ -65,7 +65,7 @@ struct SnapDaemon: Daemon {
     func run() async throws {
         let service = service
         while !Task.isCancelled {
-            await blocking("snap-timeline") { service.timelineTick() }
+            _ = await blocking("snap-timeline") { service.timelineTick() }
             // A minute at most between looks: a reload's new interval applies within it.
             let wait = service.nextTimeline().map { max(1, min(60, $0.timeIntervalSinceNow)) } ?? 60
             try? await Task.sleep(for: .seconds(wait))

@@ -168,7 +168,7 @@ func readText(_ path: String) -> String? { try? String(contentsOfFile: path, enc
         }
         var set = SnapdConfig.DataSet(name: "app", kind: .sqlite, paths: [path])
         set.timeline = false
-        let snaps = try DataSetSnapshots(set, store: "\(dir)/store")
+        let snaps = try DataSetSnapshots(set, root: "\(dir)/store/app")
         var before: [Int] = []
         for _ in 0..<3 {
             try await Task.sleep(for: .milliseconds(300))
@@ -203,7 +203,7 @@ func readText(_ path: String) -> String? { try? String(contentsOfFile: path, enc
         let dir = try scratch("sqlite-bad")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try writeText("\(dir)/notes.sqlite", "just text, not a database\n")
-        let snaps = try DataSetSnapshots(SnapdConfig.DataSet(name: "notes", kind: .sqlite, paths: ["\(dir)/notes.sqlite"]), store: "\(dir)/store")
+        let snaps = try DataSetSnapshots(SnapdConfig.DataSet(name: "notes", kind: .sqlite, paths: ["\(dir)/notes.sqlite"]), root: "\(dir)/store/app")
         #expect(throws: SnapshotError.self) { try snaps.create() }
         #expect(snaps.list().isEmpty && readText("\(dir)/notes.sqlite") == "just text, not a database\n")
     }

@@ -31,7 +31,7 @@ CM_TEST_PACKAGES=(nginx-light prometheus-node-exporter mandoc iproute2 jq procps
   qemu-system-x86 ipxe-qemu ovmf dnsmasq-base linux-image-amd64 busybox-static cpio
   glusterfs-server nfs-ganesha nfs-ganesha-gluster rpcbind mmdebstrap openssh-client
   openssl libjs-chart.js chromium chromium-driver python3-selenium fonts-dejavu-core openipmi ipmitool
-  rsync btrfs-progs xfsprogs)
+  rsync btrfs-progs xfsprogs postgresql-15)
 
 cm_swift() {
   if ! command -v swift >/dev/null 2>&1; then
