@@ -49,7 +49,7 @@ struct Cloner {
     static let stages = ["reach", "packages", "files", "configuration", "identity", "GlusterFS", "standby"]
     /// What a master runs: the daemons' libraries and the engines they drive.
     static let suitePackages = ["libsystemd0", "libcurl4", "libsqlite3-0", "libpam0g", "glusterfs-server", "nfs-ganesha", "nfs-ganesha-gluster", "rpcbind",
-                                "openssh-server", "openssh-client", "mmdebstrap", "ipxe", "iproute2", "procps", "libjs-chart.js", "openssl", "ipmitool"]
+                                "openssh-server", "openssh-client", "mmdebstrap", "ipxe", "iproute2", "procps", "libjs-chart.js", "openssl", "ipmitool", "rsync", "btrfs-progs"]
 
     let source: HostConfig.Host
     let target: HostConfig.Host

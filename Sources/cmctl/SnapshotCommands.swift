@@ -171,12 +171,24 @@ struct Snapshot: AsyncParsableCommand {
             }
         }
 
-        /// What apt was asked to do, from its parent's command line ("apt-get install nginx").
+        /// What apt was asked to do: the command line of the nearest apt, dpkg or
+        /// unattended-upgrade above this process ("apt-get install nginx").
         static func aptCommand() -> String {
-            let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(getppid())/cmdline"))) ?? Data()
-            let words = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            let said = words.joined(separator: " ")
-            return said.isEmpty ? "dpkg run" : String(said.prefix(200))
+            var pid = getppid()
+            for _ in 0..<6 where pid > 1 {
+                let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+                if comm.hasPrefix("apt") || comm.hasPrefix("dpkg") || comm.hasPrefix("unattended") {
+                    let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+                    let said = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
+                    if !said.isEmpty { return String(said.prefix(200)) }
+                }
+                let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+                // The parent's pid is the second field after the command's closing parenthesis.
+                guard let close = stat.lastIndex(of: ")"),
+                      let ppid = stat[stat.index(after: close)...].split(separator: " ").dropFirst().first.flatMap({ Int32($0) }) else { break }
+                pid = ppid
+            }
+            return "dpkg run"
         }
     }
 

@@ -112,6 +112,38 @@ struct SnapshotFixture {
         try body(dir)
     }
 
+    /// 30,000 files in 300 directories: a snapshot, 100 changed, 50 removed and 20 added,
+    /// the diff says exactly that, a whole restore makes the tree the snapshot again.
+    func thirtyThousandFiles(in mnt: String) throws -> SnapshotStore {
+        let src = "\(mnt)/big"
+        for d in 0..<300 {
+            let dir = "\(src)/d\(d)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for f in 0..<100 {
+                // open/write/close: FileManager.createFile takes a millisecond a file here.
+                let fd = open("\(dir)/f\(f)", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+                let text = Array("file \(d)/\(f)\n".utf8)
+                #expect(fd >= 0 && write(fd, text, text.count) == text.count)
+                close(fd)
+            }
+        }
+        let store = try SnapshotStore(dataSet: "big", source: src, root: "\(mnt)/big-store")
+        let started = ContinuousClock.now
+        let one = try store.create()
+        let took = ContinuousClock.now - started
+        print("30,000 files, \(store.backend.rawValue): snapshot in \(took)")
+        for i in 0..<100 { try Data("changed \(i), longer than before\n".utf8).write(to: URL(fileURLWithPath: "\(src)/d\(i)/f0")) }
+        for i in 0..<50 { try FileManager.default.removeItem(atPath: "\(src)/d\(i + 100)/f1") }
+        for i in 0..<20 { #expect(FileManager.default.createFile(atPath: "\(src)/d\(i)/new", contents: Data("new\n".utf8))) }
+        let d = try store.diff(one.id, nil)
+        #expect(d.changed.count == 100 && d.removed.count == 50 && d.added.count == 20, "\(d.changed.count) changed, \(d.removed.count) removed, \(d.added.count) added")
+        let (_, changes) = try store.restore(one.id)
+        #expect(changes.changed.count == 100 && changes.added.count == 50 && changes.removed.count == 20, "what the restore changed")
+        #expect(try store.diff(one.id, nil).isEmpty, "the tree is the snapshot again")
+        #expect(try String(contentsOfFile: "\(src)/d5/f0", encoding: .utf8) == "file 5/0\n")
+        return store
+    }
+
     @Test func btrfsSubvolumeSnapshots() throws {
         try onLoop(["/usr/sbin/mkfs.btrfs", "-q", "-f"]) { mnt in
             // The source is a subvolume, as a btrfs root or /var is.
@@ -122,6 +154,8 @@ struct SnapshotFixture {
             #expect(store.backend == .btrfsSubvolume && store.why.contains("subvolume"))
             // Read-only: a snapshot cannot be changed by accident.
             #expect(throws: (any Error).self) { try "x".write(toFile: "\(store.tree(1))/hostname", atomically: false, encoding: .utf8) }
+            _ = try ChildProcess.run("/usr/bin/btrfs", ["subvolume", "create", "\(mnt)/big"])
+            #expect(try thirtyThousandFiles(in: mnt).backend == .btrfsSubvolume)
         }
     }
 
@@ -130,6 +164,7 @@ struct SnapshotFixture {
             let f = try SnapshotFixture(in: mnt)
             let store = try f.exercise()
             #expect(store.backend == .reflink && store.why.contains("reflink"))
+            #expect(try thirtyThousandFiles(in: mnt).backend == .reflink)
         }
     }
 
@@ -138,6 +173,7 @@ struct SnapshotFixture {
             let f = try SnapshotFixture(in: mnt)
             let store = try f.exercise()
             #expect(store.backend == .hardlink && store.why.contains("neither a subvolume snapshot nor reflink"))
+            #expect(try thirtyThousandFiles(in: mnt).backend == .hardlink)
         }
     }
 }
