@@ -19,6 +19,7 @@ public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = try? PxedConfig.parse(ConfigSource(path: "pxed.toml", text: text))
     _ = try? ReplicadConfig.parse(ConfigSource(path: "replicad.toml", text: text))
     _ = try? WebdConfig.parse(ConfigSource(path: "webd.toml", text: text))
+    _ = try? SnapdConfig.parse(ConfigSource(path: "snapd.toml", text: text))
     // A clone's and a standby's line editing of the host's values: any text, either side.
     let a = HostConfig.Host(name: "m1", address: IPv4Address(10, 0, 0, 1)), b = HostConfig.Host(name: "m2", address: IPv4Address(10, 0, 0, 2))
     let half = text.index(text.startIndex, offsetBy: text.count / 2)
