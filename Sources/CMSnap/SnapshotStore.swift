@@ -274,7 +274,17 @@ public struct SnapshotStore: Sendable {
     static func run(_ program: String, _ args: [String]) throws {
         let r: ChildProcess.Result
         do { r = try ChildProcess.run(program, args) } catch { throw SnapshotError("cannot run \(program): \(error)") }
-        guard r.succeeded else { throw SnapshotError("\((program as NSString).lastPathComponent) \(args.first ?? ""): \(r.failure(program, timeout: nil))") }
+        guard r.succeeded else {
+            throw SnapshotError("\((program as NSString).lastPathComponent) \(args.first ?? ""): \(Self.brief(r.failure(program, timeout: nil)))")
+        }
+    }
+
+    /// A program's complaint cut to what a reply and a log line can carry: rsync on a full
+    /// disk says "No space left on device" once per file, megabytes of it.
+    static func brief(_ text: String) -> String {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true).map { $0.count > 300 ? String($0.prefix(300)) + "…" : String($0) }
+        guard lines.count > 4 else { return lines.joined(separator: "\n") }
+        return (lines.prefix(3) + ["… \(lines.count - 4) more lines …", lines.last!]).joined(separator: "\n")
     }
 }
 

@@ -75,3 +75,14 @@ import Testing
         #expect(throws: SnapshotError.self) { try SnapshotBackend.choose(source: dir + "/missing", store: dir + "/store") }
     }
 }
+
+@Suite struct ComplaintTests {
+    /// rsync on a full disk complains once per file: the error that reaches a reply is short.
+    @Test func aLongComplaintIsCutToItsFirstAndLastLines() {
+        let text = (1...5000).map { "rsync: mkstemp \"/x/f\($0)\" failed: No space left on device (28)" }.joined(separator: "\n")
+        let brief = SnapshotStore.brief(text)
+        #expect(brief.split(separator: "\n").count == 5 && brief.contains("4996 more lines") && brief.hasSuffix("f5000\" failed: No space left on device (28)"))
+        #expect(SnapshotStore.brief("one line") == "one line")
+        #expect(SnapshotStore.brief(String(repeating: "x", count: 10_000)).count == 301)
+    }
+}
