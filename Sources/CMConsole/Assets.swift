@@ -76,18 +76,25 @@ public enum Assets {
     (function live() {
       const topics = document.body.dataset.live;
       if (!topics || !window.EventSource) return;
-      let timer = null;
+      let timer = null, started = 0, applied = 0, opened = false;
       const refresh = async () => {
         timer = null;
+        const mine = ++started;
         const r = await fetch(location.href, { credentials: "same-origin" });
         if (!r.ok) return;
-        const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+        const text = await r.text();
+        // Refreshes can overlap: an older answer that arrives last must not undo a newer one.
+        if (mine < applied) return;
+        applied = mine;
+        const doc = new DOMParser().parseFromString(text, "text/html");
         const fresh = doc.getElementById("main"), main = document.getElementById("main");
         if (fresh && main) { main.replaceWith(fresh); document.dispatchEvent(new Event("cm:refreshed")); }
       };
       const source = new EventSource("/events?topics=" + encodeURIComponent(topics));
       const schedule = () => { if (!timer) timer = setTimeout(refresh, 300); };
       for (const t of topics.split(" ")) source.addEventListener(t, schedule);
+      // After a reconnect the events of the gap are lost: look again.
+      source.addEventListener("open", () => { if (opened) schedule(); opened = true; });
     })();
     // Charts on a node's page, from /api/v1/nodes/NAME/metrics (Chart.js from Debian).
     function charts() {

@@ -157,6 +157,19 @@ public struct SuiteClient: Sendable {
     public func volume() async -> Answer<VolumeStatusReply> {
         await ask(.replicad) { try await $0.request(MessageType.volumeStatus, Empty(), as: VolumeStatusReply.self) }
     }
+
+    /// cm-snapd's data sets and their snapshots.
+    public func snapshots() async -> Answer<SnapshotListReply> {
+        await ask(.snapd) { try await $0.request(MessageType.snapshotList, SnapshotListRequest(), as: SnapshotListReply.self) }
+    }
+
+    /// A snapshot of `dataSet` now, logged by cm-snapd with the console's user.
+    public func createSnapshot(_ dataSet: String, note: String?, by user: String?) async -> Answer<SnapshotInfo> {
+        await ask(.snapd) {
+            try await $0.request(MessageType.snapshotCreate, SnapshotCreateRequest(dataSet: dataSet, note: note, requestedBy: user.map { "\($0) (cm-webd)" }),
+                                 as: SnapshotInfo.self)
+        }
+    }
 }
 
 extension Result {

@@ -141,7 +141,7 @@ public enum Views {
 
     static let sections: [(path: String, title: String)] = [
         ("/", "Overview"), ("/nodes", "Nodes"), ("/checks", "Health checks"), ("/lb", "Load balancer"), ("/vip", "VIP and roles"),
-        ("/images", "Images"), ("/replication", "Replication"),
+        ("/images", "Images"), ("/replication", "Replication"), ("/snapshots", "Snapshots"),
     ]
 
     /// The frame of every page: navigation, who is logged in, the logout form. `live` names the
@@ -597,6 +597,44 @@ public enum Views {
             }
             for p in [s.problem, s.configProblem].compactMap({ $0 }) { h.raw("<p class=\"error\">"); h.text(p); h.raw("</p>") }
         }
+        return h
+    }
+
+    // MARK: Snapshots
+
+    /// cm-snapd's data sets, newest snapshots first, and a form per data set to take one now.
+    /// Restores and removals stay with root at the command line (cmctl snapshot restore).
+    public static func snapshots(_ answer: SuiteClient.Answer<SnapshotListReply>, csrf: String) -> HTML {
+        var h = HTML()
+        h.raw("<h1>Snapshots</h1>")
+        let list: SnapshotListReply
+        switch answer {
+        case .failure(let e): h.append(unavailable(e)); return h
+        case .success(let l): list = l
+        }
+        h.raw("<p>Store "); h.text(list.store); h.raw("; timeline: ")
+        h.text(list.nextTimeline.map { "next at \(Format.time($0))" } ?? "off"); h.raw(".</p>")
+        for set in list.sets {
+            h.raw("<section class=\"snapshots\" data-set=\""); h.text(set.name); h.raw("\"><h2>"); h.text(set.name)
+            h.raw(" <small>"); h.text("\(set.kind): \(set.paths.joined(separator: ", "))"); h.raw("</small></h2>")
+            if let p = set.problem { h.raw("<p class=\"error\">"); h.text(p); h.raw("</p>") } else if !set.backend.isEmpty {
+                h.raw("<p class=\"muted\">"); h.text(set.backend); h.raw("</p>")
+            }
+            h.raw("<form method=\"post\" action=\"/actions/snapshot/create\" class=\"action\" data-confirm=\"Take a snapshot of ")
+            h.text(set.name); h.raw(" now?\">"); h.append(hidden("csrf", csrf)); h.append(hidden("set", set.name))
+            h.raw("<input name=\"note\" maxlength=\"200\" placeholder=\"note (why)\" aria-label=\"note\"> <button>Take snapshot</button></form>")
+            if set.snapshots.isEmpty { h.raw("<p>No snapshots yet.</p></section>"); continue }
+            h.raw("<table><thead><tr><th>id</th><th>kind</th><th>created</th><th>took</th><th>backend</th><th>note</th></tr></thead><tbody>")
+            for s in set.snapshots.reversed().prefix(100) {
+                h.raw("<tr data-id=\"\(s.id)\"><td>\(s.id)</td><td>"); h.text(s.kind.rawValue); h.raw("</td><td>"); h.text(Format.time(s.created))
+                h.raw("</td><td>"); h.text(String(format: "%.2f s", s.seconds)); h.raw("</td><td>"); h.text(s.backend.rawValue); h.raw("</td><td>")
+                h.text([s.pre.map { "post of \($0)" }, s.note].compactMap { $0 }.joined(separator: "; ")); h.raw("</td></tr>")
+            }
+            h.raw("</tbody></table>")
+            if set.snapshots.count > 100 { h.raw("<p>and \(set.snapshots.count - 100) older: <code>cmctl snapshot list</code>.</p>") }
+            h.raw("</section>")
+        }
+        h.raw("<p>Compare and restore as root: <code>cmctl snapshot diff ID</code>, <code>cmctl snapshot restore ID --yes</code> (cm-snapd(8)).</p>")
         return h
     }
 }

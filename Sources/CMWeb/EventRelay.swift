@@ -25,7 +25,7 @@ public final class EventRelay: Sendable {
     }
 
     /// The topics the console relays, and whose they are.
-    public static let owners: [String: SuiteDaemon] = [Topic.health: .healthd, Topic.node: .pxed, Topic.vip: .vipd, Topic.lb: .lbd]
+    public static let owners: [String: SuiteDaemon] = [Topic.health: .healthd, Topic.node: .pxed, Topic.vip: .vipd, Topic.lb: .lbd, Topic.snapshot: .snapd]
     /// Open streams at most; more get 503 (each holds a connection of the browser's).
     public static let maxClients = 1000
 

@@ -99,6 +99,11 @@ public final class WebApp: Sendable {
             return Self.html(Views.page("Replication", path: "/replication", chrome: self.chrome(context),
                                         body: Views.replication(state: await state, volume: await volume)))
         }
+        router.get("/snapshots") { _, context -> Response in
+            Self.html(Views.page("Snapshots", path: "/snapshots", chrome: self.chrome(context), live: [Topic.snapshot],
+                                 body: Views.snapshots(await self.suite.snapshots(), csrf: context.session?.csrf ?? "")))
+        }
+        router.post("/actions/snapshot/create") { request, context in try await self.snapshotForm(request, context) }
         router.post("/actions/drain") { request, context in try await self.drainForm(request, context) }
         router.post("/actions/node/next-boot") { request, context in try await self.nextBootForm(request, context) }
         router.post("/actions/node/add") { request, context in try await self.addNodeForm(request, context) }
@@ -151,6 +156,13 @@ public final class WebApp: Sendable {
         api.get("/pxe") { _, _ in try Self.json(await self.suite.pxe()) }
         api.get("/state") { _, _ in try Self.json(await self.suite.state()) }
         api.get("/volume") { _, _ in try Self.json(await self.suite.volume()) }
+        api.get("/snapshots") { _, _ in try Self.json(await self.suite.snapshots()) }
+        api.post("/snapshots") { request, context in
+            let body = try await request.decode(as: SnapshotCreateRequest.self, context: context)
+            let answer = await self.suite.createSnapshot(body.dataSet, note: body.note, by: context.session?.user)
+            self.logAction(context, "took a snapshot of \(body.dataSet)", answer)
+            return try Self.json(answer)
+        }
         return router
     }
 
@@ -284,6 +296,16 @@ public final class WebApp: Sendable {
         case .notRunning, .unavailable: .serviceUnavailable
         default: .badGateway
         }
+    }
+
+    func snapshotForm(_ request: Request, _ context: WebContext) async throws -> Response {
+        let form = try await Form.read(request, limit: config.http.maxBodyBytes)
+        guard let set = form["set"], SnapdConfig.isDataSetName(set) else { throw HTTPError(.badRequest, message: "no data set") }
+        let note = (form["note"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        guard note.count <= 200 else { throw HTTPError(.badRequest, message: "note: at most 200 characters") }
+        let answer = await suite.createSnapshot(set, note: note.isEmpty ? nil : note, by: context.session?.user)
+        logAction(context, "took a snapshot of \(set)", answer)
+        return try formResult(answer, next: "/snapshots")
     }
 
     func nextBootForm(_ request: Request, _ context: WebContext) async throws -> Response {

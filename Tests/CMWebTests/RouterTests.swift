@@ -14,12 +14,13 @@ import Synchronization
 import Testing
 
 /// Fake daemons behind real control sockets: the console talks CMWire to them exactly as to
-/// cm-healthd, cm-lbd and cm-pxed. What they were asked to do is recorded.
+/// cm-healthd, cm-lbd, cm-pxed and cm-snapd. What they were asked to do is recorded.
 final class FakeSuite: Sendable {
     let runtime: String
     let drains = Mutex<[LbDrainRequest]>([])
     let inventory = Mutex<[String]>([])
     let checks = Mutex<[CheckStatus]>([])
+    let snapshots = Mutex<[SnapshotCreateRequest]>([])
 
     init() throws {
         runtime = FileManager.default.temporaryDirectory.appendingPathComponent("cmweb-\(UUID().uuidString.prefix(8))").path
@@ -33,7 +34,22 @@ final class FakeSuite: Sendable {
 
     /// Runs the fake daemons for the duration of `body`.
     func run<R: Sendable>(_ body: () async throws -> R) async throws -> R {
-        var health = WireRouter(), lb = WireRouter(), pxe = WireRouter()
+        var health = WireRouter(), lb = WireRouter(), pxe = WireRouter(), snap = WireRouter()
+        snap.on(MessageType.snapshotList, SnapshotListRequest.self) { _, _ in
+            let taken = self.snapshots.withLock { $0 }.enumerated().map { i, r in
+                SnapshotInfo(id: i + 1, dataSet: r.dataSet, source: "/etc", backend: .hardlink, kind: r.kind, created: Date(), seconds: 0.25, note: r.note)
+            }
+            return SnapshotListReply(sets: [SnapshotSetStatus(name: "system", kind: "directory", paths: ["/etc", "/var/lib/clustermaker"],
+                                                              backend: "hardlink (ext4)", timeline: true, snapshots: taken),
+                                            SnapshotSetStatus(name: "pg", kind: "postgresql", paths: ["/var/lib/postgresql/15/main"], backend: "",
+                                                              timeline: true, snapshots: [], problem: "no such directory")],
+                                     store: "/var/lib/clustermaker/snapshots", nextTimeline: nil)
+        }
+        snap.on(MessageType.snapshotCreate, SnapshotCreateRequest.self) { r, _ in
+            guard r.dataSet == "system" else { throw WireError(.notFound, "no data set \"\(r.dataSet)\" in snapd.toml") }
+            let n = self.snapshots.withLock { $0.append(r); return $0.count }
+            return SnapshotInfo(id: n, dataSet: r.dataSet, source: "/etc", backend: .hardlink, kind: r.kind, created: Date(), seconds: 0.25, note: r.note)
+        }
         health.on(MessageType.healthList, HealthListRequest.self) { _, _ in HealthListReply(checks: self.checks.withLock { $0 }) }
         health.on(MessageType.healthSummary, HealthSummaryRequest.self) { _, _ in
             let checks = self.checks.withLock { $0 }
@@ -84,7 +100,7 @@ final class FakeSuite: Sendable {
             self.inventory.withLock { $0.append("reboot \(r.node) via \(r.method?.rawValue ?? "any") by \(r.requestedBy ?? "?")") }
             return NodeRebootReply(node: r.node, address: IPv4Address("10.0.0.1")!, via: r.method ?? .ssh)
         }
-        let servers = [(SuiteDaemon.healthd, health), (.lbd, lb), (.pxed, pxe)].map { daemon, router in
+        let servers = [(SuiteDaemon.healthd, health), (.lbd, lb), (.pxed, pxe), (.snapd, snap)].map { daemon, router in
             (daemon, WireServer(daemon: daemon.name, version: "test", router: router, logger: Logger(label: "fake")) {
                 DaemonStatus(daemon: daemon.name, version: "test", pid: getpid(), startedAt: Date(), status: "fake")
             })
@@ -253,6 +269,33 @@ final class FakeSuite: Sendable {
             #expect(fakes.inventory.withLock { $0 } == ["add node003 52:54:00:aa:bb:cc 10.0.0.3", "set node001 next=rescue", "rm node002",
                                                         "reboot node001 via any by admin (cm-webd)", "reboot node001 via ipmi by admin (cm-webd)",
                                                         "reboot node001 via ssh by admin (cm-webd)"])
+        }
+    }
+
+    @Test func snapshotsAreListedAndTakenThroughCmSnapd() async throws {
+        try await withConsole { client, fakes in
+            let (cookie, csrf) = try await Self.login(client)
+            let form: HTTPFields = [.cookie: cookie, .contentType: "application/x-www-form-urlencoded"]
+            #expect(try await client.execute(uri: "/actions/snapshot/create", method: .post, headers: form,
+                                             body: ByteBuffer(string: "set=system&note=x")).status == .forbidden, "no CSRF token, no snapshot")
+            let taken = try await client.execute(uri: "/actions/snapshot/create", method: .post, headers: form,
+                                                 body: ByteBuffer(string: "csrf=\(csrf)&set=system&note=before+the+VLAN"))
+            #expect(taken.status == .found && taken.headers[.location] == "/snapshots")
+            let unknown = try await client.execute(uri: "/actions/snapshot/create", method: .post, headers: form, body: ByteBuffer(string: "csrf=\(csrf)&set=nope"))
+            #expect(unknown.status == .notFound && String(buffer: unknown.body).contains("no data set"), "cm-snapd's reason reaches the page")
+            #expect(try await client.execute(uri: "/actions/snapshot/create", method: .post, headers: form,
+                                             body: ByteBuffer(string: "csrf=\(csrf)&set=..%2Fetc")).status == .badRequest)
+            let page = String(buffer: try await client.execute(uri: "/snapshots", method: .get, headers: [.cookie: cookie]).body)
+            #expect(page.contains("<section class=\"snapshots\" data-set=\"system\">") && page.contains("before the VLAN"))
+            #expect(page.contains("no such directory") && page.contains("action=\"/actions/snapshot/create\""))
+            var api: HTTPFields = [.cookie: cookie, .contentType: "application/json"]
+            api[HTTPField.Name("X-CSRF-Token")!] = csrf
+            let viaAPI = try await client.execute(uri: "/api/v1/snapshots", method: .post, headers: api, body: ByteBuffer(string: #"{"dataSet":"system","kind":"single"}"#))
+            #expect(viaAPI.status == .ok && String(buffer: viaAPI.body).contains("\"id\":2"))
+            let listed = String(buffer: try await client.execute(uri: "/api/v1/snapshots", method: .get, headers: [.cookie: cookie]).body)
+            #expect(listed.contains("\"store\":\"\\/var\\/lib\\/clustermaker\\/snapshots\"") || listed.contains("/var/lib/clustermaker/snapshots"))
+            #expect(fakes.snapshots.withLock { $0.map { "\($0.dataSet) \($0.note ?? "-") \($0.requestedBy ?? "?")" } } ==
+                    ["system before the VLAN admin (cm-webd)", "system - admin (cm-webd)"])
         }
     }
 

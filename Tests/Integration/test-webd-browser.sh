@@ -110,6 +110,11 @@ CONF
 mkdir -p "$T/state/pxed/images"
 start_bg pxed ip netns exec "$M" "$BIN/cm-pxed" --config-dir "$T/etc" --state-dir "$T/state/pxed" --runtime-dir "$T/run" --log-target stderr
 wait_for 10 "cm-pxed's socket" test -S "$T/run/pxed.sock"
+# cm-snapd with restore points of a small tree: the page lists them and takes one.
+mkdir -p "$T/snap-src/etc"; echo m1 > "$T/snap-src/etc/hostname"
+printf '[snapd]\nstore = "%s"\n[system]\npaths = ["%s"]\nexclude = []\nservices = []\n[timeline]\nenabled = false\n' "$T/snap-store" "$T/snap-src/etc" > "$T/etc/snapd.toml"
+start_bg snapd "$BIN/cm-snapd" --config-dir "$T/etc" --runtime-dir "$T/run" --log-target stderr
+wait_for 10 "cm-snapd's socket" test -S "$T/run/snapd.sock"
 start_bg webd ip netns exec "$M" "$BIN/cm-webd" --config-dir "$T/etc" --runtime-dir "$T/run" --log-target stderr
 wait_for 10 "cm-webd's socket" test -S "$T/run/webd.sock"
 URL=https://10.199.12.1:9443
@@ -167,7 +172,10 @@ KILL_N1="kill $(cat "$T/n1/nginx.pid")" CMCTL="$BIN/cmctl" RUNTIME_DIR="$T/run" 
 grep -q "ok: logged out" "$T/browser-steps.log" || fail "the browser test did not finish"
 grep -q "admin drained 10.199.12.12:8080" "$T/webd.log" || fail "the drain is not in cm-webd's log with the acting user"
 grep -q "admin added node n3" "$T/webd.log" && grep -q "admin removed node n3" "$T/webd.log" || fail "adding and removing n3 is not in cm-webd's log"
-pass "browser: login, overview, drain, add and remove a node, live red node, charts, no console errors, logout"
+cmctl snapshot list --json | jq -e '.sets[0].snapshots[] | select(.note == "from the console")' >/dev/null ||
+  fail "the snapshot taken in the page is not in cmctl snapshot list: $(cmctl snapshot list 2>&1)"
+grep -q "asked by admin (cm-webd)" "$T/snapd.log" || fail "cm-snapd did not log the console's user"
+pass "browser: login, overview, drain, add and remove a node, live red node, charts, a snapshot taken, no console errors, logout"
 
 # --- 3. SIGHUP reads the users file again ----------------------------------------------------
 [ "$(code -d 'user=operator&password=second-password' "$URL/login")" = 302 ] || fail "operator cannot log in"

@@ -32,6 +32,14 @@ def wait(seconds, what, cond):
     try:
         return WebDriverWait(driver, seconds, poll_frequency=0.1).until(lambda d: cond())
     except Exception:
+        # What the page shows against what the server answers now: a lost event or a stale answer.
+        try:
+            row = driver.execute_script("const r = document.querySelector(\"tr[data-node='n1']\"); return r ? r.outerHTML.slice(0, 200) : 'no n1 row'")
+            server = driver.execute_script("const x = new XMLHttpRequest(); x.open('GET', location.href, false); x.send(); "
+                                           "const m = x.responseText.match(/<tr data-node=\"n1\"[^>]*>/); return m ? m[0] : 'no n1 row'")
+            sys.stderr.write("diagnosis: page %s | server now %s | console %r\n" % (row, server, driver.get_log("browser")[-5:]))
+        except Exception as e:
+            sys.stderr.write("no diagnosis: %s\n" % e)
         fail("timed out after %ss waiting for: %s" % (seconds, what))
 
 def console_errors():
@@ -138,6 +146,15 @@ try:
     wait(10, "the CPU chart drawn again", lambda: driver.execute_script(
         "const c = document.querySelector(\"canvas[data-series='cpu_percent']\"); return !!(c && Chart.getChart(c))"))
     print("ok: a live refresh of n2's page draws its charts again")
+    # 6b. A snapshot taken in the page (cm-snapd); the list shows it without a reload.
+    driver.get(url + "/snapshots")
+    wait(10, "the snapshots page", lambda: driver.find_element(By.CSS_SELECTOR, "section.snapshots[data-set='system'] form button"))
+    driver.find_element(By.CSS_SELECTOR, "section.snapshots[data-set='system'] input[name=note]").send_keys("from the console")
+    driver.find_element(By.CSS_SELECTOR, "section.snapshots[data-set='system'] form button").click()
+    wait(5, "the confirmation", lambda: driver.switch_to.alert).accept()
+    wait(20, "the snapshot listed", lambda: "from the console" in driver.find_element(By.CSS_SELECTOR, "section.snapshots[data-set='system'] table").text)
+    shot("snapshots")
+    print("ok: a snapshot taken in the page is listed")
     for page in ["/checks", "/vip", "/images", "/replication"]:
         driver.get(url + page)
         wait(10, page, lambda: driver.find_element(By.TAG_NAME, "h1"))
