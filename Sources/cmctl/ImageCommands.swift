@@ -100,7 +100,7 @@ extension Image {
                         guard h > 0 else { throw CLIError.failed("--reuse-base-for: a number of hours above 0") }
                         builder.reuseBaseFor = TimeInterval(h) * 3600
                     }
-                    info = try builder.build(request) { line.show($0) }
+                    info = try await RestorePoint.around("image build \(name)", runtimeDir: global.runtimeDir) { try builder.build(request) { line.show($0) } }
                     line.end()
                 } catch let e as ImageStoreError {
                     line.end()
@@ -222,8 +222,10 @@ extension Image {
                 try ImageOptions.requireRoot("image shell")
                 let builder = try options.builder()
                 let ref = try ImageOptions.ref(image)
-                let info = try catching {
-                    try builder.shell(ref, command: command, note: note, createdBy: ProcessInfo.processInfo.environment["SUDO_USER"] ?? "root")
+                let info = try await RestorePoint.around("image shell \(image)", runtimeDir: global.runtimeDir) {
+                    try catching {
+                        try builder.shell(ref, command: command, note: note, createdBy: ProcessInfo.processInfo.environment["SUDO_USER"] ?? "root")
+                    }
                 }
                 guard let info else { return print("nothing changed: no new revision") }
                 await Volume.syncAfterImageChange(global)
@@ -257,7 +259,7 @@ extension Image {
                 guard users.isEmpty && groups.isEmpty else {
                     throw CLIError.failed("\(ref) is in use: " + (groups.map { "group \($0)" } + users.map { "node \($0)" }).joined(separator: ", "))
                 }
-                try catching { try store.remove(ref.name, revision: ref.revision) }
+                try await RestorePoint.around("image rm \(image)", runtimeDir: global.runtimeDir) { try catching { try store.remove(ref.name, revision: ref.revision) } }
                 await Volume.syncAfterImageChange(global)
                 print("removed \(ref)")
             }

@@ -211,3 +211,35 @@ struct Snapshot: AsyncParsableCommand {
         }
     }
 }
+
+/// Restore points around a change cmctl makes itself (an image built or changed, a console
+/// user added): a pre snapshot of the system data set before, its post after, paired, as the
+/// APT hook does around dpkg. A master without cm-snapd makes the change all the same.
+enum RestorePoint {
+    static func around<T>(_ what: String, runtimeDir: String = "/run/clustermaker", _ body: () async throws -> T) async throws -> T {
+        let pre = await take(.pre, note: "cmctl \(what)", pre: nil, runtimeDir: runtimeDir)
+        do {
+            let result = try await body()
+            if let pre { _ = await take(.post, note: "cmctl \(what)", pre: pre, runtimeDir: runtimeDir) }
+            return result
+        } catch {
+            if let pre { _ = await take(.post, note: "cmctl \(what) (failed)", pre: pre, runtimeDir: runtimeDir) }
+            throw error
+        }
+    }
+
+    static func take(_ kind: SnapshotInfo.Kind, note: String, pre: Int?, runtimeDir: String) async -> Int? {
+        let socket = SuiteDaemon.snapd.socketPath(runtimeDirectory: runtimeDir)
+        guard FileManager.default.fileExists(atPath: socket) else { return nil }
+        do {
+            let info = try await WireClient.withConnection(path: socket, daemon: SuiteDaemon.snapd.name, peer: "cmctl") {
+                try await $0.request(MessageType.snapshotCreate, SnapshotCreateRequest(dataSet: "system", kind: kind, note: note, pre: pre), as: SnapshotInfo.self)
+            }
+            FileHandle.standardError.write(Data("restore point \(info.id) (\(kind.rawValue)) taken\n".utf8))
+            return info.id
+        } catch {
+            FileHandle.standardError.write(Data("note: no \(kind.rawValue) restore point: \(error)\n".utf8))
+            return nil
+        }
+    }
+}

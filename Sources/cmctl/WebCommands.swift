@@ -16,6 +16,9 @@ struct Web: AsyncParsableCommand {
         @Option(name: .long, help: ArgumentHelp("The users file (default: webd.toml's users_file).", valueName: "path"))
         var usersFile: String?
 
+        @Option(name: .long, help: ArgumentHelp("Directory of the control sockets (cm-snapd's, for the restore points around the change).", valueName: "dir"))
+        var runtimeDir: String = "/run/clustermaker"
+
         func path() throws -> String { try Web.usersFile(configDir: configDir, override: usersFile) }
     }
 
@@ -81,7 +84,9 @@ struct Web: AsyncParsableCommand {
                 do { _ = try UsersFile.parse(old, path: path) } catch { throw CLIError.failed("\(error); fix it first, nothing changed") }
             }
             let existed = (try? UsersFile.parse(old, path: path))?.hashes[user] != nil
-            try Web.write(UsersFile.setting(old, user: user, line: UsersFile.line(user: user, password: password, cost: cost)), to: path)
+            try await RestorePoint.around("web passwd \(user)", runtimeDir: file.runtimeDir) {
+                try Web.write(UsersFile.setting(old, user: user, line: UsersFile.line(user: user, password: password, cost: cost)), to: path)
+            }
             print("\(existed ? "changed the password of" : "added") \(user) in \(path)")
         }
     }
@@ -100,7 +105,7 @@ struct Web: AsyncParsableCommand {
             let users: UsersFile
             do { users = try UsersFile.parse(old, path: path) } catch { throw CLIError.failed("\(error)") }
             guard users.hashes[user] != nil else { throw CLIError.failed("\(path): no user \"\(user)\"") }
-            try Web.write(UsersFile.removing(old, user: user), to: path)
+            try await RestorePoint.around("web rm \(user)", runtimeDir: file.runtimeDir) { try Web.write(UsersFile.removing(old, user: user), to: path) }
             print("removed \(user) from \(path)")
         }
     }

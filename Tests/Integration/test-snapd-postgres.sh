@@ -80,6 +80,23 @@ TOML
 start_snapd() { rm -f "$T/run/snapd.sock"; start_bg snapd "$BIN/cm-snapd" --config-dir "$T/etc" --runtime-dir "$T/run" --state-dir "$T/state" --log-target stderr; wait_for 10 "cm-snapd's socket" test -S "$T/run/snapd.sock"; }
 start_snapd
 
+# --- 0. restore points around changes: the APT hook's halves and cmctl's own changes ---------
+log "restore points: the APT hook's pre and post, and cmctl web passwd between a pre and a post"
+pre_out=$(cmctl snapshot apt-pre 2>&1)
+echo "changed by the upgrade" > "$T/sys/etc/upgraded.conf"
+post_out=$(cmctl snapshot apt-post 2>&1)
+list=$(cmctl snapshot list --what system --json)
+pre=$(jq -r '[.sets[0].snapshots[] | select(.kind == "pre")] | last | .id' <<<"$list")
+post=$(jq -r "[.sets[0].snapshots[] | select(.kind == \"post\" and .pre == $pre)] | last | .id" <<<"$list")
+[ "$pre" != null ] && [ "$post" != null ] || fail "the APT hook made no pre/post pair: $pre_out / $post_out / $list"
+cmctl snapshot diff "$pre" "$post" 2>/dev/null | grep -qx "A /upgraded.conf\|A $T/sys/etc/upgraded.conf" || fail "diff PRE POST does not show the upgrade's file: $(cmctl snapshot diff "$pre" "$post" 2>&1)"
+[ ! -e "$T/run/snapd-apt-pre" ] || fail "the APT hook's marker was left behind"
+echo "a-long-enough-password" | cmctl web passwd tester --users-file "$T/sys/etc/webd-users" >/dev/null 2>"$T/passwd.err" || fail "cmctl web passwd: $(cat "$T/passwd.err")"
+list=$(cmctl snapshot list --what system --json)
+jq -e '[.sets[0].snapshots[] | select(.note == "cmctl web passwd tester")] | map(.kind) == ["pre", "post"]' <<<"$list" >/dev/null ||
+  fail "no pre/post pair around cmctl web passwd: $(jq -c '[.sets[0].snapshots[] | {id, kind, note}]' <<<"$list")"
+pass "restore points: apt's pre and post ($pre, $post; the diff shows the new file), and a pair around cmctl web passwd"
+
 # --- 1. pgbench and a snapshot every 10 s ----------------------------------------------------
 log "pgbench -c 8 -j 2 -T 60, a snapshot every 10 s"
 ( i=0; while [ ! -f "$T/stop-marks" ]; do i=$((i+1)); psqlq -c "INSERT INTO marks VALUES ($i)" && echo $i > "$T/marks-committed"; done ) &
