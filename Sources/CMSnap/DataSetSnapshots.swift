@@ -110,12 +110,7 @@ public struct DataSetSnapshots: Sendable {
         if let to { return try restoreCopy(target, to: to, verify: verify) }
         switch spec.kind {
         case .directory:
-            let group = group!
-            let changes = try group.diff(id, nil).reversed
-            let safety = try group.create(kind: .safety, note: "before restoring snapshot \(id)", now: now)
-            try services.around(spec.services) {
-                for m in group.members { try m.restoreTree(id) }
-            }
+            let (safety, changes) = try group!.restore(id, now: now) { copy in try services.around(spec.services, copy) }
             return Restored(safety: safety, changes: changes, restarted: spec.services)
         case .sqlite:
             let db = spec.paths[0], copy = "\(store!.tree(id))/\((db as NSString).lastPathComponent)"

@@ -101,12 +101,14 @@ public struct SnapshotGroup: Sendable {
         try m.restore(id, file: String(p.dropFirst(m.source == "/" ? 1 : m.source.count + 1)))
     }
 
-    /// Every directory back as snapshot `id` holds it, after a safety snapshot of all of them.
-    public func restore(_ id: Int, now: Date = Date()) throws -> (safety: SnapshotInfo, changes: TreeDiff) {
+    /// Every directory back as snapshot `id` holds it, after a safety snapshot of all of them;
+    /// `around` runs the copying (a data set's services stopped around it).
+    public func restore(_ id: Int, now: Date = Date(), around: (() throws -> Void) throws -> Void = { try $0() }) throws
+        -> (safety: SnapshotInfo, changes: TreeDiff) {
         let target = try info(id)
         let changes = try diff(id, nil).reversed
         let safety = try create(kind: .safety, note: "before restoring snapshot \(target.id)", now: now)
-        for m in members { try m.restoreTree(id) }
+        try around { for m in members { try m.restoreTree(id) } }
         return (safety, changes)
     }
 }

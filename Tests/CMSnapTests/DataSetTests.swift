@@ -265,6 +265,31 @@ func readText(_ path: String) -> String? { try? String(contentsOfFile: path, enc
         #expect(throws: WireError.self) { try service.show(SnapshotRef(dataSet: "system", id: 999)) }
     }
 
+    /// A whole restore stops the data set's services, copies, starts them again, and says so;
+    /// the store inside a directory of the set survives it.
+    @Test func aRestoreStopsAndStartsTheServices() throws {
+        let dir = try scratch("services")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeText("\(dir)/etc/hostname", "m1\n")
+        try writeText("\(dir)/control.sh", "#!/bin/sh\necho \"$*\" >> \(dir)/calls\n")
+        chmod("\(dir)/control.sh", 0o755)
+        var config = SnapdConfig()
+        config.store = "\(dir)/etc/snapshots"
+        config.serviceControl = "\(dir)/control.sh"
+        config.system.paths = ["\(dir)/etc"]
+        config.system.exclude = []
+        config.system.services = ["cm-pxed.service", "cm-lbd.service"]
+        let service = SnapService(config: config, events: EventHub(), logger: Logger(label: "test"))
+        let one = try service.create(SnapshotCreateRequest(dataSet: "system"))
+        try writeText("\(dir)/etc/hostname", "m2\n")
+        let r = try service.restore(SnapshotRestoreRequest(dataSet: "system", id: one.id))
+        #expect(r.restarted == ["cm-pxed.service", "cm-lbd.service"] && r.changes.changed == ["\(dir)/etc/hostname"] && r.safety?.id == 2)
+        #expect(readText("\(dir)/calls") == "stop cm-pxed.service cm-lbd.service\nstart cm-pxed.service cm-lbd.service\n")
+        #expect(readText("\(dir)/etc/hostname") == "m1\n")
+        #expect(try service.list(SnapshotListRequest()).sets[0].snapshots.map(\.id) == [1, 2], "the store inside /etc is left out and kept")
+        #expect(throws: WireError.self) { try service.restore(SnapshotRestoreRequest(dataSet: "system", id: 9)) }
+    }
+
     @Test func aDataSetWhoseDirectoryIsMissingIsReportedNotFatal() throws {
         let dir = try scratch("missing")
         defer { try? FileManager.default.removeItem(atPath: dir) }
