@@ -71,7 +71,16 @@ public final class SnapService: Sendable {
 
     /// The store's directory lets others through (0711) but not read it: pg_basebackup runs
     /// as postgres and writes its tree under it.
+    /// On btrfs the store is made a subvolume of its own: a subvolume snapshot of a directory
+    /// holding it (a btrfs root) then leaves it out by itself, and stays O(1).
     static func makeStore(_ path: String) throws {
+        if !FileManager.default.fileExists(atPath: path) {
+            let parent = (path as NSString).deletingLastPathComponent
+            try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+            if (try? FilesystemKind.of(parent)) == .btrfs {
+                _ = try? ChildProcess.run("/usr/bin/btrfs", ["subvolume", "create", path])
+            }
+        }
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         _ = chmod(path, 0o711)
     }

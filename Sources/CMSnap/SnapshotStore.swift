@@ -38,7 +38,15 @@ public struct SnapshotStore: Sendable {
         excludes = Self.relative(excluding + [self.root], under: self.source)
         produce = nil
         var (backend, why) = try SnapshotBackend.choose(source: self.source, store: self.root)
-        if backend == .btrfsSubvolume, let first = excludes.first {
+        // A path that is a subvolume of its own or another filesystem (a different st_dev:
+        // btrfs gives each subvolume its own) is not in a subvolume snapshot anyway.
+        var home = stat()
+        let src = self.source, all = excludes
+        let inside = stat(src, &home) == 0 ? all.filter { rel in
+            var st = stat()
+            return lstat("\(src)/\(rel)", &st) == 0 && st.st_dev == home.st_dev
+        } : all
+        if backend == .btrfsSubvolume, let first = inside.first {
             // A subvolume snapshot takes everything in the subvolume: leaving something out
             // takes a copy (or making it a subvolume of its own, as snapper asks).
             if SnapshotBackend.canReflink(from: self.source, to: self.root) {

@@ -159,6 +159,32 @@ struct SnapshotFixture {
         }
     }
 
+    /// A btrfs root as the restore point: "/" a subvolume, the store inside it made a
+    /// subvolume of its own by cm-snapd, so the snapshot stays a subvolume snapshot.
+    @Test func aBtrfsRootWithTheStoreInsideIt() throws {
+        try onLoop(["/usr/sbin/mkfs.btrfs", "-q", "-f"]) { mnt in
+            _ = try ChildProcess.run("/usr/bin/btrfs", ["subvolume", "create", "\(mnt)/root"])
+            try FileManager.default.createDirectory(atPath: "\(mnt)/root/etc", withIntermediateDirectories: true)
+            try "m1\n".write(toFile: "\(mnt)/root/etc/hostname", atomically: false, encoding: .utf8)
+            try FileManager.default.createDirectory(atPath: "\(mnt)/root/var/lib/clustermaker", withIntermediateDirectories: true)
+            let store = "\(mnt)/root/var/lib/clustermaker/snapshots"
+            try SnapService.makeStore(store)
+            var st = stat()
+            #expect(lstat(store, &st) == 0 && st.st_ino == 256, "the store is a subvolume")
+            let group = try SnapshotGroup(name: "system", paths: ["\(mnt)/root"], root: "\(store)/system")
+            #expect(group.members[0].backend == .btrfsSubvolume, "\(group.members[0].why)")
+            let one = try group.create()
+            #expect(one.backend == .btrfsSubvolume)
+            let tree = "\(store)/system/\(SnapshotGroup.key("\(mnt)/root"))/1/tree"
+            #expect((try? String(contentsOfFile: "\(tree)/etc/hostname", encoding: .utf8)) == "m1\n")
+            #expect((try? FileManager.default.contentsOfDirectory(atPath: "\(tree)/var/lib/clustermaker/snapshots")) == [], "the store is not in its own snapshot")
+            // A directory excluded inside the subvolume still turns it into a copy.
+            try FileManager.default.createDirectory(atPath: "\(mnt)/root/brick", withIntermediateDirectories: true)
+            let withBrick = try SnapshotStore(dataSet: "x", source: "\(mnt)/root", root: "\(store)/x", excluding: ["\(mnt)/root/brick"])
+            #expect(withBrick.backend != .btrfsSubvolume && withBrick.why.contains("left out"))
+        }
+    }
+
     @Test func xfsReflinkCopies() throws {
         try onLoop(["/usr/sbin/mkfs.xfs", "-q", "-f", "-m", "reflink=1"]) { mnt in
             let f = try SnapshotFixture(in: mnt)
