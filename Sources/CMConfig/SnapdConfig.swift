@@ -67,6 +67,10 @@ public struct SnapdConfig: Sendable, Equatable {
     public var system = DataSet(name: "system", kind: .directory, paths: ["/etc", "/var/lib/clustermaker"])
     public var data: [DataSet] = []
     public var timeline = Timeline()
+    /// How many pre, post and safety snapshots each data set keeps, newest first (snapper's
+    /// NUMBER_LIMIT for its apt pairs); those younger than the timeline's min_age are kept
+    /// too. Snapshots taken by hand are never removed but by hand.
+    public var numberLimit = 50
 
     public init() {
         system.exclude = ["/var/lib/clustermaker/brick"]
@@ -115,6 +119,10 @@ public struct SnapdConfig: Sendable, Equatable {
         config.timeline.yearly = t.int("yearly", range: 0...10000, default: 10)
         config.timeline.minAge = t.duration("min_age", range: .seconds(0) ... .seconds(86400 * 366), default: .seconds(1800))
         t.finish()
+
+        let c = root.table("cleanup")
+        config.numberLimit = c.int("number_limit", range: 1...100_000, default: 50)
+        c.finish()
 
         for d in root.tables("data") {
             guard let name = d.string("name", required: true), let type = d.string("type", required: true),

@@ -62,6 +62,16 @@ public enum Retention {
         return ordered.map(\.id).filter { !keep.contains($0) }
     }
 
+    /// The ids to remove so that `limit` of `snapshots` are left, oldest first, none younger
+    /// than `minAge` (snapper's number cleanup).
+    public static func pruneByNumber(_ snapshots: [Entry], limit: Int, minAge: Duration, now: Date) -> [Int] {
+        let ordered = snapshots.sorted { ($0.date, $0.id) < ($1.date, $1.id) }
+        let excess = ordered.count - limit
+        guard excess > 0 else { return [] }
+        let minAge = Double(minAge.components.seconds)
+        return ordered.prefix(excess).filter { now.timeIntervalSince($0.date) >= minAge }.map(\.id)
+    }
+
     public static let utc: Calendar = {
         var c = Calendar(identifier: .iso8601)
         c.timeZone = TimeZone(identifier: "UTC")!

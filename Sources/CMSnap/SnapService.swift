@@ -122,6 +122,8 @@ public final class SnapService: Sendable {
         state.withLock { $0.created += 1 }
         logger.notice("snapshot \(info.id) of \(info.dataSet) taken (\(info.kind.rawValue), \(info.backend.rawValue), \(String(format: "%.2f", info.seconds)) s)\(request.requestedBy.map { ", asked by \($0)" } ?? "")\(info.note.map { ": \($0)" } ?? "")")
         try? events.publish(topic: Topic.snapshot, type: MessageType.snapshotCreated, body: SnapshotEvent(dataSet: info.dataSet, info: info))
+        // A pair is whole (or a restore's safety made): the number limit may now apply.
+        if info.kind == .post || info.kind == .safety { prune() }
         return info
     }
 
@@ -157,6 +159,7 @@ public final class SnapService: Sendable {
             let r = try work.withLock { _ in try set.restore(request.id, to: request.to, verify: request.verify, services: control, now: clock()) }
             if let safety = r.safety {
                 try? events.publish(topic: Topic.snapshot, type: MessageType.snapshotCreated, body: SnapshotEvent(dataSet: request.dataSet, info: safety))
+                prune()
             }
             if let copy = r.copy {
                 logger.notice("snapshot \(request.id) of \(request.dataSet) restored to \(copy)\(r.verified.map { " (\($0))" } ?? "")\(who)")
@@ -197,15 +200,20 @@ public final class SnapService: Sendable {
         return true
     }
 
-    /// Timeline snapshots past snapd.toml's retention removed.
+    /// Timeline snapshots past snapd.toml's retention removed, and the oldest pre, post and
+    /// safety snapshots past its number_limit.
     public func prune() {
         let config = config
         let t = config.timeline
         let policy = RetentionPolicy(hourly: t.hourly, daily: t.daily, weekly: t.weekly, monthly: t.monthly, yearly: t.yearly, minAge: t.minAge)
         for spec in config.dataSets {
             guard let set = try? dataSet(spec.name) else { continue }
-            let entries = set.list().filter { $0.kind == .timeline }.map { Retention.Entry(id: $0.id, date: $0.created) }
-            for id in Retention.prune(entries, policy: policy, now: clock()) {
+            let all = set.list()
+            let entries = all.filter { $0.kind == .timeline }.map { Retention.Entry(id: $0.id, date: $0.created) }
+            let numbered = all.filter { [.pre, .post, .safety].contains($0.kind) }.map { Retention.Entry(id: $0.id, date: $0.created) }
+            let doomed = Retention.prune(entries, policy: policy, now: clock())
+                + Retention.pruneByNumber(numbered, limit: config.numberLimit, minAge: t.minAge, now: clock())
+            for id in doomed {
                 do { try remove(SnapshotRef(dataSet: spec.name, id: id), by: "the timeline's retention") } catch {
                     logger.error("pruning snapshot \(id) of \(spec.name): \(error)")
                 }

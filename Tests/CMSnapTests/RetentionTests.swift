@@ -86,3 +86,14 @@ import Testing
         #expect(SnapshotStore.brief(String(repeating: "x", count: 10_000)).count == 301)
     }
 }
+
+@Suite struct NumberCleanupTests {
+    /// snapper's number cleanup: the newest `limit` kept, and any younger than the minimum age.
+    @Test func theOldestPastTheLimitGo() {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let entries = (1...8).map { Retention.Entry(id: $0, date: now.addingTimeInterval(Double($0 - 9) * 3600)) }
+        #expect(Retention.pruneByNumber(entries, limit: 5, minAge: .seconds(1800), now: now) == [1, 2, 3])
+        #expect(Retention.pruneByNumber(entries, limit: 8, minAge: .zero, now: now).isEmpty)
+        #expect(Retention.pruneByNumber(entries.shuffled(), limit: 2, minAge: .seconds(3 * 3600 + 1), now: now) == [1, 2, 3, 4, 5], "the young ones stay")
+    }
+}
