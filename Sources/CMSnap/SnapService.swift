@@ -46,6 +46,8 @@ public final class SnapService: Sendable {
 
     public var config: SnapdConfig { state.withLock { $0.config } }
 
+    static let maxNote = 500
+
     /// The data set `name`, opened if it is not yet.
     func dataSet(_ name: String) throws -> DataSetSnapshots {
         let (config, open) = state.withLock { ($0.config, $0.sets[name]) }
@@ -110,6 +112,10 @@ public final class SnapService: Sendable {
     }
 
     public func create(_ request: SnapshotCreateRequest) throws -> SnapshotInfo {
+        // Kept in info.json and every listing: a note is a line, not a document.
+        if let note = request.note, note.count > Self.maxNote || note.contains("\n") {
+            throw WireError(.invalidArgument, "note: one line of at most \(Self.maxNote) characters")
+        }
         let set = try dataSet(request.dataSet)
         let info: SnapshotInfo
         do {

@@ -179,7 +179,7 @@ struct Snapshot: AsyncParsableCommand {
                 let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
                 if comm.hasPrefix("apt") || comm.hasPrefix("dpkg") || comm.hasPrefix("unattended") {
                     let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
-                    let said = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
+                    let said = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ").replacingOccurrences(of: "\n", with: " ")
                     if !said.isEmpty { return String(said.prefix(200)) }
                 }
                 let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""

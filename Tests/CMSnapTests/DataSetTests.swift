@@ -262,6 +262,8 @@ func readText(_ path: String) -> String? { try? String(contentsOfFile: path, enc
         #expect(created == 8 && removed == 4, "\(created) created, \(removed) removed")
 
         #expect(throws: WireError.self) { try service.create(SnapshotCreateRequest(dataSet: "nope")) }
+        #expect(throws: WireError.self) { try service.create(SnapshotCreateRequest(dataSet: "system", note: String(repeating: "x", count: 501))) }
+        #expect(throws: WireError.self) { try service.create(SnapshotCreateRequest(dataSet: "system", note: "two\nlines")) }
         #expect(throws: WireError.self) { try service.show(SnapshotRef(dataSet: "system", id: 999)) }
     }
 
