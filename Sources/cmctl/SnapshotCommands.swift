@@ -10,6 +10,11 @@ struct Snapshot: AsyncParsableCommand {
         subcommands: [List.self, Show.self, Create.self, Diff.self, Restore.self, Rm.self, AptPre.self, AptPost.self],
         defaultSubcommand: List.self)
 
+    /// "0.07s" under ten seconds (a btrfs snapshot's time is the point), else as Format says.
+    static func took(_ seconds: Double) -> String {
+        seconds < 10 ? String(format: "%.2fs", seconds) : Format.duration(seconds)
+    }
+
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every data set's snapshots.")
         @OptionGroup var global: GlobalOptions
@@ -25,7 +30,7 @@ struct Snapshot: AsyncParsableCommand {
                     if let p = set.problem { t.add(set.name, "-", "-", "-", "-", "-", "cannot snapshot: \(p)") }
                     for s in set.snapshots {
                         let note = [s.pre.map { "pre \($0)" }, s.note].compactMap { $0 }.joined(separator: "; ")
-                        t.add(set.name, "\(s.id)", s.kind.rawValue, Format.time(s.created), Format.duration(s.seconds), s.backend.rawValue, note)
+                        t.add(set.name, "\(s.id)", s.kind.rawValue, Format.time(s.created), Snapshot.took(s.seconds), s.backend.rawValue, note)
                     }
                 }
                 print(t.render())
@@ -47,7 +52,7 @@ struct Snapshot: AsyncParsableCommand {
                 let i = r.info
                 print("""
                     snapshot: \(i.id) of \(i.dataSet) (\(i.kind.rawValue)\(i.pre.map { ", post of \($0)" } ?? ""))
-                    created:  \(Format.time(i.created)), took \(Format.duration(i.seconds))
+                    created:  \(Format.time(i.created)), took \(Snapshot.took(i.seconds))
                     of:       \(i.source)
                     backend:  \(r.backend)
                     copy:     \(r.tree)
@@ -76,7 +81,7 @@ struct Snapshot: AsyncParsableCommand {
                 }
                 if global.json { return try printJSON(i) }
                 print("\(i.id)")
-                FileHandle.standardError.write(Data("snapshot \(i.id) of \(i.dataSet) taken in \(Format.duration(i.seconds)) (\(i.backend.rawValue))\n".utf8))
+                FileHandle.standardError.write(Data("snapshot \(i.id) of \(i.dataSet) taken in \(Snapshot.took(i.seconds)) (\(i.backend.rawValue))\n".utf8))
             }
         }
     }
