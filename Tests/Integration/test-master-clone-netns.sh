@@ -23,7 +23,7 @@ host_create m2 $NET.12/24
 host_create m3 $NET.13/24   # no SSH there: the unreachable host
 
 log "0. a Debian 12 root for the masters (cached between runs)"
-PKGS=systemd,openssh-server,openssh-client,glusterfs-server,nfs-ganesha,nfs-ganesha-gluster,rpcbind,libsystemd0,libcurl4,libsqlite3-0,libpam0g,iproute2,procps,mmdebstrap,ipxe,libjs-chart.js,openssl,ipmitool,passwd,ca-certificates
+PKGS=systemd,openssh-server,openssh-client,glusterfs-server,nfs-ganesha,nfs-ganesha-gluster,rpcbind,libsystemd0,libcurl4,libsqlite3-0,libpam0g,iproute2,procps,mmdebstrap,ipxe,libjs-chart.js,openssl,ipmitool,rsync,btrfs-progs,passwd,ca-certificates
 CACHE=/var/cache/clustermaker-test/master-root-$(echo "$PKGS" | sha256sum | cut -c1-12).tar
 mkdir -p "$(dirname "$CACHE")"
 if [ ! -f "$CACHE" ]; then
