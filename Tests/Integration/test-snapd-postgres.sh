@@ -219,6 +219,7 @@ sleep 0.5
 pkill -KILL -f "pg_basebackup -D $T/store" || true
 kill -KILL "$PID_snapd"; wait "$CREATE" 2>/dev/null || true
 ls -a "$T/store/pg" | grep -q '^\.partial-' || fail "the killed snapshot left no partial directory: it was not cut short"
+sed -i '/^max_rate = /d' "$T/etc/snapd.toml"   # the next snapshot at full speed
 start_snapd
 n_after=$(cmctl snapshot list --what pg --json | jq '.sets[0].snapshots | length')
 [ "$n_after" = "$n_before" ] || fail "a snapshot cut short is listed ($n_before before, $n_after after)"
