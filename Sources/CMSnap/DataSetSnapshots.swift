@@ -83,7 +83,7 @@ public struct DataSetSnapshots: Sendable {
     /// Where snapshot `id`'s copy is (a directory).
     public func tree(_ id: Int) throws -> String {
         _ = try info(id)
-        if let group { return group.root + "/" + SnapshotGroup.key(group.members[0].source) + "/\(id)/tree" }
+        if let group { return group.members[0].tree(id) }
         return store!.tree(id)
     }
 

@@ -164,16 +164,9 @@ struct Snapshot: AsyncParsableCommand {
 
         func run() async throws {
             let marker = "\(global.runtimeDir)/snapd-apt-pre"
-            do {
-                let i = try await global.call(.snapd) {
-                    try await $0.request(MessageType.snapshotCreate, SnapshotCreateRequest(dataSet: "system", kind: .pre, note: "apt: \(Self.aptCommand())"), as: SnapshotInfo.self)
-                }
-                try Data("\(i.id)\n".utf8).write(to: URL(fileURLWithPath: marker))
-                FileHandle.standardError.write(Data("cm-snapd: restore point \(i.id) taken before this change\n".utf8))
-            } catch {
-                try? FileManager.default.removeItem(atPath: marker)
-                FileHandle.standardError.write(Data("cm-snapd: no restore point before this change: \(error)\n".utf8))
-            }
+            try? FileManager.default.removeItem(atPath: marker)
+            guard let id = await RestorePoint.take(.pre, note: "apt: \(Self.aptCommand())", pre: nil, runtimeDir: global.runtimeDir) else { return }
+            try? Data("\(id)\n".utf8).write(to: URL(fileURLWithPath: marker))
         }
 
         /// What apt was asked to do: the command line of the nearest apt, dpkg or
@@ -205,14 +198,7 @@ struct Snapshot: AsyncParsableCommand {
             let marker = "\(global.runtimeDir)/snapd-apt-pre"
             guard let pre = (try? String(contentsOfFile: marker, encoding: .utf8)).flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else { return }
             try? FileManager.default.removeItem(atPath: marker)
-            do {
-                let i = try await global.call(.snapd) {
-                    try await $0.request(MessageType.snapshotCreate, SnapshotCreateRequest(dataSet: "system", kind: .post, note: "apt", pre: pre), as: SnapshotInfo.self)
-                }
-                FileHandle.standardError.write(Data("cm-snapd: restore point \(i.id) taken after this change (cmctl snapshot diff \(pre) \(i.id))\n".utf8))
-            } catch {
-                FileHandle.standardError.write(Data("cm-snapd: no restore point after this change: \(error)\n".utf8))
-            }
+            _ = await RestorePoint.take(.post, note: "apt", pre: pre, runtimeDir: global.runtimeDir)
         }
     }
 }
