@@ -33,9 +33,12 @@ public enum ChildProcess {
         public var description: String
     }
 
-    /// How long output is still read after the child exited, for what a descendant that
-    /// kept its stdout or stderr writes (a daemon it started keeps them for ever).
+    /// How long output is still awaited after the child exited, for what a descendant that
+    /// kept its stdout or stderr writes (a daemon it started keeps them for ever). What is
+    /// already in the pipes is read whatever the clock says (a busy machine can keep this
+    /// thread off the CPU for longer than that), up to `drainCap` if a descendant never stops.
     static let drainAfterExit = 200
+    static let drainCap = 2000
 
     public static func run(_ program: String, _ args: [String], input: Data? = nil, timeout: Duration? = nil) throws -> Result {
         var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1], inPipe: [Int32] = [-1, -1]
@@ -92,7 +95,8 @@ public enum ChildProcess {
         }
         let deadline = timeout.map { ContinuousClock.now + $0 }
         var timedOut = false, exited = false, status: Int32 = 0
-        var drainUntil: ContinuousClock.Instant?
+        var drainUntil: ContinuousClock.Instant?, drainLimit: ContinuousClock.Instant?
+        var readLastRound = false
         var buffer = [UInt8](repeating: 0, count: 65536)
 
         while true {
@@ -102,11 +106,14 @@ public enum ChildProcess {
                     exited = true
                     status = Self.exitStatus(raw)
                     drainUntil = .now + .milliseconds(drainAfterExit)
+                    drainLimit = .now + .milliseconds(Self.drainCap)
+                    readLastRound = true
                 }
             }
             let open = reading.filter(\.value).map(\.key)
             if open.isEmpty && exited { break }
-            if let d = drainUntil, ContinuousClock.now >= d { break }
+            if let d = drainUntil, ContinuousClock.now >= d, !readLastRound { break }
+            if let c = drainLimit, ContinuousClock.now >= c { break }
             if !exited, let deadline, ContinuousClock.now >= deadline, !timedOut {
                 timedOut = true
                 kill(pid, SIGKILL)
@@ -115,6 +122,7 @@ public enum ChildProcess {
             if inFD >= 0 { fds.append(pollfd(fd: inFD, events: Int16(POLLOUT), revents: 0)) }
             // Short waits: the child's exit is seen by waitpid above, not by poll.
             _ = poll(&fds, nfds_t(fds.count), 20)
+            readLastRound = false
             for p in fds where p.revents != 0 {
                 if p.fd == inFD {
                     let n = toWrite.withUnsafeBytes { write(inFD, $0.baseAddress! + written, toWrite.count - written) }
@@ -127,6 +135,7 @@ public enum ChildProcess {
                 }
                 let n = read(p.fd, &buffer, buffer.count)
                 if n > 0 {
+                    readLastRound = true
                     if p.fd == outPipe[0] { output.append(contentsOf: buffer[0..<n]) } else { errors.append(contentsOf: buffer[0..<n]) }
                 } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
                     reading[p.fd] = false

@@ -143,8 +143,9 @@ import Testing
         let r = await httpProbe(engine, request("http://127.0.0.1:\(silent.port)/", timeout: .milliseconds(300)))
         let elapsed = ContinuousClock.now - start
         #expect(!r.ok && r.message == "timeout after 300ms", "\(r.message)")
-        // The probe's own timer, not a hang: the silent server never answers at all.
-        #expect(elapsed >= .milliseconds(290) && elapsed < .seconds(5), "\(elapsed)")
+        // The probe's own timer, not a hang: the silent server never answers at all. 20 s leaves
+        // room for two cores busy with every other suite.
+        #expect(elapsed >= .milliseconds(290) && elapsed < .seconds(20), "\(elapsed)")
     }
 
     @Test func onlyHTTPSchemesAreAllowed() async {

@@ -16,11 +16,11 @@ import Testing
 
     @Test func closedPortIsRefused() async {
         guard let closed = ProbeTestSocket(.closed) else { return }
-        let r = await prober.probe(local, port: closed.port, timeout: .seconds(5))
+        let r = await prober.probe(local, port: closed.port, timeout: .seconds(30))
         #expect(!r.ok && r.message == "connect: Connection refused", "\(r.message)")
-        // Refused, not timed out: well under the 5 s timer even on a machine busy with other
+        // Refused, not timed out: far under the 30 s timer even on a machine busy with other
         // tests (1.1 s seen when every suite ran at once on two cores).
-        #expect(r.latency < .seconds(4), "\(r.latency)")
+        #expect(r.latency < .seconds(15), "\(r.latency)")
     }
 
     @Test func droppedSynTimesOut() async {
@@ -30,8 +30,8 @@ import Testing
         let elapsed = ContinuousClock.now - start
         #expect(!r.ok && r.message == "timeout after 300ms", "\(r.message)")
         // Without the probe's own timer the kernel would retry the SYN for about two minutes;
-        // 5 s leaves room for a machine busy with other tests (1.28 s seen in CI).
-        #expect(elapsed >= .milliseconds(290) && elapsed < .seconds(5), "\(elapsed)")
+        // 20 s leaves room for a machine busy with other tests (5.9 s seen after a build).
+        #expect(elapsed >= .milliseconds(290) && elapsed < .seconds(20), "\(elapsed)")
     }
 
     /// The probe closes with an RST (SO_LINGER 0), so a thousand probes a second leave no

@@ -47,7 +47,7 @@ func rawConnect(_ path: String) throws -> Int32 {
     }
     let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
     guard rc == 0 else { throw WireError(.unavailable, "connect failed") }
-    var tv = timeval(tv_sec: 5, tv_usec: 0)
+    var tv = timeval(tv_sec: 10, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     return fd
 }
@@ -179,21 +179,22 @@ func readAll(_ fd: Int32) -> [UInt8] {
             let trickle = kind == "trickle"
             let bytes = await offPool { () -> [UInt8] in
                 if trickle {
-                    // Announce a 64-byte payload, then send it a byte every 50 ms: 3.2 s in all.
+                    // Announce a 64-byte payload, then send it a byte every 100 ms: 6.3 s in all.
                     // MSG_NOSIGNAL: a send after the server's close must not kill the test with SIGPIPE.
                     let header: [UInt8] = [0, 0, 0, 64]
                     _ = header.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                     for _ in 0..<63 {
                         var byte: UInt8 = 0x20
                         if send(fd, &byte, 1, Int32(MSG_NOSIGNAL)) < 0 { break }
-                        usleep(50_000)
+                        usleep(100_000)
                     }
                 }
                 return readAll(fd)
             }
             let elapsed = started.duration(to: .now)
-            // Not closed, readAll would wait for SO_RCVTIMEO (5 s).
-            #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(3), "\(kind): closed after \(elapsed)")
+            // Not closed at the deadline: a silent client would wait for SO_RCVTIMEO (10 s) and a
+            // trickling one past its 6.3 s of bytes.
+            #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(5), "\(kind): closed after \(elapsed)")
             var got = ByteBuffer(bytes: bytes)
             let reply = try ReceivedEnvelope(payload: try #require(try Frame.decode(from: &got), "\(kind): no error frame"))
             #expect(reply.header.kind == .error)

@@ -80,6 +80,17 @@ start_bg() {
   eval "PID_${name//[^A-Za-z0-9]/_}=$!"
 }
 
+# reload_bg NAME: SIGHUP to a daemon start_bg started, and wait until its log says the new
+# configuration is in force (a busy machine takes longer than any fixed sleep).
+reload_bg() {
+  local name=$1 pid log n
+  pid=$(eval echo "\$PID_${name//[^A-Za-z0-9]/_}"); log="$T/$name.log"
+  n=$(grep -c "configuration reloaded\|reload refused" "$log" || true)
+  kill -HUP "$pid"
+  wait_for 20 "$name to reload" bash -c "[ \$(grep -c 'configuration reloaded\|reload refused' '$log') -gt $n ]"
+  [ "$(grep "configuration reloaded\|reload refused" "$log" | tail -1 | grep -c "reload refused")" = 0 ] || fail "$name refused the new configuration: $(grep -A3 "reload refused" "$log" | tail -4)"
+}
+
 # nginx_conf DIR ADDRESS PORT: a minimal nginx answering "ok" on /.
 nginx_conf() {
   local dir=$1 addr=$2 port=$3

@@ -99,7 +99,9 @@ pass "restore points: apt's pre and post ($pre, $post; the diff shows the new fi
 
 # --- 1. pgbench and a snapshot every 10 s ----------------------------------------------------
 log "pgbench -c 8 -j 2 -T 60, a snapshot every 10 s"
-( i=0; while [ ! -f "$T/stop-marks" ]; do i=$((i+1)); psqlq -c "INSERT INTO marks VALUES ($i)" && echo $i > "$T/marks-committed"; done ) &
+# The count is renamed into place: a reader never sees the file empty, as between a truncation
+# and a write.
+( i=0; while [ ! -f "$T/stop-marks" ]; do i=$((i+1)); psqlq -c "INSERT INTO marks VALUES ($i)" && echo $i > "$T/marks-committed.new" && mv -f "$T/marks-committed.new" "$T/marks-committed"; done ) &
 MARKS=$!; PIDS+=($MARKS)
 pg $PGBIN/pgbench -h "$T/sock" -p $PORT -c 8 -j 2 -T 60 -P 10 bench >"$T/pgbench.log" 2>&1 &
 BENCH=$!; PIDS+=($BENCH)
@@ -111,6 +113,7 @@ for round in 1 2 3 4 5; do
   [ $wait_ms -le 0 ] || sleep "$(printf '%d.%03d' $((wait_ms / 1000)) $((wait_ms % 1000)))"
   kill -0 $BENCH 2>/dev/null || fail "pgbench ended before snapshot $round"
   floor=$(cat "$T/marks-committed" 2>/dev/null || echo 0)
+  [ -n "$floor" ] || fail "no marker count before snapshot $round"
   started=$(now_ms)
   id=$(cmctl snapshot create --what pg --note "round $round" 2>>"$T/cmctl.log") || fail "snapshot $round failed: $(tail -3 "$T/cmctl.log")"
   echo "$id $floor" >> "$T/snaps"
@@ -176,7 +179,7 @@ store = "$T/bt/snapshots"
 socket_directory = "$T/sock"
 port = $BPORT
 TOML
-kill -HUP "$PID_snapd"; sleep 0.5
+reload_bg snapd
 pg $PGBIN/pgbench -h "$T/sock" -p $BPORT -c 8 -j 2 -T 20 -P 1 bench >"$T/pgbench-bt.log" 2>&1 &
 BENCH=$!; PIDS+=($BENCH)
 for round in 1 2 3; do
@@ -186,8 +189,9 @@ done
 wait $BENCH || fail "pgbench on btrfs failed: $(tail -5 "$T/pgbench-bt.log")"
 grep -q "number of failed transactions: 0 " "$T/pgbench-bt.log" || fail "pgbench on btrfs reported failed transactions"
 cmctl snapshot list --what pgb --json > "$T/pgb.json"
-jq -e '[.sets[0].snapshots[] | select(.backend == "btrfs" and .seconds < 1)] | length == 3' "$T/pgb.json" >/dev/null ||
-  fail "the btrfs snapshots are not atomic subvolume snapshots under a second: $(jq -c '[.sets[0].snapshots[] | {backend, seconds}]' "$T/pgb.json")"
+# Atomic and O(1): 0.05 s here; 3 s leaves room for a busy machine, a copy takes minutes.
+jq -e '[.sets[0].snapshots[] | select(.backend == "btrfs" and .seconds < 3)] | length == 3' "$T/pgb.json" >/dev/null ||
+  fail "the btrfs snapshots are not atomic subvolume snapshots under 3 s: $(jq -c '[.sets[0].snapshots[] | {backend, seconds}]' "$T/pgb.json")"
 out=$(cmctl snapshot restore 3 --what pgb --to "$T/bt/restored" --verify 2>&1) || fail "restoring btrfs snapshot 3: $out"
 echo "$out" | grep -q "pg_amcheck passed" || fail "btrfs snapshot 3: no pg_amcheck verdict: $out"
 pass "on btrfs: 3 atomic snapshots under pgbench -c 8 ($(jq -r '[.sets[0].snapshots[].seconds] | max' "$T/pgb.json") s at most), 0 failed transactions; a copy recovers and passes pg_amcheck"
@@ -208,7 +212,7 @@ expect_refused "a restore in place without --yes" "add --yes" cmctl snapshot res
 n_before=$(cmctl snapshot list --what pg --json | jq '.sets[0].snapshots | length')
 log "cm-snapd killed in the middle of a snapshot (max_rate 8M: the copy takes seconds)"
 sed -i 's|^services = \["pg.service"\]|&\nmax_rate = "8M"|' "$T/etc/snapd.toml"
-kill -HUP "$PID_snapd"; sleep 0.5
+reload_bg snapd
 cmctl snapshot create --what pg --note doomed >/dev/null 2>&1 &
 CREATE=$!
 wait_for 20 "pg_basebackup running" pgrep -f "pg_basebackup -D $T/store"
@@ -231,7 +235,7 @@ log "a full disk: the store on an 8 MB tmpfs"
 mkdir -p "$T/small"
 mount -t tmpfs -o size=8m tmpfs "$T/small"
 sed -i "s|^store = .*|store = \"$T/small/store\"|" "$T/etc/snapd.toml"
-kill -HUP "$PID_snapd"; sleep 0.5
+reload_bg snapd
 expect_refused "a snapshot onto a full disk" "No space left on device" cmctl snapshot create --what pg
 [ "$(cmctl snapshot list --what pg --json | jq '.sets[0].snapshots | length')" = 0 ] || fail "a snapshot cut short by a full disk is listed"
 ! ls -a "$T/small/store/pg" | grep -q '^\.partial-' || fail "the partial snapshot was left on the full disk"
