@@ -26,6 +26,11 @@ public struct ReplicadConfig: Sendable, Equatable {
         public var exportsFile = "/etc/ganesha/clustermaker-exports.conf"
         /// ganesha's PID file: a reload is SIGHUP (as nfs-ganesha.service's ExecReload).
         public var ganeshaPidFile = "/run/ganesha/ganesha.pid"
+        /// ganesha's systemd unit, restarted when this master leaves the active role (and when
+        /// it stays active through a healed partition): ganesha then holds no NFSv4 client state
+        /// from before when the nodes come back to it. Without systemd, ganesha is stopped
+        /// (SIGTERM) for its supervisor to start again.
+        public var ganeshaUnit = "nfs-ganesha.service"
         /// Networks allowed to mount (the cluster network). Required.
         public var clients: [IPv4Network] = []
         /// How often the image store is looked at for new or removed revisions.
@@ -92,6 +97,13 @@ public struct ReplicadConfig: Sendable, Equatable {
         for (key, keyPath) in [("exports_file", \NFS.exportsFile), ("ganesha_pid_file", \NFS.ganeshaPidFile)] {
             if let d = n.string(key) {
                 if d.hasPrefix("/") && !d.contains("\n") && d.count > 1 { config.nfs[keyPath: keyPath] = d } else { n.error(key, "\"\(d)\" is not an absolute path") }
+            }
+        }
+        if let unit = n.string("ganesha_unit") {
+            if unit.hasSuffix(".service"), unit.count > 8, unit.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "/") }) {
+                config.nfs.ganeshaUnit = unit
+            } else {
+                n.error("ganesha_unit", "\"\(unit)\" is not a systemd service unit name (nfs-ganesha.service)")
             }
         }
         if let clients = n.stringArray("clients") {

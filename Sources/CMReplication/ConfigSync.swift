@@ -1,4 +1,5 @@
 import CMConfig
+import CMTypes
 import Foundation
 import Logging
 import Synchronization
@@ -177,19 +178,11 @@ public final class ConfigSync: Sendable {
     /// Each daemon next to this one checks its file in `dir` (those that are there).
     public static let checkWithDaemons: @Sendable (String) -> String? = { dir in
         let bin = (CommandLine.arguments[0] as NSString).deletingLastPathComponent
-        for d in ["healthd", "lbd", "vipd", "pxed", "replicad"] where FileManager.default.fileExists(atPath: "\(dir)/\(d).toml") {
+        for d in ["healthd", "lbd", "vipd", "pxed", "replicad", "snapd"] where FileManager.default.fileExists(atPath: "\(dir)/\(d).toml") {
             let exe = "\(bin)/cm-\(d)"
             guard FileManager.default.isExecutableFile(atPath: exe) else { continue }
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: exe)
-            p.arguments = ["--check-config", "--config-dir", dir]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            guard (try? p.run()) != nil else { continue }
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            if p.terminationStatus != 0 { return "cm-\(d): \(text.trimmingCharacters(in: .whitespacesAndNewlines))" }
+            guard let r = try? ChildProcess.run(exe, ["--check-config", "--config-dir", dir], timeout: .seconds(30)) else { continue }
+            if !r.succeeded { return "cm-\(d): \(r.failure(exe, timeout: .seconds(30)))" }
         }
         return nil
     }

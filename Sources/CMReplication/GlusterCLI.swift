@@ -63,20 +63,15 @@ public struct GlusterCLI: Sendable {
 
     /// Runs `gluster ARGS --xml`; returns the XML document, or throws glusterd's own error text.
     public func run(_ args: [String], timeout: TimeInterval = 120) throws -> XMLTree {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: command)
-        p.arguments = ["--glusterd-sock=\(socket)", "--mode=script", "--xml", "--timeout=\(Int(timeout))"] + args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        do { try p.run() } catch { throw GlusterError("cannot run \(command): \(error)") }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        guard let doc = try? XMLTree.parse(String(decoding: data, as: UTF8.self)) else {
-            let text = (String(decoding: data, as: UTF8.self) + errText).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw GlusterError("gluster \(args.joined(separator: " ")): \(text.isEmpty ? "exit status \(p.terminationStatus)" : text)")
+        // gluster's own --timeout bounds its wait for glusterd; ours, a little longer, the program.
+        let r: ChildProcess.Result
+        do {
+            r = try ChildProcess.run(command, ["--glusterd-sock=\(socket)", "--mode=script", "--xml", "--timeout=\(Int(timeout))"] + args,
+                                     timeout: .seconds(timeout + 10))
+        } catch { throw GlusterError("cannot run \(command): \(error)") }
+        guard let doc = try? XMLTree.parse(r.text) else {
+            let text = (r.text + r.errors).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw GlusterError("gluster \(args.joined(separator: " ")): \(r.timedOut ? "no answer within \(Int(timeout) + 10) s" : text.isEmpty ? "exit status \(r.status)" : text)")
         }
         try Self.check(doc, args)
         return doc

@@ -186,6 +186,53 @@ public final class ReplicaService: Sendable {
         return .reloaded
     }
 
+    // MARK: ganesha's client state across roles
+
+    /// Why ganesha should start afresh after this master's role went from `previous` to
+    /// `now`, or nil. A master that leaves the active role keeps its ganesha running with the
+    /// nodes' NFSv4 clients, sessions and opens of before; when the nodes come back to it (it
+    /// preempts, or takes over again later) they find that stale state and recover their open
+    /// files one every few seconds: their root hangs for minutes. A fresh ganesha is a new
+    /// server to them, which they recover from at once, as from the other master's. The same
+    /// when this master stays active through a healed partition (a new epoch): the nodes that
+    /// were on the other side come back.
+    public static func ganeshaRestartReason(from previous: (role: MasterRole, epoch: Epoch), to now: (role: MasterRole, epoch: Epoch)) -> String? {
+        guard previous.role == .active else { return nil }
+        if now.role != .active { return "this master left the active role (epoch \(previous.epoch) → \(now.role.rawValue))" }
+        if now.epoch != previous.epoch { return "this master stayed active through a partition (epoch \(previous.epoch) → \(now.epoch)): nodes that were on the other master come back" }
+        return nil
+    }
+
+    /// Restarts nfs-ganesha (its unit under systemd; without, SIGTERM for its supervisor to
+    /// start it again), so that it holds no client state from before (`ganeshaRestartReason`).
+    /// Blocking: call off the async pool.
+    public func restartGanesha(reason: String) {
+        let c = config
+        if FileManager.default.fileExists(atPath: "/run/systemd/system") {
+            do {
+                let r = try ChildProcess.run("/usr/bin/systemctl", ["restart", c.nfs.ganeshaUnit], timeout: .seconds(120))
+                if r.succeeded {
+                    logger.notice("restarted \(c.nfs.ganeshaUnit): \(reason)")
+                } else {
+                    logger.error("restarting \(c.nfs.ganeshaUnit) (\(reason)): \(r.failure("systemctl", timeout: .seconds(120)))")
+                }
+            } catch {
+                logger.error("restarting \(c.nfs.ganeshaUnit) (\(reason)): \(error)")
+            }
+            return
+        }
+        guard let text = try? String(contentsOfFile: c.nfs.ganeshaPidFile, encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1, kill(pid, 0) == 0 else {
+            logger.notice("ganesha is not running (no live PID in \(c.nfs.ganeshaPidFile)); nothing to restart: \(reason)")
+            return
+        }
+        if kill(pid, SIGTERM) == 0 {
+            logger.notice("stopped ganesha (PID \(pid)) for its supervisor to start it afresh: \(reason)")
+        } else {
+            logger.error("stopping ganesha (PID \(pid)) (\(reason)): \(String(cString: strerror(errno)))")
+        }
+    }
+
     // MARK: Status and the loop
 
     /// What glusterd says of the volume. In a partition glusterd waits for its unreachable

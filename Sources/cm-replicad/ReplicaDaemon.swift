@@ -4,6 +4,7 @@ import CMReplication
 import CMTypes
 import CMWire
 import Logging
+import Synchronization
 
 /// cm-replicad plugged into the shared daemon lifecycle: the volume and its exports
 /// (`ReplicaService`), and the daemons' state replicated through it (`StateReplicator`),
@@ -74,6 +75,8 @@ struct ReplicaDaemon: Daemon {
                 }
             }
             if follow {
+                // The role cm-vipd last said, across reconnections to it.
+                let lastRole = LastRole()
                 group.addTask {
                     await WireFollower.follow(.vipd, socket: vipdSocket, peer: "cm-replicad", topics: [Topic.vip], logger: logger, failed: { error in
                         // Without cm-vipd this master cannot know it is the active one: it
@@ -82,11 +85,11 @@ struct ReplicaDaemon: Daemon {
                         return "cannot follow cm-vipd's role (\(error)); not publishing state"
                     }) { conn in
                         let status = try await conn.request(MessageType.vipStatus, Empty(), as: VipStatusReply.self)
-                        replicator.setRole(status.role, epoch: status.epoch)
+                        Self.roleChanged(status.role, status.epoch, last: lastRole, replicator: replicator, service: service)
                         while let event = try await conn.nextEvent() {
                             guard event.header.type == MessageType.vipRole else { continue }
                             let change = try event.body(as: VipRoleChange.self)
-                            replicator.setRole(change.role, epoch: change.epoch)
+                            Self.roleChanged(change.role, change.epoch, last: lastRole, replicator: replicator, service: service)
                         }
                         throw WireError(.unavailable, "cm-vipd closed the connection")
                     }
@@ -94,6 +97,21 @@ struct ReplicaDaemon: Daemon {
             }
             await group.waitForAll()
         }
+    }
+
+    /// cm-vipd said this master's role: the state follows it, and ganesha starts afresh when
+    /// the nodes may come back to stale client state (`ReplicaService.ganeshaRestartReason`),
+    /// on a thread of its own (stopping ganesha can take seconds).
+    static func roleChanged(_ role: MasterRole, _ epoch: Epoch, last: LastRole, replicator: StateReplicator, service: ReplicaService) {
+        replicator.setRole(role, epoch: epoch)
+        let previous = last.value.withLock { old in defer { old = (role, epoch) }; return old }
+        if let previous, let reason = ReplicaService.ganeshaRestartReason(from: previous, to: (role, epoch)) {
+            Task { await blocking("ganesha-restart") { service.restartGanesha(reason: reason) } }
+        }
+    }
+
+    final class LastRole: Sendable {
+        let value = Mutex<(role: MasterRole, epoch: Epoch)?>(nil)
     }
 
     func apply(_ configuration: ReplicadConfig) async throws {

@@ -172,6 +172,10 @@ struct Cloner {
                              ("usr/share/man/man8", { $0.hasPrefix("cm-") || $0.hasPrefix("cmctl.") })] {
             for name in ((try? fm.contentsOfDirectory(atPath: "\(root)/\(dir)")) ?? []).sorted() where match(name) { paths.append("\(dir)/\(name)") }
         }
+        // What scripts/setup wrote outside the suite's own directories: nfs-ganesha's
+        // configuration (the exports cm-replicad writes, the epoch of each master) and the APT
+        // hook's restore points.
+        for extra in Self.setupFiles where fm.fileExists(atPath: "\(root)/\(extra)") { paths.append(extra) }
         guard paths.contains(where: { $0.hasPrefix("usr/sbin/cm-") }) else {
             throw CLIError.failed("no ClusterMaker daemons in \(root.isEmpty ? "/" : root)/usr/sbin: install them here first (scripts/setup), or give --source-root")
         }
@@ -182,6 +186,8 @@ struct Cloner {
                         input: archive, what: "installing ClusterMaker")
         say("\(paths.count) files (\(Format.number(Double(archive.count)))B), user and group clustermaker")
     }
+
+    static let setupFiles = ["etc/ganesha/ganesha.conf", "etc/ganesha/nfs-ganesha", "etc/apt/apt.conf.d/80clustermaker-snapshot"]
 
     static func isSuiteManPage(_ name: String) -> Bool {
         ["cluster", "healthd", "lbd", "pxed", "vipd", "replicad", "snapd", "webd"].contains { name.hasPrefix("\($0).toml.") }
@@ -214,7 +220,7 @@ struct Cloner {
             try fm.setAttributes([.posixPermissions: mode], ofItemAtPath: dst)
         }
         try shell.check("tar -C / --no-same-owner -xpf -", input: try Self.tar(root: staging, paths: ["etc/clustermaker"]), what: "writing /etc/clustermaker")
-        try shell.check("for d in healthd lbd vipd pxed replicad; do [ ! -f /etc/clustermaker/$d.toml ] || cm-$d --check-config --config-dir /etc/clustermaker >/dev/null || exit 1; done",
+        try shell.check("for d in healthd lbd vipd pxed replicad snapd; do [ ! -f /etc/clustermaker/$d.toml ] || cm-$d --check-config --config-dir /etc/clustermaker >/dev/null || exit 1; done",
                         what: "checking the copied configuration")
         say("\(files.count) files; \(target.name)'s own values in \(rewritten.isEmpty ? "none" : rewritten.joined(separator: ", ")); every daemon's --check-config passes there")
     }

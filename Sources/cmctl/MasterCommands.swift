@@ -1,4 +1,6 @@
 import ArgumentParser
+import CMConfig
+import CMReplication
 import CMTypes
 import CMWire
 import Foundation
@@ -6,7 +8,7 @@ import Foundation
 struct Master: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The masters: roles, epochs, the replicated state of the daemons, the volume's heal state; clone a backup master.",
-        subcommands: [Status.self, Clone.self],
+        subcommands: [Status.self, Clone.self, GaneshaEpochCommand.self],
         defaultSubcommand: Status.self)
 
     /// What `cmctl master status --json` prints: each part, or why it is missing.
@@ -83,6 +85,36 @@ struct Master: AsyncParsableCommand {
                     + (v.replicaCount > 1 ? ", heal pending \(pending), split brain \(split)" : "")]
             }
             return out.joined(separator: "\n")
+        }
+    }
+}
+
+/// `cmctl master ganesha-epoch`: what /etc/ganesha/nfs-ganesha's EPOCH_EXEC runs before each
+/// start of nfs-ganesha (GaneshaEpoch).
+struct GaneshaEpochCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ganesha-epoch",
+        abstract: "Print the next server epoch for this master's nfs-ganesha: its place in cluster.toml's masters (high 16 bits) and a generation one more on every start (low 16 bits).",
+        discussion: """
+            Run by nfs-ganesha-config.service (EPOCH_EXEC in /etc/ganesha/nfs-ganesha, written by \
+            scripts/setup) before each start of nfs-ganesha: two masters never hand out the same \
+            NFSv4 client and state ids, even when their ganesha started in the same second. \
+            Prints nothing and exits 1 when this master is not in cluster.toml (ganesha then \
+            keeps its start time as its epoch).
+            """)
+    @Option(help: ArgumentHelp("The configuration: cluster.toml's masters, replicad.toml's master name.", valueName: "dir"))
+    var configDir = "/etc/clustermaker"
+    @Option(help: ArgumentHelp("Where the generation is kept (the file ganesha-epoch).", valueName: "dir"))
+    var stateDir = "/var/lib/clustermaker"
+
+    func run() throws {
+        do {
+            let cluster = try ClusterConfig.load(configDir: configDir)
+            let master = try ReplicadConfig.load(configDir: configDir).state.master
+            print(try GaneshaEpoch.next(master: master, cluster: cluster, generationFile: "\(stateDir)/ganesha-epoch"))
+        } catch {
+            FileHandle.standardError.write(Data("cmctl master ganesha-epoch: \(error)\n".utf8))
+            throw ExitCode(1)
         }
     }
 }

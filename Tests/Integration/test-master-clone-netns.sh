@@ -175,7 +175,15 @@ U1=$(sed -n 's/^UUID=//p' "$T/m1/root/var/lib/glusterd/glusterd.info"); U2=$(sed
 [ "$(bricks)" = 2 ] || fail "the volume does not have m2's brick"
 on m1 gluster --mode=script --xml volume info clustermaker | grep -q "<replicaCount>2</replicaCount>" || fail "the volume is not replica 2"
 [ -d "$R2/var/lib/clustermaker/brick/images" ] || fail "m2's brick was not healed (no images/)"
-pass "m2 cloned: packages, files, its own configuration values, a fresh identity, replica 2 healed"
+# nfs-ganesha's configuration as scripts/setup wrote it on m1, and an epoch of m2's own for its
+# ganesha (m2 is the second master: 2 << 16, generation 1).
+for f in etc/ganesha/nfs-ganesha etc/apt/apt.conf.d/80clustermaker-snapshot; do
+  cmp -s "$T/m1/root/$f" "$R2/$f" || fail "the clone did not copy /$f as scripts/setup wrote it on m1"
+done
+grep -q '^EPOCH_EXEC="/usr/bin/cmctl master ganesha-epoch"' "$R2/etc/ganesha/nfs-ganesha" || fail "m2's /etc/ganesha/nfs-ganesha has no EPOCH_EXEC"
+[ "$(on m2 cmctl master ganesha-epoch)" = $(( 2 << 16 | 1 )) ] || fail "m2's ganesha epoch is not its own: $(on m2 cmctl master ganesha-epoch 2>&1)"
+[ "$(on m1 cmctl master ganesha-epoch)" = $(( 1 << 16 | 1 )) ] || fail "m1's ganesha epoch: $(on m1 cmctl master ganesha-epoch 2>&1)"
+pass "m2 cloned: packages, files, its own configuration values, a fresh identity, replica 2 healed, ganesha's epoch its own"
 
 on m1 cmctl master clone m2 --packages suite > "$T/clone-again.out" 2>&1 || fail "the second clone failed: $(cat "$T/clone-again.out")"
 grep -q "all [0-9]* packages are there" "$T/clone-again.out" && grep -q "identity: its own already" "$T/clone-again.out" \
