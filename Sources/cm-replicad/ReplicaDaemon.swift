@@ -101,17 +101,55 @@ struct ReplicaDaemon: Daemon {
 
     /// cm-vipd said this master's role: the state follows it, and ganesha starts afresh when
     /// the nodes may come back to stale client state (`ReplicaService.ganeshaRestartReason`),
-    /// on a thread of its own (stopping ganesha can take seconds).
+    /// on a thread of its own (stopping ganesha can take seconds). Leaving the active role, the
+    /// restart waits `LastRole.restartDelay`: the nodes' requests in flight to this master as
+    /// the VIP moves are answered, not failed by a ganesha shutting down (2 I/O errors on the
+    /// node when it was stopped at once). Should this master become active again first, its
+    /// ganesha restarts then, before the nodes settle on it.
     static func roleChanged(_ role: MasterRole, _ epoch: Epoch, last: LastRole, replicator: StateReplicator, service: ReplicaService) {
         replicator.setRole(role, epoch: epoch)
-        let previous = last.value.withLock { old in defer { old = (role, epoch) }; return old }
-        if let previous, let reason = ReplicaService.ganeshaRestartReason(from: previous, to: (role, epoch)) {
+        enum Plan { case none, now(String), later(String, UInt64) }
+        let plan = last.state.withLock { s -> Plan in
+            defer { s.last = (role, epoch) }
+            if let previous = s.last, let reason = ReplicaService.ganeshaRestartReason(from: previous, to: (role, epoch)) {
+                if role == .active { s.pending = nil; return .now(reason) }
+                s.generation += 1
+                s.pending = s.generation
+                return .later(reason, s.generation)
+            }
+            if role == .active, s.pending != nil {
+                s.pending = nil
+                return .now("this master became active again before its ganesha was restarted for leaving the role")
+            }
+            return .none
+        }
+        switch plan {
+        case .none: break
+        case .now(let reason):
             Task { await blocking("ganesha-restart") { service.restartGanesha(reason: reason) } }
+        case .later(let reason, let token):
+            Task {
+                try? await Task.sleep(for: LastRole.restartDelay)
+                let due = last.state.withLock { s in
+                    guard s.pending == token else { return false }
+                    s.pending = nil
+                    return true
+                }
+                if due { await blocking("ganesha-restart") { service.restartGanesha(reason: reason) } }
+            }
         }
     }
 
+    /// The role cm-vipd last said, and a ganesha restart waiting to be done.
     final class LastRole: Sendable {
-        let value = Mutex<(role: MasterRole, epoch: Epoch)?>(nil)
+        struct State {
+            var last: (role: MasterRole, epoch: Epoch)?
+            /// The restart waiting for `restartDelay`, by its number.
+            var pending: UInt64?
+            var generation: UInt64 = 0
+        }
+        let state = Mutex(State())
+        static let restartDelay: Duration = .seconds(5)
     }
 
     func apply(_ configuration: ReplicadConfig) async throws {
