@@ -25,6 +25,7 @@ import Testing
 
     /// Two masters started in the same second get different epochs: their node ids differ.
     @Test func mastersDifferAndEachStartIsANewGeneration() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let a1 = try GaneshaEpoch.next(master: "m1", cluster: cluster, generationFile: "\(dir)/a")
         let b1 = try GaneshaEpoch.next(master: "m2", cluster: cluster, generationFile: "\(dir)/b")
         #expect(a1 == 1 << 16 | 1 && b1 == 2 << 16 | 1)
@@ -34,6 +35,7 @@ import Testing
     }
 
     @Test func theGenerationWrapsWithinItsSixteenBits() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         try "65535\n".write(toFile: "\(dir)/w", atomically: true, encoding: .utf8)
         #expect(try GaneshaEpoch.next(master: "m2", cluster: cluster, generationFile: "\(dir)/w") == 2 << 16)
         try "garbage".write(toFile: "\(dir)/g", atomically: true, encoding: .utf8)
@@ -41,6 +43,7 @@ import Testing
     }
 
     @Test func aMasterNotInTheListIsRefusedAndNothingIsWritten() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect {
             try GaneshaEpoch.next(master: "m9", cluster: cluster, generationFile: "\(dir)/x")
         } throws: { "\($0)".contains("master \"m9\" is not in cluster.toml's [[master]] list (m1, m2)") }
