@@ -8,8 +8,8 @@ import Foundation
 /// ganesha's client ids and state ids carry its epoch, by default the second it started. Two
 /// masters whose ganesha started in the same second (a power cut, a test) hand out the same
 /// ids: a node that moves from one to the other presents ids the new server takes for its own
-/// expired ones, and recovers its open files one every few seconds instead of at once (its root
-/// hung on failing back). As ganesha's clustered setups do, the epoch is this master's node id
+/// expired ones (seen in ganesha's log on failing back) instead of another server's, stale
+/// ones. As ganesha's clustered setups do, the epoch is this master's node id
 /// in the top 16 bits (its place in cluster.toml's [[master]] list, from 1) and a generation in
 /// the low 16, one more on every start: different between masters, and between one master's
 /// starts.

@@ -103,9 +103,8 @@ struct ReplicaDaemon: Daemon {
     /// the nodes may come back to stale client state (`ReplicaService.ganeshaRestartReason`),
     /// on a thread of its own (stopping ganesha can take seconds). Leaving the active role, the
     /// restart waits `LastRole.restartDelay`: the nodes' requests in flight to this master as
-    /// the VIP moves are answered, not failed by a ganesha shutting down (2 I/O errors on the
-    /// node when it was stopped at once). Should this master become active again first, its
-    /// ganesha restarts then, before the nodes settle on it.
+    /// the VIP moves are answered, not failed by a ganesha shutting down. Should this master
+    /// become active again first, its ganesha restarts then, before the nodes settle on it.
     static func roleChanged(_ role: MasterRole, _ epoch: Epoch, last: LastRole, replicator: StateReplicator, service: ReplicaService) {
         replicator.setRole(role, epoch: epoch)
         enum Plan { case none, now(String), later(String, UInt64) }
