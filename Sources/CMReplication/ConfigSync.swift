@@ -191,7 +191,7 @@ public final class ConfigSync: Sendable {
     /// the log says what to reload.
     public static let reloadUnits: @Sendable ([String]) -> Void = { daemons in
         guard !daemons.isEmpty else { return }
-        guard FileManager.default.fileExists(atPath: "/run/systemd/system") else {
+        guard ReplicaService.underSystemd else {
             FileHandle.standardError.write(Data("configuration changed for \(daemons.joined(separator: ", ")): send them SIGHUP to apply it\n".utf8))
             return
         }

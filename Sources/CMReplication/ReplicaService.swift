@@ -85,7 +85,7 @@ public final class ReplicaService: Sendable {
     func mount(_ c: ReplicadConfig.Volume) throws {
         if Self.isMounted(c.mount) { return }
         try FileManager.default.createDirectory(atPath: c.mount, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-        let (program, args) = Self.mountCommand(c, underSystemd: FileManager.default.fileExists(atPath: "/run/systemd/system"))
+        let (program, args) = Self.mountCommand(c, underSystemd: Self.underSystemd)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: program)
         p.arguments = args
@@ -175,8 +175,7 @@ public final class ReplicaService: Sendable {
     /// SIGHUP, as nfs-ganesha.service's ExecReload: ganesha re-reads its exports, keeping the
     /// ones whose configuration is unchanged and the clients' state on them.
     func reloadGanesha(_ pidFile: String) -> Reload {
-        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
-              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1, kill(pid, 0) == 0 else {
+        guard let pid = Self.livePID(pidFile) else {
             return .notRunning("ganesha is not running (no live PID in \(pidFile)): the exports are written and load when it starts")
         }
         guard kill(pid, SIGHUP) == 0 else { return .notRunning("signalling ganesha (PID \(pid)): \(String(cString: strerror(errno)))") }
@@ -185,6 +184,16 @@ public final class ReplicaService: Sendable {
         logger.notice("ganesha (PID \(pid)) reloaded its exports")
         return .reloaded
     }
+
+    /// The PID in `pidFile` if that process is alive.
+    static func livePID(_ pidFile: String) -> Int32? {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1, kill(pid, 0) == 0 else { return nil }
+        return pid
+    }
+
+    /// PID 1 is systemd (as sd_booted(3) tells): mounts and restarts are asked of it.
+    static var underSystemd: Bool { FileManager.default.fileExists(atPath: "/run/systemd/system") }
 
     // MARK: ganesha's client state across roles
 
@@ -208,21 +217,21 @@ public final class ReplicaService: Sendable {
     /// Blocking: call off the async pool.
     public func restartGanesha(reason: String) {
         let c = config
-        if FileManager.default.fileExists(atPath: "/run/systemd/system") {
+        if Self.underSystemd {
+            let limit: Duration = .seconds(120)
             do {
-                let r = try ChildProcess.run("/usr/bin/systemctl", ["restart", c.nfs.ganeshaUnit], timeout: .seconds(120))
+                let r = try ChildProcess.run("/usr/bin/systemctl", ["restart", c.nfs.ganeshaUnit], timeout: limit)
                 if r.succeeded {
                     logger.notice("restarted \(c.nfs.ganeshaUnit): \(reason)")
                 } else {
-                    logger.error("restarting \(c.nfs.ganeshaUnit) (\(reason)): \(r.failure("systemctl", timeout: .seconds(120)))")
+                    logger.error("restarting \(c.nfs.ganeshaUnit) (\(reason)): \(r.failure("systemctl", timeout: limit))")
                 }
             } catch {
                 logger.error("restarting \(c.nfs.ganeshaUnit) (\(reason)): \(error)")
             }
             return
         }
-        guard let text = try? String(contentsOfFile: c.nfs.ganeshaPidFile, encoding: .utf8),
-              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1, kill(pid, 0) == 0 else {
+        guard let pid = Self.livePID(c.nfs.ganeshaPidFile) else {
             logger.notice("ganesha is not running (no live PID in \(c.nfs.ganeshaPidFile)); nothing to restart: \(reason)")
             return
         }
