@@ -11,6 +11,10 @@ public struct VRRPInstanceConfig: Sendable, Equatable {
     public var advertInterval: Duration
     public var preempt: Bool
     public var preemptDelay: Duration
+    /// Preempt only while cm-replicad says the cluster volume is whole on this master (every
+    /// brick up, nothing to heal, this master's clients connected to every brick): a master
+    /// that comes back takes the VIP only once its brick has the other's writes.
+    public var preemptAfterSync: Bool
     public var addresses: [IPv4InterfaceAddress]
     /// The address adverts are sent from; nil: the interface's first IPv4 address.
     public var sourceAddress: IPv4Address?
@@ -38,8 +42,8 @@ public struct VRRPInstanceConfig: Sendable, Equatable {
     public var notify: [String]?
 
     public init(name: String, interface: String, vrid: Int, priority: Int = 100, advertInterval: Duration = .seconds(1),
-                preempt: Bool = true, preemptDelay: Duration = .zero, addresses: [IPv4InterfaceAddress], sourceAddress: IPv4Address? = nil,
-                unicastPeers: [IPv4Address] = [], garpCount: Int = 5, garpInterval: Duration = .zero, garpMasterDelay: Duration = .seconds(5),
+                preempt: Bool = true, preemptDelay: Duration = .zero, preemptAfterSync: Bool = false, addresses: [IPv4InterfaceAddress],
+                sourceAddress: IPv4Address? = nil, unicastPeers: [IPv4Address] = [], garpCount: Int = 5, garpInterval: Duration = .zero, garpMasterDelay: Duration = .seconds(5),
                 useVMAC: Bool = false, vmacInterface: String? = nil, trackChecks: [CheckID] = [],
                 trackInterfaces: [String] = [], trackWeight: Int = 50,
                 notifyMaster: [String]? = nil, notifyBackup: [String]? = nil, notifyFault: [String]? = nil, notify: [String]? = nil) {
@@ -50,6 +54,7 @@ public struct VRRPInstanceConfig: Sendable, Equatable {
         self.advertInterval = advertInterval
         self.preempt = preempt
         self.preemptDelay = preemptDelay
+        self.preemptAfterSync = preemptAfterSync
         self.addresses = addresses
         self.sourceAddress = sourceAddress
         self.unicastPeers = unicastPeers
@@ -149,6 +154,8 @@ public struct VipdConfig: Sendable, Equatable {
         let preempt = t.bool("preempt", default: true)
         let preemptDelay = t.duration("preempt_delay", range: .zero ... .seconds(3600), default: .zero)
         if preemptDelay > .zero, !preempt { t.error("preempt_delay", "has no effect with preempt = false") }
+        let preemptAfterSync = t.bool("preempt_after_sync", default: false)
+        if preemptAfterSync, !preempt { t.error("preempt_after_sync", "has no effect with preempt = false") }
 
         var addresses: [IPv4InterfaceAddress] = []
         if let texts = t.stringArray("addresses") {
@@ -207,7 +214,7 @@ public struct VipdConfig: Sendable, Equatable {
 
         guard let name, let interface, let vrid else { return nil }
         return VRRPInstanceConfig(name: name, interface: interface, vrid: vrid, priority: priority, advertInterval: interval,
-                                  preempt: preempt, preemptDelay: preemptDelay, addresses: addresses, sourceAddress: source,
+                                  preempt: preempt, preemptDelay: preemptDelay, preemptAfterSync: preemptAfterSync, addresses: addresses, sourceAddress: source,
                                   unicastPeers: peers, garpCount: garpCount, garpInterval: garpInterval, garpMasterDelay: garpMasterDelay,
                                   useVMAC: useVMAC, vmacInterface: vmacInterface, trackChecks: checks,
                                   trackInterfaces: trackInterfaces, trackWeight: trackWeight,

@@ -20,6 +20,8 @@ public struct GlusterBrickStatus: Sendable, Equatable, Codable {
     public var online: Bool
     public var pid: Int?
     public var port: Int?
+    /// The clients connected to it ("ADDRESS:PORT"), with `volume status VOLUME clients`; nil otherwise.
+    public var clients: [String]?
 }
 
 /// A host of glusterd's trusted pool (`gluster pool list`), this one included.
@@ -100,11 +102,49 @@ public struct GlusterCLI: Sendable {
         try Self.parseStatus(run(["volume", "status", name], timeout: timeout))
     }
 
-    /// Heal status of a replicated volume (nil for one that is not: nothing to heal).
+    /// The bricks' status with the clients connected to each.
+    public func clients(_ name: String, timeout: TimeInterval = 120) throws -> [GlusterBrickStatus] {
+        try Self.parseStatus(run(["volume", "status", name, "clients"], timeout: timeout))
+    }
+
+    /// Heal status of a replicated volume (nil for one that is not: nothing to heal). Asks
+    /// glfsheal itself, as `gluster volume heal VOLUME info summary` does, but with this
+    /// glusterd's socket: the CLI (GlusterFS 10) does not pass its --glusterd-sock on, so its
+    /// glfsheal asks /run/glusterd.socket, which is another glusterd's or none.
     public func heal(_ volume: GlusterVolume, timeout: TimeInterval = 120) throws -> [GlusterHealBrick]? {
         guard volume.replicaCount > 1 else { return nil }
-        return Self.parseHeal(try run(["volume", "heal", volume.name, "info", "summary"], timeout: timeout))
+        guard let glfsheal = Self.glfsheal else {
+            return Self.parseHeal(try run(["volume", "heal", volume.name, "info", "summary"], timeout: timeout))
+        }
+        let args = [volume.name, "info-summary", "--xml", "glusterd-sock", socket]
+        let r: ChildProcess.Result
+        do {
+            r = try ChildProcess.run(glfsheal, args, timeout: .seconds(timeout))
+        } catch { throw GlusterError("cannot run \(glfsheal): \(error)") }
+        guard let doc = try? XMLTree.parse(r.text) else {
+            let text = (r.text + r.errors).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw GlusterError("glfsheal \(volume.name) info-summary: \(r.timedOut ? "no answer within \(Int(timeout)) s" : text.isEmpty ? "exit status \(r.status)" : text)")
+        }
+        try Self.check(doc, ["volume", "heal", volume.name, "info", "summary"])
+        return Self.parseHeal(doc)
     }
+
+    /// Starts an index self-heal of the volume now (`gluster volume heal VOLUME`): the self-heal
+    /// daemon otherwise looks only when a brick reconnects to it or every cluster.heal-timeout
+    /// (10 minutes), and a brick that was merely out of reach may never have disconnected.
+    public func startHeal(_ name: String, timeout: TimeInterval = 30) throws {
+        _ = try run(["volume", "heal", name], timeout: timeout)
+    }
+
+    /// glfsheal, where Debian (multiarch) or other distributions put it.
+    static let glfsheal: String? = {
+        var u = utsname()
+        uname(&u)
+        let machine = withUnsafeBytes(of: &u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let arch = machine == "x86_64" ? "x86_64" : machine == "aarch64" ? "aarch64" : machine
+        return ["/usr/lib/\(arch)-linux-gnu/glusterfs/glfsheal", "/usr/libexec/glusterfs/glfsheal", "/usr/lib/glusterfs/glfsheal"]
+            .first { access($0, X_OK) == 0 }
+    }()
 
     public func peers() throws -> [GlusterPeer] {
         Self.parsePeers(try run(["pool", "list"]))
@@ -142,8 +182,9 @@ public struct GlusterCLI: Sendable {
         doc.all("volStatus/volumes/volume/node").compactMap { n in
             // Self-heal daemons and the like are listed too, without a brick path.
             guard let host = n.value("hostname"), let path = n.value("path"), path.hasPrefix("/") else { return nil }
+            let clients = n.child("clientsStatus").map { $0.all("client").compactMap { $0.value("hostname") } }
             return GlusterBrickStatus(brick: "\(host):\(path)", online: n.value("status") == "1",
-                                      pid: Int(n.value("pid") ?? ""), port: Int(n.value("port") ?? ""))
+                                      pid: Int(n.value("pid") ?? ""), port: Int(n.value("port") ?? ""), clients: clients)
         }
     }
 }

@@ -20,6 +20,10 @@ public final class ReplicaService: Sendable {
         var exports = 0
         var lastReload: Date?
         var problem: String?
+        /// What `checkSync` found last.
+        var sync: VolumeSync?
+        /// When `checkSync` last started an index heal.
+        var healStarted: Date?
     }
 
     let state: Mutex<State>
@@ -255,7 +259,7 @@ public final class ReplicaService: Sendable {
             if let volume { s.volume = volume }
             s.bricks = bricks
             let v = volume ?? s.volume
-            return VolumeStatusReply(volume: c.volume.name, state: v?.status ?? "missing", type: v?.type ?? "-", replicaCount: v?.replicaCount ?? 0,
+            var reply = VolumeStatusReply(volume: c.volume.name, state: v?.status ?? "missing", type: v?.type ?? "-", replicaCount: v?.replicaCount ?? 0,
                                      bricks: (v?.bricks ?? []).map { b in
                                          let h = heal.first { $0.brick == b }
                                          return VolumeBrick(brick: b, online: bricks.first { $0.brick == b }?.online ?? false,
@@ -264,7 +268,89 @@ public final class ReplicaService: Sendable {
                                      mount: c.volume.mount, mounted: Self.isMounted(c.volume.mount),
                                      pingTimeoutSeconds: v?.options["network.ping-timeout"].flatMap { Int($0) },
                                      exportsFile: c.nfs.exportsFile, exports: s.exports, lastReload: s.lastReload, problem: s.problem)
+            reply.sync = s.sync
+            return reply
         }
+    }
+
+    // MARK: Whole again?
+
+    /// Whether the volume is whole as this master sees it (`VolumeSync`). A partition makes
+    /// glusterd wait for the unreachable peer: each question gets `queryTimeout`, and no
+    /// answer is "not whole".
+    public func checkSync(now: Date = Date()) -> VolumeSync {
+        let result = findSync(now: now)
+        state.withLock { $0.sync = result }
+        return result
+    }
+
+    /// What `checkSync` found last; nil before its first look.
+    public var lastSync: VolumeSync? { state.withLock { $0.sync } }
+
+    private func findSync(now: Date) -> VolumeSync {
+        let c = config.volume
+        do {
+            guard let volume = try gluster.volume(c.name, timeout: Self.queryTimeout) else {
+                return VolumeSync(whole: false, reason: "there is no volume \(c.name)", checked: now)
+            }
+            let bricks = volume.status == "Started" ? try gluster.clients(c.name, timeout: Self.queryTimeout) : []
+            let heal = try gluster.heal(volume, timeout: Self.queryTimeout)
+            let reason = Self.notWhole(volume, bricks: bricks, heal: heal, address: c.address.description)
+            if Self.wantsHeal(volume, bricks: bricks, heal: heal), state.withLock({ s in
+                guard s.healStarted.map({ now.timeIntervalSince($0) >= Self.healInterval }) ?? true else { return false }
+                s.healStarted = now
+                return true
+            }) {
+                do {
+                    try gluster.startHeal(c.name)
+                    logger.notice("started an index heal of \(c.name): \(reason ?? "entries to heal")")
+                } catch {
+                    logger.warning("cannot start a heal of \(c.name): \(error)")
+                }
+            }
+            return VolumeSync(whole: reason == nil, reason: reason, checked: now)
+        } catch {
+            return VolumeSync(whole: false, reason: "\(error)", checked: now)
+        }
+    }
+
+    /// How often `checkSync` starts a heal while entries wait for one.
+    static let healInterval: TimeInterval = 10
+
+    /// Entries wait for a heal that can run: every brick online, none in split brain (which
+    /// no heal resolves by itself).
+    static func wantsHeal(_ volume: GlusterVolume, bricks: [GlusterBrickStatus], heal: [GlusterHealBrick]?) -> Bool {
+        guard let heal, heal.contains(where: { $0.pending > 0 }), !heal.contains(where: { $0.splitBrain > 0 }) else { return false }
+        return volume.bricks.allSatisfy { b in bricks.first { $0.brick == b }?.online ?? false }
+    }
+
+    /// Why the volume is not whole, or nil when it is. Beyond glusterd's view (every brick
+    /// online, nothing to heal, no split brain) the clients of this master (`address`) must be
+    /// connected to every brick: a client started while a brick was out of reach (ganesha,
+    /// restarted in a partition) reconnects to it only seconds after glusterd does, and writes
+    /// to the others meanwhile. Each of this master's client processes connects to every brick,
+    /// so as many connections from this master on each brick is the sign.
+    public static func notWhole(_ volume: GlusterVolume, bricks: [GlusterBrickStatus], heal: [GlusterHealBrick]?, address: String) -> String? {
+        if volume.status != "Started" { return "volume \(volume.name) is \(volume.status.lowercased())" }
+        for b in volume.bricks where !(bricks.first { $0.brick == b }?.online ?? false) {
+            return "brick \(b) is offline"
+        }
+        for h in heal ?? [] {
+            if h.status != "Connected" { return "brick \(h.brick): \(h.status)" }
+            func entries(_ n: Int) -> String { n == 1 ? "1 entry" : "\(n) entries" }
+            if h.splitBrain > 0 { return "brick \(h.brick): \(entries(h.splitBrain)) in split brain" }
+            if h.pending > 0 { return "brick \(h.brick): \(entries(h.pending)) to heal" }
+        }
+        guard volume.bricks.count > 1 else { return nil }
+        let ours = volume.bricks.map { b -> (String, Int) in
+            let clients = bricks.first { $0.brick == b }?.clients ?? []
+            return (b, clients.filter { $0.split(separator: ":").first.map(String.init) == address }.count)
+        }
+        let most = ours.map(\.1).max() ?? 0
+        if let (brick, n) = ours.first(where: { $0.1 < most }) {
+            return "brick \(brick): \(n) of this master's \(most) clients connected"
+        }
+        return nil
     }
 
     public var statusLine: String {

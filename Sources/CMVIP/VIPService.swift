@@ -17,6 +17,10 @@ public actor VIPService {
     private var role: MasterRole = .standby
     private var epoch: Epoch
     private var tracking: Task<Void, Never>?
+    /// Following cm-replicad's view of the volume, for instances with `preempt_after_sync`.
+    private var volumeFollower: Task<Void, Never>?
+    /// Why preemption is held for those instances now; nil: it is not.
+    private var preemptHold: String? = "cm-replicad has not said yet whether the volume is whole"
     private var transitionsTask: Task<Void, Never>?
     private let transitions: AsyncStream<VRRPInstanceRunner.Transition>
     private let transitionSink: AsyncStream<VRRPInstanceRunner.Transition>.Continuation
@@ -26,12 +30,14 @@ public actor VIPService {
     let events: EventHub
     let logger: Logger
     let healthdSocket: String
+    let replicadSocket: String
 
     public init(config: VipdConfig, stateDirectory: String, runtimeDirectory: String, events: EventHub, logger: Logger) throws {
         self.config = config
         self.events = events
         self.logger = logger
         self.healthdSocket = SuiteDaemon.healthd.socketPath(runtimeDirectory: runtimeDirectory)
+        self.replicadSocket = SuiteDaemon.replicad.socketPath(runtimeDirectory: runtimeDirectory)
         store = try Store.open(path: (stateDirectory as NSString).appendingPathComponent("vipd.sqlite"), migrations: [
             Store.Migration("v1-roles") { db in
                 try db.execute(sql: """
@@ -67,6 +73,8 @@ public actor VIPService {
     public func shutdown() {
         tracking?.cancel()
         tracking = nil
+        volumeFollower?.cancel()
+        volumeFollower = nil
         let all = Array(runners.values)
         runners.removeAll()
         for r in all { r.send(.shutdown) }
@@ -89,12 +97,14 @@ public actor VIPService {
                     sink.yield(t)
                 }
                 runners[instance.name] = runner
+                if instance.preemptAfterSync { runner.holdPreemption(preemptHold) }
                 runner.start()
             } catch {
                 logger.error("cannot start VRRP instance \(instance.name): \(error)")
             }
         }
         restartTracking()
+        restartVolumeFollower()
         updateSummary()
     }
 
@@ -223,5 +233,43 @@ public actor VIPService {
         for runner in runners.values where !runner.config.trackChecks.isEmpty {
             runner.setTrackedChecksDown(runner.config.trackChecks.filter { down.contains($0) })
         }
+    }
+
+    // MARK: Preemption after the volume's sync
+
+    /// Follows cm-replicad's `volume.sync` for the instances with `preempt_after_sync`; while
+    /// cm-replicad cannot be reached the volume's state is unknown, so preemption stays held
+    /// (a master that hears no other still becomes master).
+    private func restartVolumeFollower() {
+        guard config.instances.contains(where: \.preemptAfterSync) else {
+            volumeFollower?.cancel()
+            volumeFollower = nil
+            return
+        }
+        guard volumeFollower == nil else { return }
+        let path = replicadSocket
+        let logger = self.logger
+        weak let service = self
+        volumeFollower = Task {
+            await WireFollower.follow(.replicad, socket: path, peer: "cm-vipd", topics: [Topic.volume], logger: logger, failed: { error in
+                await service?.volumeSynced(nil, unknown: "cm-replicad cannot be reached (\(error))")
+                return "cannot follow cm-replicad's view of the volume (\(error)); preemption held"
+            }) { conn in
+                let now = try await conn.request(MessageType.volumeSync, Empty(), as: VolumeSync.self)
+                await service?.volumeSynced(now, unknown: nil)
+                while let event = try await conn.nextEvent() {
+                    guard event.header.type == MessageType.volumeSync else { continue }
+                    await service?.volumeSynced(try event.body(as: VolumeSync.self), unknown: nil)
+                }
+                throw WireError(.unavailable, "cm-replicad closed the connection")
+            }
+        }
+    }
+
+    private func volumeSynced(_ sync: VolumeSync?, unknown: String?) {
+        let hold = sync.map { $0.whole ? nil : "the volume is not whole: \($0.reason ?? "?")" } ?? unknown
+        guard hold != preemptHold else { return }
+        preemptHold = hold
+        for runner in runners.values where runner.config.preemptAfterSync { runner.holdPreemption(hold) }
     }
 }

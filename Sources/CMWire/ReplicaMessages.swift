@@ -6,6 +6,31 @@ extension MessageType {
     public static let volumeStatus = "volume.status"
     /// Rewrites ganesha's exports from the image store now (cmctl after a build or removal).
     public static let exportsSync = "exports.sync"
+    /// Whether the volume is whole as this master sees it (reply `VolumeSync`); also the event
+    /// on topic `volume` each time that changes. cm-vipd holds preemption until it is
+    /// (`preempt_after_sync`).
+    public static let volumeSync = "volume.sync"
+}
+
+extension Topic {
+    public static let volume = "volume"
+}
+
+/// The volume as one master sees it, for taking the VIP back: whole when every brick is
+/// online, nothing is left to heal, nothing is in split brain, and this master's own clients
+/// (its FUSE mount, its ganesha) are connected to every brick. Until then a master that serves
+/// the nodes may write to a brick that lacks the other's writes (a split brain).
+public struct VolumeSync: Codable, Sendable, Equatable {
+    public var whole: Bool
+    /// Why not, naming the brick ("10.0.0.2:/bricks/cm: 3 entries to heal"); nil when whole.
+    public var reason: String?
+    /// When this master last found it so.
+    public var checked: Date
+    public init(whole: Bool, reason: String?, checked: Date) {
+        self.whole = whole
+        self.reason = reason
+        self.checked = checked
+    }
 }
 
 public struct VolumeBrick: Codable, Sendable, Equatable {
@@ -38,6 +63,8 @@ public struct VolumeStatusReply: Codable, Sendable, Equatable {
     public var lastReload: Date?
     /// The last thing that went wrong, until it works again.
     public var problem: String?
+    /// Whether the volume is whole as this master sees it, as last checked.
+    public var sync: VolumeSync?
 
     public init(volume: String, state: String, type: String, replicaCount: Int, bricks: [VolumeBrick], mount: String, mounted: Bool,
                 pingTimeoutSeconds: Int?, exportsFile: String, exports: Int, lastReload: Date?, problem: String?) {

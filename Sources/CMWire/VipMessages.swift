@@ -47,12 +47,14 @@ public struct VRRPInstanceStatus: Codable, Sendable, Equatable {
     public var dropped: [String: Int]
     /// Tracked checks and interfaces that are down now.
     public var trackedDown: [String]
+    /// Why this backup does not take over from a lower-priority master now (`preempt_after_sync`).
+    public var preemptHeld: String?
     public var lastError: String?
 
     public init(name: String, interface: String, vrid: Int, state: VRRPInstanceState, priority: Int, configuredPriority: Int,
                 advertIntervalMs: Int, masterAddress: IPv4Address?, addresses: [IPv4InterfaceAddress], since: Date, transitions: Int,
                 advertsSent: Int, advertsReceived: Int, dropped: [String: Int], trackedDown: [String], lastError: String?,
-                vmacInterface: String? = nil) {
+                vmacInterface: String? = nil, preemptHeld: String? = nil) {
         self.name = name
         self.interface = interface
         self.vmacInterface = vmacInterface
@@ -69,6 +71,7 @@ public struct VRRPInstanceStatus: Codable, Sendable, Equatable {
         self.advertsReceived = advertsReceived
         self.dropped = dropped
         self.trackedDown = trackedDown
+        self.preemptHeld = preemptHeld
         self.lastError = lastError
     }
 }

@@ -16,6 +16,9 @@ struct ReplicaDaemon: Daemon {
     let replicator: StateReplicator
     let configSync: ConfigSync
     let vipdSocket: String
+    let events: EventHub
+    /// The role cm-vipd last said, across reconnections to it.
+    let lastRole = LastRole()
     let logger: Logger
 
     static func loadConfiguration(configDir: String) throws -> ReplicadConfig {
@@ -26,7 +29,7 @@ struct ReplicaDaemon: Daemon {
         ReplicaDaemon(service: ReplicaService(config: configuration, logger: logger),
                       replicator: StateReplicator(config: configuration, workDirectory: options.stateDirectory(daemon: name), logger: logger),
                       configSync: ConfigSync(configDir: options.configDir, logger: logger),
-                      vipdSocket: SuiteDaemon.vipd.socketPath(runtimeDirectory: options.runtimeDir), logger: logger)
+                      vipdSocket: SuiteDaemon.vipd.socketPath(runtimeDirectory: options.runtimeDir), events: events, logger: logger)
     }
 
     func routes(into router: inout WireRouter) {
@@ -36,6 +39,10 @@ struct ReplicaDaemon: Daemon {
         router.on(MessageType.volumeStatus, Empty.self) { _, _ in await blocking("volume-status") { service.status() } }
         router.on(MessageType.exportsSync, Empty.self) { _, _ in
             do { return try await blocking("exports-sync") { try service.syncExports() } } catch { throw WireError(.internal, "\(error)") }
+        }
+        router.on(MessageType.volumeSync, Empty.self) { _, _ in
+            if let last = service.lastSync { return last }
+            return await blocking("volume-sync") { service.checkSync() }
         }
         let configSync = configSync
         router.on(MessageType.stateStatus, Empty.self) { _, _ in
@@ -50,8 +57,27 @@ struct ReplicaDaemon: Daemon {
     func run() async throws {
         let service = service, replicator = replicator, configSync = configSync, vipdSocket = vipdSocket, logger = logger
         let follow = service.config.state.followVipd
+        let lastRole = lastRole, events = events
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await service.run() }
+            group.addTask {
+                // Whether the volume is whole, for cm-vipd's preempt_after_sync: every second on
+                // a standby (the one that may take the VIP back), every 5 s on the active master.
+                while !Task.isCancelled {
+                    let before = service.lastSync
+                    let now = await blocking("volume-sync") { service.checkSync() }
+                    if before?.whole != now.whole || before?.reason != now.reason {
+                        if now.whole {
+                            logger.notice("the volume is whole: every brick online, nothing to heal, this master's clients connected to every brick")
+                        } else if before?.whole != false {
+                            logger.notice("the volume is not whole: \(now.reason ?? "?")")
+                        }
+                        try? events.publish(topic: Topic.volume, type: MessageType.volumeSync, body: now)
+                    }
+                    let active = lastRole.state.withLock { $0.last?.role == .active }
+                    try? await Task.sleep(for: .seconds(active ? 5 : 1))
+                }
+            }
             group.addTask { await replicator.run() }
             group.addTask {
                 var asked: String?
@@ -75,8 +101,6 @@ struct ReplicaDaemon: Daemon {
                 }
             }
             if follow {
-                // The role cm-vipd last said, across reconnections to it.
-                let lastRole = LastRole()
                 group.addTask {
                     await WireFollower.follow(.vipd, socket: vipdSocket, peer: "cm-replicad", topics: [Topic.vip], logger: logger, failed: { error in
                         // Without cm-vipd this master cannot know it is the active one: it

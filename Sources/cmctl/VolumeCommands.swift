@@ -24,6 +24,7 @@ struct Volume: AsyncParsableCommand {
                     exports:  \(s.exports) in \(s.exportsFile)\(s.lastReload.map { ", ganesha reloaded \(Format.age(since: $0))" } ?? "")
                     """)
                 if let p = s.problem { print("problem:  \(p)") }
+                if let w = s.sync { print("whole:    \(w.whole ? "yes" : "no, \(w.reason ?? "?")") (checked \(Format.age(since: w.checked)))") }
                 var t = Table("BRICK", "ONLINE", "HEAL PENDING", "SPLIT BRAIN")
                 for b in s.bricks {
                     t.add(b.brick, b.online ? "yes" : "NO", b.healPending.map(String.init) ?? "-", b.splitBrain.map(String.init) ?? "-")

@@ -21,7 +21,7 @@ let minimalInstance = "[[instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid
         let i = try #require(v.instances.first)
         #expect(i.interface == "eth0" && i.vrid == 51 && i.priority == 150)
         #expect(i.advertInterval == .seconds(1) && i.advertIntervalCentiseconds == 100)
-        #expect(i.preempt && i.preemptDelay == .zero)
+        #expect(i.preempt && i.preemptDelay == .zero && i.preemptAfterSync)
         #expect(i.addresses == [IPv4InterfaceAddress("10.77.0.100/24")!])
         #expect(i.garpCount == 5 && i.garpInterval == .zero && i.garpMasterDelay == .seconds(5) && i.trackWeight == 50)
     }
@@ -55,6 +55,7 @@ let minimalInstance = "[[instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid
         (minimalInstance + minimalInstance.replacingOccurrences(of: "VI_1", with: "VI_2"),
          #"vipd.toml:9:8: instance "VI_2": vrid: VRID 51 on eth0 is already instance "VI_1"'s"#),
         (minimalInstance + "preempt = false\npreempt_delay = \"5s\"\n", #"vipd.toml:7:17: instance "VI_1": preempt_delay: has no effect with preempt = false"#),
+        (minimalInstance + "preempt = false\npreempt_after_sync = true\n", #"vipd.toml:7:22: instance "VI_1": preempt_after_sync: has no effect with preempt = false"#),
         (minimalInstance + "track_checks = [\"web\"]\n",
          #"vipd.toml:6:16: instance "VI_1": track_checks: "web" is not a check id (CHECK@NODE, as cmctl health list shows)"#),
         (minimalInstance + "priority = 255\ntrack_interfaces = [\"eth1\"]\n",

@@ -26,6 +26,14 @@ func fixture(_ name: String) throws -> XMLTree {
         #expect(s[0].brick == "10.178.0.1:/srv/test/brick/b" && s[0].online && s[0].pid != nil)
     }
 
+    @Test func brickStatusWithClients() throws {
+        let s = GlusterCLI.parseStatus(try fixture("volume-status-clients.xml"))
+        #expect(s.map(\.brick) == ["10.182.0.11:/srv/test/m1/brick", "10.182.0.12:/srv/test/m2/brick"])
+        #expect(s[0].clients == ["10.182.0.11:49149", "10.182.0.12:49146", "10.182.0.11:49142"])
+        #expect(s[1].clients?.count == 3)
+        #expect(GlusterCLI.parseStatus(try fixture("volume-status.xml"))[0].clients == nil)
+    }
+
     @Test func aMissingVolumeIsGlusterdsOwnError() throws {
         #expect(throws: GlusterError.self) { try GlusterCLI.check(fixture("volume-info-missing.xml"), ["volume", "info", "nope"]) }
         do {
@@ -161,5 +169,71 @@ func fixture(_ name: String) throws -> XMLTree {
         // VFS: absolute paths on the master.
         let vfs = GaneshaExports.forStore(store, top: "/srv/cm", backend: .vfs, clients: ["10.77.0.0/24"]).render()
         #expect(vfs.contains("Path = \"/srv/cm/images/base/1/root\";") && vfs.contains("FSAL { Name = VFS; }"))
+    }
+}
+
+/// When a master may take the VIP back (`preempt_after_sync`): the volume whole as it sees it.
+@Suite struct VolumeSyncTests {
+    let volume = GlusterVolume(name: "clustermaker", id: "x", status: "Started", type: "Replicate", replicaCount: 2, arbiterCount: 0,
+                               bricks: ["10.0.0.1:/b", "10.0.0.2:/b"], options: [:])
+    func brick(_ b: String, online: Bool = true, clients: [String]) -> GlusterBrickStatus {
+        GlusterBrickStatus(brick: b, online: online, pid: 1, port: 49152, clients: clients)
+    }
+    func heal(_ b: String, _ status: String = "Connected", pending: Int = 0, splitBrain: Int = 0) -> GlusterHealBrick {
+        GlusterHealBrick(brick: b, status: status, pending: pending, splitBrain: splitBrain)
+    }
+    var healed: [GlusterHealBrick] { [heal("10.0.0.1:/b"), heal("10.0.0.2:/b")] }
+    /// This master (10.0.0.1) has three clients (its mount, its self-heal daemon, its ganesha).
+    var connected: [GlusterBrickStatus] {
+        [brick("10.0.0.1:/b", clients: ["10.0.0.1:49150", "10.0.0.2:49151", "10.0.0.1:49149", "10.0.0.1:49148"]),
+         brick("10.0.0.2:/b", clients: ["10.0.0.2:49150", "10.0.0.1:49147", "10.0.0.1:49146", "10.0.0.1:49145"])]
+    }
+
+    @Test func wholeWhenEveryBrickIsUpHealedAndReachedByThisMastersClients() {
+        #expect(ReplicaService.notWhole(volume, bricks: connected, heal: healed, address: "10.0.0.1") == nil)
+        // Another master's clients do not count for this one.
+        var other = connected
+        other[1].clients?.removeAll { $0 == "10.0.0.2:49150" }
+        #expect(ReplicaService.notWhole(volume, bricks: other, heal: healed, address: "10.0.0.1") == nil)
+    }
+
+    @Test func aClientNotYetBackOnTheOtherBrickIsNotWhole() {
+        // ganesha, restarted while 10.0.0.2 was out of reach, has not reconnected to its brick yet.
+        var bricks = connected
+        bricks[1].clients?.removeLast()
+        #expect(ReplicaService.notWhole(volume, bricks: bricks, heal: healed, address: "10.0.0.1") == "brick 10.0.0.2:/b: 2 of this master's 3 clients connected")
+    }
+
+    @Test func offlineBricksHealingAndSplitBrainEachSaySo() {
+        #expect(ReplicaService.notWhole(volume, bricks: [connected[0]], heal: healed, address: "10.0.0.1") == "brick 10.0.0.2:/b is offline")
+        var down = connected
+        down[1].online = false
+        #expect(ReplicaService.notWhole(volume, bricks: down, heal: healed, address: "10.0.0.1") == "brick 10.0.0.2:/b is offline")
+        #expect(ReplicaService.notWhole(volume, bricks: connected, heal: [heal("10.0.0.1:/b"), heal("10.0.0.2:/b", pending: 3)], address: "10.0.0.1")
+            == "brick 10.0.0.2:/b: 3 entries to heal")
+        #expect(ReplicaService.notWhole(volume, bricks: connected, heal: [heal("10.0.0.1:/b", pending: 1, splitBrain: 1), heal("10.0.0.2:/b")], address: "10.0.0.1")
+            == "brick 10.0.0.1:/b: 1 entry in split brain")
+        #expect(ReplicaService.notWhole(volume, bricks: connected, heal: [heal("10.0.0.1:/b"), heal("10.0.0.2:/b", "Transport endpoint is not connected")],
+                                        address: "10.0.0.1") == "brick 10.0.0.2:/b: Transport endpoint is not connected")
+        var stopped = volume
+        stopped.status = "Stopped"
+        #expect(ReplicaService.notWhole(stopped, bricks: [], heal: nil, address: "10.0.0.1") == "volume clustermaker is stopped")
+    }
+
+    @Test func aHealIsStartedOnlyWhenItCanRun() {
+        let pending = [heal("10.0.0.1:/b", pending: 2), heal("10.0.0.2:/b")]
+        #expect(ReplicaService.wantsHeal(volume, bricks: connected, heal: pending))
+        #expect(!ReplicaService.wantsHeal(volume, bricks: connected, heal: healed))
+        #expect(!ReplicaService.wantsHeal(volume, bricks: [connected[0]], heal: pending))
+        #expect(!ReplicaService.wantsHeal(volume, bricks: connected, heal: [heal("10.0.0.1:/b", pending: 2, splitBrain: 1), heal("10.0.0.2:/b")]))
+        #expect(!ReplicaService.wantsHeal(volume, bricks: connected, heal: nil))
+    }
+
+    @Test func aSingleBrickIsWholeWhenOnline() {
+        var one = volume
+        one.bricks = ["10.0.0.1:/b"]
+        one.replicaCount = 1
+        #expect(ReplicaService.notWhole(one, bricks: [brick("10.0.0.1:/b", clients: ["10.0.0.1:1"])], heal: nil, address: "10.0.0.1") == nil)
+        #expect(ReplicaService.notWhole(one, bricks: [], heal: nil, address: "10.0.0.1") == "brick 10.0.0.1:/b is offline")
     }
 }

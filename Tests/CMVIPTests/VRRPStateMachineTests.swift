@@ -120,6 +120,33 @@ import Testing
         #expect(m.handle(advert(50, from: lowerIP, at: .seconds(11))) == [])
     }
 
+    @Test func aHeldPreemptionAcceptsTheLowerMasterUntilReleased() {
+        var m = backup(delay: .seconds(2))
+        let reset: [VRRPStateMachine.Action] = [.setTimer(.masterDown, after: .microseconds(3_609_375))]
+        #expect(m.handle(.preemptHold("the volume is not whole")) == [])
+        #expect(m.preemptHeld == "the volume is not whole")
+        // Held: like preempt = false, the lower master's adverts keep this router a backup,
+        // however long they go on.
+        #expect(m.handle(advert(50, from: lowerIP, at: .seconds(1))) == reset)
+        #expect(m.handle(advert(50, from: lowerIP, at: .seconds(30))) == reset)
+        #expect(m.state == .backup)
+        // Released: preempt_delay counts from the first lower advert after the hold, not before.
+        #expect(m.handle(.preemptHold(nil)) == [])
+        #expect(m.handle(advert(50, from: lowerIP, at: .seconds(31))) == reset)
+        #expect(m.handle(advert(50, from: lowerIP, at: .seconds(32.5))) == reset)
+        #expect(m.handle(advert(50, from: lowerIP, at: .seconds(33.5))) == [])
+        #expect(m.handle(.timerFired(.masterDown, now: t0 + .seconds(37))).last == .transition(from: .backup, to: .master, reason: "no advertisement for Master_Down_Interval 3609.4 ms"))
+    }
+
+    @Test func aHeldPreemptionStillTakesOverWhenNoMasterIsHeard() {
+        var m = backup()
+        _ = m.handle(.preemptHold("cm-replicad cannot be reached"))
+        #expect(m.handle(.timerFired(.masterDown, now: t0 + .seconds(4))).last == .transition(from: .backup, to: .master, reason: "no advertisement for Master_Down_Interval 3609.4 ms"))
+        // A master keeps its role whatever the hold: a higher master still takes over from it.
+        #expect(m.handle(advert(50, from: lowerIP)) != [])
+        #expect(m.state == .master)
+    }
+
     @Test func backupIgnoresAdverTimer() {
         var m = backup()
         #expect(m.handle(.timerFired(.adver, now: t0)) == [])

@@ -13,7 +13,11 @@
 #  3. m1 left the active role: cm-replicad restarted its ganesha (which takes an epoch of its
 #     own from cmctl master ganesha-epoch at each start), so that it holds no client state of
 #     before when the node comes back to it.
-#  4. m2 holds the node's inventory entry (the replicated state) and answers its DHCP.
+#  4. m1's link comes back: m1 (higher priority, preempt_after_sync) takes the VIP back only
+#     once its cm-replicad finds the volume whole (m2's writes healed onto m1's brick, m1's
+#     restarted ganesha connected to both bricks); the node goes on with 0 I/O errors and the
+#     volume has no split brain.
+#  5. m2 holds the node's inventory entry (the replicated state) and answers its DHCP.
 . "$(dirname "$0")/lib.sh"
 for c in qemu-system-x86_64 mmdebstrap glusterd glusterfs ganesha.nfsd rpcbind jq ssh; do
   command -v $c >/dev/null || fail "$c is not installed (scripts/test installs it)"
@@ -61,6 +65,7 @@ interface = "eth0"
 vrid = 81
 priority = $prio
 advert_interval = "50ms"
+preempt_after_sync = true
 addresses = ["$VIP/24"]
 CONF
   cat > "$T/$m/etc/replicad.toml" <<CONF
@@ -176,12 +181,12 @@ sleep 5
 # fails on 5 s, a regression such as GlusterFS's default 42 s ping-timeout or the NFS client's
 # default 60 s timeo.
 measure() {
-  local what=$1 to=$2; shift 2
+  local what=$1 to=$2 limit=${TAKEOVER_LIMIT:-10}; shift 2
   local t0 from took stats oks errs gap at period stall
   t0=$(on "cut -d' ' -f1 /proc/uptime")
   "$@"
   from=$(now_ms)
-  wait_for 10 "$to takes the VIP" role_is "$to" active
+  wait_for "$limit" "$to takes the VIP" role_is "$to" active
   took=$(( $(now_ms) - from ))
   sleep 10
   on "cat /run/loop.log" > "$T/loop.log"
@@ -209,12 +214,19 @@ e2=$(sed -n 's/.* : epoch \([0-9a-f]*\) : .*Ganesha Version.*/\1/p' "$T/m2/ganes
 # In hex in ganesha's log: m1 (first in cluster.toml), its second start; m2, its first.
 [ "$e1" = 00010002 ] && [ "$e2" = 00020001 ] || fail "the masters' ganesha epochs are not their own: m1 $e1 (want 00010002), m2 $e2 (want 00020001)"
 pass "m1 left the active role: its ganesha started afresh, with epoch $e1 (m1, second start; m2's is $e2)"
-# Not yet: m1's link back with m1 preempting. With the two fixes above the node goes on from
-# m1 after a 0.9 s stall, but its next write to /shared failed with EIO: m1's ganesha, started
-# while m2's brick was unreachable, wrote to m1's stale brick before its GlusterFS client was
-# back in touch with m2's (split brain). Preemption has to wait for the volume to be whole
-# again (issue 26); until then docs/operations.md advises preempt = false.
+log "3. m1's link back: m1 takes the VIP back once the volume is whole"
+# Without preempt_after_sync m1 took the VIP back at once, and the node's next write to /shared
+# failed with EIO: m1's ganesha, started while m2's brick was out of reach, wrote to m1's stale
+# brick before its GlusterFS client was back in touch with m2's (a split brain on that file).
+TAKEOVER_LIMIT=90 measure "m1's link back" m1 ip -n "$LAN" link set v1 up
+grep -q "preemption held" "$T/vipd-m1.log" || fail "m1's cm-vipd did not hold preemption back"
+allowed=$(grep -n "preemption allowed again" "$T/vipd-m1.log" | tail -1 | cut -d: -f1)
+became=$(grep -n "backup -> master" "$T/vipd-m1.log" | tail -1 | cut -d: -f1)
+[ -n "$allowed" ] && [ -n "$became" ] && [ "$allowed" -lt "$became" ] || fail "m1 took the VIP before the volume was whole: $(grep -n "preempt\|master" "$T/vipd-m1.log" | tail)"
+split=$(mc m1 volume status --json | jq '[.bricks[].splitBrain // 0] | add')
+[ "$split" = 0 ] || fail "the volume has $split entries in split brain after m1 took the VIP back"
+pass "m1 took the VIP back after its cm-replicad found the volume whole ($(grep -o 'the volume is not whole: .*' "$T/replicad-m1.log" | tail -1)); no split brain"
 
-log "4. m2 serves the node's state"
+log "5. m2 serves the node's state"
 mc m2 node list --json | jq -e '.[] | select(.name == "node001" and .state == "booted")' >/dev/null || fail "m2's inventory lacks node001"
 pass "m2's inventory has node001, booted (replicated from m1)"

@@ -8,8 +8,9 @@
 #     over, restores m1's replica from its own brick before cm-pxed answers, and holds every
 #     node added up to 0.25 s before the kill (the RPO goal; the test fails past 2 s); the client's
 #     lease is there, and m2 answers its DHCP with the same address.
-#  3. m1 comes back and preempts: it restores m2's newer state first; the nodes added on m2
-#     meanwhile are all there.
+#  3. m1 comes back and preempts once its brick has m2's writes and its clients reach both
+#     bricks (preempt_after_sync), not before; it restores m2's newer state first; the nodes
+#     added on m2 meanwhile are all there.
 #  4. Partition: the masters cannot hear each other, both become active, both take writes;
 #     on heal the lower epoch yields and `cmctl master status` reports its writes as a
 #     conflict, kept apart on the volume, not merged.
@@ -49,6 +50,7 @@ interface = "eth0"
 vrid = 79
 priority = $prio
 advert_interval = "100ms"
+preempt_after_sync = true
 addresses = ["$VIP/24"]
 CONF
   cat > "$T/$m/etc/pxed.toml" <<CONF
@@ -197,6 +199,13 @@ wait_for 30 "glusterd on m1 again" gl m1 volume list
 start_master m1
 wait_for 20 "m1 is active again" role_is m1 active
 wait_for 20 "m2 is standby again" role_is m2 standby
+# m1's cm-vipd held preemption until its cm-replicad found the volume whole, then took over.
+grep -q "preemption held" "$T/vipd-m1.log" || fail "m1's cm-vipd did not hold preemption back: $(grep -i preempt "$T/vipd-m1.log")"
+allowed=$(grep -n "preemption allowed again" "$T/vipd-m1.log" | head -1 | cut -d: -f1)
+became=$(grep -n "backup -> master" "$T/vipd-m1.log" | head -1 | cut -d: -f1)
+[ -n "$allowed" ] && [ -n "$became" ] && [ "$allowed" -lt "$became" ] || fail "m1 took the VIP before the volume was whole: $(grep -n "preempt\|master" "$T/vipd-m1.log" | head)"
+grep -q "the volume is whole" "$T/replicad-m1.log" || fail "m1's cm-replicad never found the volume whole"
+pass "m1 held preemption until its cm-replicad found the volume whole ($(grep -o 'the volume is not whole: .*' "$T/replicad-m1.log" | head -1)), then took the VIP"
 wait_for 60 "m1's cm-pxed restored m2's state" grep -q "replicated state: restored m2's replica" "$T/pxed-m1.log"
 HAVE=$(mc m1 node list --json | jq '[.[] | select(.name | startswith("v"))] | length')
 [ "$HAVE" = "$ADDED_ON_M2" ] || fail "m1 has $HAVE of the $ADDED_ON_M2 nodes added on m2 while it was away"

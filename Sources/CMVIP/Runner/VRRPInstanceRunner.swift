@@ -25,6 +25,7 @@ public final class VRRPInstanceRunner: Sendable {
     enum Command: Sendable {
         case shutdown
         case trackedChecksDown([CheckID])
+        case preemptHold(String?)
     }
 
     struct Counters: Sendable {
@@ -37,6 +38,7 @@ public final class VRRPInstanceRunner: Sendable {
         var advertsReceived = 0
         var dropped: [String: Int] = [:]
         var trackedDown: [String] = []
+        var preemptHeld: String?
         var lastError: String?
     }
 
@@ -100,6 +102,9 @@ public final class VRRPInstanceRunner: Sendable {
 
     public func setTrackedChecksDown(_ down: [CheckID]) { send(.trackedChecksDown(down)) }
 
+    /// Holds preemption back (why), or lets it go (nil): `preempt_after_sync`.
+    public func holdPreemption(_ reason: String?) { send(.preemptHold(reason)) }
+
     public func status() -> VRRPInstanceStatus {
         let c = counters.withLock { $0 }
         return VRRPInstanceStatus(
@@ -107,7 +112,7 @@ public final class VRRPInstanceRunner: Sendable {
             priority: c.priority, configuredPriority: config.priority, advertIntervalMs: Int(config.advertIntervalCentiseconds) * 10,
             masterAddress: c.masterAddress, addresses: config.addresses, since: c.since, transitions: c.transitions,
             advertsSent: c.advertsSent, advertsReceived: c.advertsReceived, dropped: c.dropped, trackedDown: c.trackedDown, lastError: c.lastError,
-            vmacInterface: config.useVMAC ? config.vmacInterface : nil)
+            vmacInterface: config.useVMAC ? config.vmacInterface : nil, preemptHeld: c.preemptHeld)
     }
 
     /// Everything the thread owns; lives on the thread's stack.
@@ -130,6 +135,8 @@ public final class VRRPInstanceRunner: Sendable {
         /// When the second burst of gratuitous ARPs is due (garp_master_delay).
         var garpRepeat: ContinuousClock.Instant?
         var checksDown: [CheckID] = []
+        /// Why preemption is held, kept here so that a machine made after the hold starts with it.
+        var preemptHeld: String?
         var interfacesDown: [String] = []
         var buffer = [UInt8](repeating: 0, count: 2048)
         var stopping = false
@@ -158,6 +165,13 @@ public final class VRRPInstanceRunner: Sendable {
                     case .trackedChecksDown(let down):
                         checksDown = down
                         updatePriority()
+                    case .preemptHold(let reason):
+                        if (reason == nil) != (preemptHeld == nil) {
+                            logger.notice(reason.map { "preemption held: \($0)" } ?? "preemption allowed again")
+                        }
+                        preemptHeld = reason
+                        runner.counters.withLock { $0.preemptHeld = reason }
+                        handle(.preemptHold(reason))
                     }
                 }
                 if stopping { break }
@@ -285,6 +299,7 @@ public final class VRRPInstanceRunner: Sendable {
                     priority: UInt8(config.priority), advertisementInterval: config.advertIntervalCentiseconds,
                     preempt: config.preempt, preemptDelay: config.preemptDelay, primaryAddress: primary))
                 _ = m.handle(.priorityChanged(effectivePriority))
+                _ = m.handle(.preemptHold(preemptHeld))
                 machine = m
                 runner.counters.withLock { $0.lastError = nil }
                 logger.info("VRRP instance \(config.name): VRID \(config.vrid) on \(config.interface) from \(primary), priority \(config.priority), adverts every \(config.advertIntervalCentiseconds * 10) ms")

@@ -50,6 +50,10 @@ public struct VRRPStateMachine: Sendable {
         case advertisement(priority: UInt8, maxAdvertInterval: UInt16, source: IPv4Address, now: ContinuousClock.Instant)
         /// Tracking changed the priority this router advertises (the owner's 255 never changes).
         case priorityChanged(UInt8)
+        /// Preemption is held back (with why), or no longer (nil): while held, a Backup treats
+        /// a lower-priority master as with `preempt = false`. It still becomes master when no
+        /// master is heard at all.
+        case preemptHold(String?)
     }
 
     public enum Action: Sendable, Equatable {
@@ -77,6 +81,8 @@ public struct VRRPStateMachine: Sendable {
     private var lowerMasterSeenSince: ContinuousClock.Instant?
     /// When a split brain was last reported (another master heard while we are master).
     private var splitBrainReported: ContinuousClock.Instant?
+    /// Why preemption is held back now (`preemptHold`); nil: it is not.
+    public private(set) var preemptHeld: String?
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -106,6 +112,11 @@ public struct VRRPStateMachine: Sendable {
             return move(to: .initialize, "shutdown")
         case (.initialize, .priorityChanged(let p)), (.fault, .priorityChanged(let p)):
             setPriority(p)
+            return []
+        case (_, .preemptHold(let reason)):
+            preemptHeld = reason
+            // A lower master seen during the hold starts preempt_delay afresh once it ends.
+            lowerMasterSeenSince = nil
             return []
         case (.initialize, _), (.fault, _):
             return []
@@ -192,7 +203,8 @@ public struct VRRPStateMachine: Sendable {
             masterAddress = nil
             return [.setTimer(.masterDown, after: skewTime)]
         }
-        var accept = !configuration.preempt || advPriority >= priority
+        let preempting = configuration.preempt && preemptHeld == nil
+        var accept = !preempting || advPriority >= priority
         if !accept, configuration.preemptDelay > .zero {
             let since = lowerMasterSeenSince ?? now
             lowerMasterSeenSince = since
@@ -202,7 +214,7 @@ public struct VRRPStateMachine: Sendable {
             // Preempt: discard, so the Master_Down_Timer runs out.
             return []
         }
-        if advPriority >= priority || !configuration.preempt { lowerMasterSeenSince = nil }
+        if advPriority >= priority || !preempting { lowerMasterSeenSince = nil }
         masterAdvertInterval = interval
         masterAddress = source
         return [.setTimer(.masterDown, after: masterDownInterval)]
