@@ -93,6 +93,14 @@ func printJSON<T: Encodable>(_ value: T) throws {
 }
 
 /// One JSON object per line, for streams (`health watch --json`).
+/// A watch command is subscribed: says so on standard output, or with --json on standard
+/// error (the output stays one JSON object per line), so that whoever starts it, a script or
+/// a test, knows from when on no event is missed.
+func announceWatching(_ what: String, json: Bool) {
+    let line = "watching \(what) (Ctrl-C to stop)\n"
+    if json { FileHandle.standardError.write(Data(line.utf8)) } else { print(line, terminator: ""); fflush(nil) }
+}
+
 func printJSONLine<T: Encodable>(_ value: T) throws {
     let encoder = WireJSON.encoder()
     encoder.dateEncodingStrategy = .iso8601

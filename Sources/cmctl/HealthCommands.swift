@@ -113,7 +113,7 @@ struct Health: AsyncParsableCommand {
             try await reportingErrors {
                 try await global.call(.healthd) { conn in
                     try await conn.subscribe(topics: [Topic.health])
-                    if !global.json { print("watching cm-healthd transitions (Ctrl-C to stop)"); fflush(nil) }
+                    announceWatching("cm-healthd transitions", json: global.json)
                     while let event = try await conn.nextEvent() {
                         guard event.header.type == MessageType.healthTransition else { continue }
                         let t = try event.body(as: HealthTransition.self)

@@ -87,7 +87,7 @@ struct Lb: AsyncParsableCommand {
             try await reportingErrors {
                 try await global.call(.lbd) { conn in
                     try await conn.subscribe(topics: [Topic.lb])
-                    if !global.json { print("watching cm-lbd (Ctrl-C to stop)"); fflush(nil) }
+                    announceWatching("cm-lbd", json: global.json)
                     while let event = try await conn.nextEvent() {
                         guard event.header.type == MessageType.lbServer else { continue }
                         let c = try event.body(as: LbServerChange.self)

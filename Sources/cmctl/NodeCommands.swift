@@ -219,7 +219,7 @@ struct Node: AsyncParsableCommand {
             try await reportingErrors {
                 try await global.call(.pxed) { conn in
                     try await conn.subscribe(topics: [Topic.node])
-                    if !global.json { print("watching cm-pxed (Ctrl-C to stop)"); fflush(nil) }
+                    announceWatching("cm-pxed", json: global.json)
                     while let event = try await conn.nextEvent() {
                         guard event.header.type == MessageType.nodeEvent else { continue }
                         let e = try event.body(as: NodeEvent.self)

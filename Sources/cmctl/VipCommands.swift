@@ -51,7 +51,7 @@ struct Vip: AsyncParsableCommand {
             try await reportingErrors {
                 try await global.call(.vipd) { conn in
                     try await conn.subscribe(topics: [Topic.vip])
-                    if !global.json { print("watching cm-vipd (Ctrl-C to stop)"); fflush(nil) }
+                    announceWatching("cm-vipd", json: global.json)
                     while let event = try await conn.nextEvent() {
                         switch event.header.type {
                         case MessageType.vipTransition:

@@ -1,5 +1,6 @@
 import CMHealth
 import CMTypes
+import CMWire
 import Foundation
 import Testing
 
@@ -16,9 +17,9 @@ func tempDatabase() -> String {
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
         do {
             let store = try HealthStore(path: path)
-            try store.record(TransitionRecord(check: web1, from: .unknown, to: .up, at: Date(timeIntervalSince1970: 100), message: "a"))
-            try store.record(TransitionRecord(check: web1, from: .up, to: .down, at: Date(timeIntervalSince1970: 200), message: "b"))
-            try store.record(TransitionRecord(check: web2, from: .unknown, to: .up, at: Date(timeIntervalSince1970: 150), message: "c"))
+            try store.record(HealthTransition(id: web1, from: .unknown, to: .up, at: Date(timeIntervalSince1970: 100), message: "a"))
+            try store.record(HealthTransition(id: web1, from: .up, to: .down, at: Date(timeIntervalSince1970: 200), message: "b"))
+            try store.record(HealthTransition(id: web2, from: .unknown, to: .up, at: Date(timeIntervalSince1970: 150), message: "c"))
         }
         let store = try HealthStore(path: path)
         let all = try store.transitions(check: nil, sinceMs: nil, limit: 10)
@@ -37,7 +38,7 @@ func tempDatabase() -> String {
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
         let store = try HealthStore(path: path)
         for i in 0..<2500 {
-            try store.record(TransitionRecord(check: i % 2 == 0 ? web1 : web2, from: .up, to: .down, at: Date(timeIntervalSince1970: Double(i)),
+            try store.record(HealthTransition(id: i % 2 == 0 ? web1 : web2, from: .up, to: .down, at: Date(timeIntervalSince1970: Double(i)),
                                               message: String(i)))
         }
         var seen: [String] = []

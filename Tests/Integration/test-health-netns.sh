@@ -72,9 +72,9 @@ for i in 1 2 3; do
 done
 pass "all 9 check instances up"
 
-start_bg watch "$BIN/cmctl" health watch --json --runtime-dir "$T/run"
-sleep 0.5  # the subscription is in place once watch printed nothing and is connected
-wait_for 5 "watch subscribed" bash -c "ls /proc/$PID_watch >/dev/null"
+# Events on standard output, one JSON object a line; "watching …" on standard error once subscribed.
+"$BIN/cmctl" health watch --json --runtime-dir "$T/run" > "$T/watch.log" 2> "$T/watch-err.log" & PIDS+=($!)
+wait_for 5 "watch subscribed" grep -q "^watching" "$T/watch-err.log"
 
 log "stopping nginx on node002 (SIGTERM to its master process)"
 kill -TERM "$(cat "$T/nginx2/nginx.pid")"

@@ -46,7 +46,7 @@ daemon_pid() { pgrep -f "^$BIN/cm-healthd .*$T/run" | head -1; }
 
 log "socket activation: the daemon must not run before the first connection"
 start_activator activator
-sleep 0.5
+sleep 0.5   # a time in which nothing may happen (no condition to wait for): the daemon must not start
 [ -z "$(daemon_pid)" ] || fail "cm-healthd started before anyone connected"
 cmctl status --config-dir "$T/etc" > "$T/status.out" 2>&1 || true
 grep -q 'cm-healthd *running' "$T/status.out" || { cat "$T/status.out"; fail "first connection was not served by the activated daemon"; }

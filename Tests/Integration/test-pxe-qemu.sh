@@ -94,8 +94,8 @@ vm_wait() { # NAME SECONDS: waits for the VM to power off, then for its marker
 log "1. full DHCP: one BIOS VM boots from cm-pxed alone"
 pxed_conf dhcp
 pxed_start
-cmctl node watch --json > "$T/events.out" 2>&1 & PIDS+=($!)
-sleep 0.5
+cmctl node watch --json > "$T/events.out" 2> "$T/events.err" & PIDS+=($!)
+wait_for 5 "node watch subscribed" grep -q "^watching" "$T/events.err"
 t0=$(date +%s)
 vm one 52:54:00:77:00:01 tap0
 vm_wait one 240
@@ -261,7 +261,7 @@ pxed_conf proxy
 pxed_start
 start_bg dnsmasq ip netns exec "$NS" dnsmasq --no-daemon --conf-file=/dev/null --interface=br0 --bind-interfaces --port=0 \
   --dhcp-range=10.177.0.200,10.177.0.220,1h --dhcp-leasefile="$T/dnsmasq.leases" --log-dhcp
-sleep 0.5
+wait_for 5 "dnsmasq serves DHCP" grep -q "DHCP, IP range" "$T/dnsmasq.log"
 vm proxy 52:54:00:77:00:08 tap0
 vm_wait proxy 240
 paddr=$(node_field 52:54:00:77:00:08 seenAddress)

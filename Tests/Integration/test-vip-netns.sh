@@ -286,7 +286,9 @@ wait_for 10 "keepalived returns and preempts cm-vipd" yielded_to_m1
 wait_for 3 "cm-vipd gave up the VIP" lacks_vip m2
 pass "keepalived master + cm-vipd backup: cm-vipd took over in ${took} ms on keepalived's priority 0 and yielded when it returned"
 kill -TERM "$(keepalived_pid m1)" "$(vipd_pid m2)"; wait "$(keepalived_pid m1)" "$(vipd_pid m2)" 2>/dev/null || true
-sleep 0.5
+# keepalived's VRRP child removes its PID file as it ends; the VIP must be off both hosts.
+stopped_both() { [ ! -e "$T/m1/k.vrrp.pid" ] && lacks_vip m1 && lacks_vip m2; }
+wait_for 5 "keepalived and cm-vipd stopped, the VIP off both" stopped_both
 
 # cm-vipd master (m1, 150), keepalived backup (m2, 100)
 vipd_conf m1 150 true; vipd_start m1

@@ -203,7 +203,7 @@ public actor HealthMonitor {
             instance.since = now
             let transition = HealthTransition(id: id, from: from, to: to, at: now, message: message)
             do {
-                try store.record(TransitionRecord(check: id, from: from, to: to, at: now, message: message))
+                try store.record(HealthTransition(id: id, from: from, to: to, at: now, message: message))
             } catch {
                 logger.error("cannot store transition of \(id): \(error)", metadata: ["node": "\(id.node)", "check": "\(id.check)"])
             }
@@ -374,7 +374,7 @@ public actor HealthMonitor {
         guard let instance = instances[request.id] else {
             throw WireError(.notFound, "no check instance \(request.id) (see cmctl health list)")
         }
-        let recent = try store.transitions(check: request.id, sinceMs: nil, limit: 10).map(\.wire)
+        let recent = try store.transitions(check: request.id, sinceMs: nil, limit: 10)
         return HealthShowReply(check: status(instance), recent: recent)
     }
 
@@ -388,7 +388,7 @@ public actor HealthMonitor {
         let since = request.since.map { Int64($0.timeIntervalSince1970 * 1000) }
         let page = try store.transitions(check: request.id, sinceMs: since, beforeID: before,
                                          limit: min(request.limit, HealthHistoryRequest.pageSize))
-        return HealthHistoryReply(transitions: page.records.map(\.wire), next: page.next.map(String.init))
+        return HealthHistoryReply(transitions: page.records, next: page.next.map(String.init))
     }
 
     /// A node's series from the store. The query runs off the actor (the store is a pool of

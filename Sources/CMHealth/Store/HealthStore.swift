@@ -4,25 +4,6 @@ import CMWire
 import Foundation
 import GRDB
 
-/// One state change as stored.
-public struct TransitionRecord: Sendable, Equatable {
-    public var check: CheckID
-    public var from: CheckState
-    public var to: CheckState
-    public var at: Date
-    public var message: String
-
-    public init(check: CheckID, from: CheckState, to: CheckState, at: Date, message: String) {
-        self.check = check
-        self.from = from
-        self.to = to
-        self.at = at
-        self.message = message
-    }
-
-    public var wire: HealthTransition { HealthTransition(id: check, from: from, to: to, at: at, message: message) }
-}
-
 public struct StoredSeries: Sendable, Equatable {
     public var name: String
     public var resolution: String
@@ -78,21 +59,22 @@ public final class HealthStore: Sendable {
 
     // MARK: Transitions
 
-    public func record(_ t: TransitionRecord) throws {
+    /// Stores one state change (the wire's `HealthTransition`, as published).
+    public func record(_ t: HealthTransition) throws {
         try pool.write { db in
             try db.execute(sql: "INSERT INTO transitions (check_id, from_state, to_state, at, message) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [t.check.description, t.from.rawValue, t.to.rawValue, Self.ms(t.at), t.message])
+                           arguments: [t.id.description, t.from.rawValue, t.to.rawValue, Self.ms(t.at), t.message])
         }
     }
 
     /// Newest first.
-    public func transitions(check: CheckID?, sinceMs: Int64?, limit: Int) throws -> [TransitionRecord] {
+    public func transitions(check: CheckID?, sinceMs: Int64?, limit: Int) throws -> [HealthTransition] {
         try transitions(check: check, sinceMs: sinceMs, beforeID: nil, limit: limit).records
     }
 
     /// One page of history, newest first: at most `limit` transitions with row ids below
     /// `beforeID`, and the id to go on below when there are more.
-    public func transitions(check: CheckID?, sinceMs: Int64?, beforeID: Int64?, limit: Int) throws -> (records: [TransitionRecord], next: Int64?) {
+    public func transitions(check: CheckID?, sinceMs: Int64?, beforeID: Int64?, limit: Int) throws -> (records: [HealthTransition], next: Int64?) {
         try pool.read { db in
             var sql = "SELECT check_id, from_state, to_state, at, message, id FROM transitions WHERE 1"
             var args: [any DatabaseValueConvertible] = []
@@ -115,7 +97,7 @@ public final class HealthStore: Sendable {
                 WHERE id IN (SELECT MAX(id) FROM transitions GROUP BY check_id)
                 """)
             var out: [CheckID: (HealthState, Date)] = [:]
-            for t in rows.compactMap(Self.transition) { out[t.check] = (t.to, t.at) }
+            for t in rows.compactMap(Self.transition) { out[t.id] = (t.to, t.at) }
             return out
         }
     }
@@ -124,9 +106,9 @@ public final class HealthStore: Sendable {
         try pool.write { db in try db.execute(sql: "DELETE FROM transitions WHERE at < ?", arguments: [cutoff]) }
     }
 
-    private static func transition(_ row: Row) -> TransitionRecord? {
+    private static func transition(_ row: Row) -> HealthTransition? {
         guard let id = CheckID(row[0] as String), let from = CheckState(rawValue: row[1]), let to = CheckState(rawValue: row[2]) else { return nil }
-        return TransitionRecord(check: id, from: from, to: to, at: Date(timeIntervalSince1970: Double(row[3] as Int64) / 1000), message: row[4])
+        return HealthTransition(id: id, from: from, to: to, at: Date(timeIntervalSince1970: Double(row[3] as Int64) / 1000), message: row[4])
     }
 
     static func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
