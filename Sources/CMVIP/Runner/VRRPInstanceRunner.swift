@@ -130,10 +130,9 @@ public final class VRRPInstanceRunner: Sendable {
         var source: IPv4Address?
         var deadline: ContinuousClock.Instant?
         var timer: VRRPStateMachine.Timer = .masterDown
-        var garpRemaining = 0
-        var garpNext: ContinuousClock.Instant?
-        /// When the second burst of gratuitous ARPs is due (garp_master_delay).
-        var garpRepeat: ContinuousClock.Instant?
+        var garp: GratuitousARPSchedule
+        /// Which parsed datagrams are adverts for this instance; its own address is set at start.
+        var receiveFilter: VRRPReceiveFilter
         var checksDown: [CheckID] = []
         /// Why preemption is held, kept here so that a machine made after the hold starts with it.
         var preemptHeld: String?
@@ -141,7 +140,13 @@ public final class VRRPInstanceRunner: Sendable {
         var buffer = [UInt8](repeating: 0, count: 2048)
         var stopping = false
 
-        init(runner: VRRPInstanceRunner) { self.runner = runner }
+        init(runner: VRRPInstanceRunner) {
+            self.runner = runner
+            garp = GratuitousARPSchedule(count: runner.config.garpCount, interval: runner.config.garpInterval,
+                                         repeatAfter: runner.config.garpMasterDelay)
+            receiveFilter = VRRPReceiveFilter(vrid: UInt8(runner.config.vrid), ownAddress: nil, unicastPeers: runner.config.unicastPeers,
+                                              addresses: Set(runner.config.addresses.map(\.address)))
+        }
 
         var logger: Logger { runner.logger }
 
@@ -180,11 +185,7 @@ public final class VRRPInstanceRunner: Sendable {
                     deadline = nil
                     handle(.timerFired(timer, now: .now))
                 }
-                if let g = garpNext, g <= .now { sendGratuitousARP() }
-                if let r = garpRepeat, r <= .now {
-                    garpRepeat = nil
-                    startGratuitousARP()
-                }
+                if let g = garp.deadline, g <= .now { sendGratuitousARPs() }
             }
             if machine != nil { handle(.shutdown) }
             if config.useVMAC, let route {
@@ -240,7 +241,7 @@ public final class VRRPInstanceRunner: Sendable {
             if let socket { fds.append(pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)) }
             if let monitor { fds.append(pollfd(fd: monitor.fd, events: Int16(POLLIN), revents: 0)) }
             var spec = itimerspec()
-            if let next = [deadline, garpNext, garpRepeat].compactMap({ $0 }).min() {
+            if let next = [deadline, garp.deadline].compactMap({ $0 }).min() {
                 // A zero it_value disarms the timer: a deadline already passed fires after 1 ns.
                 let wait = max(next - .now, .nanoseconds(1))
                 spec.it_value = timespec(tv_sec: Int(wait.components.seconds), tv_nsec: Int(wait.components.attoseconds / 1_000_000_000))
@@ -285,6 +286,7 @@ public final class VRRPInstanceRunner: Sendable {
                     return
                 }
                 source = primary
+                receiveFilter.ownAddress = primary
                 guard ensureVirtualMAC(parent: current), let data = dataInterface else { return }
                 do {
                     socket = try VRRPSocket(interface: data, multicast: config.unicastPeers.isEmpty)
@@ -324,8 +326,7 @@ public final class VRRPInstanceRunner: Sendable {
         }
 
         private var effectivePriority: UInt8 {
-            let penalty = (checksDown.count + interfacesDown.count) * config.trackWeight
-            return UInt8(clamping: max(config.priority - penalty, 1))
+            VRRPTracking.priority(configured: config.priority, down: checksDown.count + interfacesDown.count, weight: config.trackWeight)
         }
 
         private mutating func updatePriority() {
@@ -364,28 +365,14 @@ public final class VRRPInstanceRunner: Sendable {
                 drop(error.reason, "dropped a datagram on \(config.interface): \(error)")
                 return
             }
+            switch receiveFilter.check(datagram) {
+            case .drop(let reason, let message):
+                drop(reason, message)
+                return
+            case .accept(let addressMismatch):
+                if addressMismatch { runner.counters.withLock { $0.dropped["address_mismatch", default: 0] += 1 } }
+            }
             let advert = datagram.advertisement
-            guard advert.vrid == UInt8(config.vrid) else {
-                // Another virtual router on the same link: normal, counted, not logged.
-                drop("other_vrid", nil)
-                return
-            }
-            if datagram.source == source {
-                drop("own", nil)
-                return
-            }
-            if !config.unicastPeers.isEmpty, !config.unicastPeers.contains(datagram.source) {
-                drop("unknown_peer", "dropped an advertisement from \(datagram.source): not in unicast_peers")
-                return
-            }
-            if config.unicastPeers.isEmpty, datagram.destination != VRRP.multicastGroup {
-                drop("bad_destination", "dropped an advertisement from \(datagram.source) to \(datagram.destination): multicast mode expects 224.0.0.18")
-                return
-            }
-            // RFC 5798 7.1: a different address list is a misconfiguration worth a log line, not a reason to ignore the master.
-            if Set(advert.addresses) != Set(config.addresses.map(\.address)) {
-                runner.counters.withLock { $0.dropped["address_mismatch", default: 0] += 1 }
-            }
             runner.counters.withLock { $0.advertsReceived += 1 }
             handle(.advertisement(priority: advert.priority, maxAdvertInterval: advert.maxAdvertInterval, source: datagram.source, now: now))
         }
@@ -433,8 +420,8 @@ public final class VRRPInstanceRunner: Sendable {
             case .removeAddresses:
                 removeAddresses()
             case .sendGratuitousARP:
-                startGratuitousARP()
-                garpRepeat = config.garpMasterDelay > .zero ? .now + config.garpMasterDelay : nil
+                garp.becameMaster(now: .now)
+                sendGratuitousARPs()
             case .transition(let from, let to, let reason):
                 let priority = Int(machine?.priority ?? 0)
                 let level: Logger.Level = to == .fault ? .error : .notice
@@ -467,28 +454,21 @@ public final class VRRPInstanceRunner: Sendable {
             }
         }
 
-        private mutating func startGratuitousARP() {
-            garpRemaining = config.garpCount
-            garpNext = garpRemaining > 0 ? .now : nil
-            sendGratuitousARP()
-        }
-
-        private mutating func sendGratuitousARP() {
-            guard garpRemaining > 0, let interface = dataInterface, let mac = interface.mac, let arp, machine?.state == .master else {
-                garpRemaining = 0
-                garpNext = nil
-                if machine?.state != .master { garpRepeat = nil }
+        /// Sends the gratuitous ARPs `garp` says are due; none once this router is no longer master.
+        private mutating func sendGratuitousARPs() {
+            guard machine?.state == .master else {
+                garp.stop()
                 return
             }
-            do {
-                try arp.send(config.addresses.map(\.address), interface: interface, mac: mac)
-            } catch {
-                logger.warning("\(error)")
+            let n = garp.due(now: .now)
+            guard n > 0, let interface = dataInterface, let mac = interface.mac, let arp else { return }
+            for _ in 0..<n {
+                do {
+                    try arp.send(config.addresses.map(\.address), interface: interface, mac: mac)
+                } catch {
+                    logger.warning("\(error)")
+                }
             }
-            garpRemaining -= 1
-            garpNext = garpRemaining > 0 ? .now + config.garpInterval : nil
-            // With no interval they all go out now.
-            if garpRemaining > 0, config.garpInterval == .zero { sendGratuitousARP() }
         }
 
         private func removeAddresses(from target: NetworkInterface? = nil) {
