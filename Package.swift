@@ -198,6 +198,8 @@ let package = Package(
         .testTarget(name: "CMWireTests", dependencies: ["CMWire", "CMTypes", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "CMConfigTests", dependencies: ["CMConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "CMDaemonTests", dependencies: ["CMDaemon"], swiftSettings: swiftSettings),
+        .testTarget(name: "CmctlTests", dependencies: ["cmctl", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "CMStoreTests", dependencies: ["CMStore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
         .testTarget(name: "CMLBTests", dependencies: ["CMLB", "CMConfig", "CMTypes", "CLinux", "CMWire"], swiftSettings: swiftSettings),
         .testTarget(name: "CMPXETests", dependencies: [

@@ -20,8 +20,6 @@ public struct GlusterBrickStatus: Sendable, Equatable, Codable {
     public var online: Bool
     public var pid: Int?
     public var port: Int?
-    /// The clients connected to it ("ADDRESS:PORT"), with `volume status VOLUME clients`; nil otherwise.
-    public var clients: [String]?
 }
 
 /// A host of glusterd's trusted pool (`gluster pool list`), this one included.
@@ -102,11 +100,6 @@ public struct GlusterCLI: Sendable {
         try Self.parseStatus(run(["volume", "status", name], timeout: timeout))
     }
 
-    /// The bricks' status with the clients connected to each.
-    public func clients(_ name: String, timeout: TimeInterval = 120) throws -> [GlusterBrickStatus] {
-        try Self.parseStatus(run(["volume", "status", name, "clients"], timeout: timeout))
-    }
-
     /// Heal status of a replicated volume (nil for one that is not: nothing to heal). Asks
     /// glfsheal itself, as `gluster volume heal VOLUME info summary` does, but with this
     /// glusterd's socket: the CLI (GlusterFS 10) does not pass its --glusterd-sock on, so its
@@ -182,9 +175,8 @@ public struct GlusterCLI: Sendable {
         doc.all("volStatus/volumes/volume/node").compactMap { n in
             // Self-heal daemons and the like are listed too, without a brick path.
             guard let host = n.value("hostname"), let path = n.value("path"), path.hasPrefix("/") else { return nil }
-            let clients = n.child("clientsStatus").map { $0.all("client").compactMap { $0.value("hostname") } }
             return GlusterBrickStatus(brick: "\(host):\(path)", online: n.value("status") == "1",
-                                      pid: Int(n.value("pid") ?? ""), port: Int(n.value("port") ?? ""), clients: clients)
+                                      pid: Int(n.value("pid") ?? ""), port: Int(n.value("port") ?? ""))
         }
     }
 }

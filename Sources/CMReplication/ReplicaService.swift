@@ -290,13 +290,16 @@ public final class ReplicaService: Sendable {
     private func findSync(now: Date) -> VolumeSync {
         let c = config.volume
         do {
+            // Neither question is a glusterd transaction (`volume status` is one, across every
+            // peer: after a partition the masters' polls of it timed out on each other's locks).
             guard let volume = try gluster.volume(c.name, timeout: Self.queryTimeout) else {
                 return VolumeSync(whole: false, reason: "there is no volume \(c.name)", checked: now)
             }
-            let bricks = volume.status == "Started" ? try gluster.clients(c.name, timeout: Self.queryTimeout) : []
-            let heal = try gluster.heal(volume, timeout: Self.queryTimeout)
-            let reason = Self.notWhole(volume, bricks: bricks, heal: heal, address: c.address.description)
-            if Self.wantsHeal(volume, bricks: bricks, heal: heal), state.withLock({ s in
+            let heal = volume.status == "Started" ? try gluster.heal(volume, timeout: Self.queryTimeout) : nil
+            let tcp = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+            let connections = Self.brickConnections(procNetTCP: tcp, from: c.address, bricks: volume.bricks)
+            let reason = Self.notWhole(volume, heal: heal, connections: connections)
+            if Self.wantsHeal(heal), state.withLock({ s in
                 guard s.healStarted.map({ now.timeIntervalSince($0) >= Self.healInterval }) ?? true else { return false }
                 s.healStarted = now
                 return true
@@ -317,23 +320,25 @@ public final class ReplicaService: Sendable {
     /// How often `checkSync` starts a heal while entries wait for one.
     static let healInterval: TimeInterval = 10
 
-    /// Entries wait for a heal that can run: every brick online, none in split brain (which
-    /// no heal resolves by itself).
-    static func wantsHeal(_ volume: GlusterVolume, bricks: [GlusterBrickStatus], heal: [GlusterHealBrick]?) -> Bool {
-        guard let heal, heal.contains(where: { $0.pending > 0 }), !heal.contains(where: { $0.splitBrain > 0 }) else { return false }
-        return volume.bricks.allSatisfy { b in bricks.first { $0.brick == b }?.online ?? false }
+    /// Entries wait for a heal that can run: glfsheal reached every brick and none is in split
+    /// brain (which no heal resolves by itself).
+    static func wantsHeal(_ heal: [GlusterHealBrick]?) -> Bool {
+        guard let heal, heal.contains(where: { $0.pending > 0 }) else { return false }
+        return heal.allSatisfy { $0.status == "Connected" && $0.splitBrain == 0 }
     }
 
-    /// Why the volume is not whole, or nil when it is. Beyond glusterd's view (every brick
-    /// online, nothing to heal, no split brain) the clients of this master (`address`) must be
-    /// connected to every brick: a client started while a brick was out of reach (ganesha,
-    /// restarted in a partition) reconnects to it only seconds after glusterd does, and writes
-    /// to the others meanwhile. Each of this master's client processes connects to every brick,
-    /// so as many connections from this master on each brick is the sign.
-    public static func notWhole(_ volume: GlusterVolume, bricks: [GlusterBrickStatus], heal: [GlusterHealBrick]?, address: String) -> String? {
+    /// Why the volume is not whole, or nil when it is. glfsheal, a client of its own, says
+    /// whether every brick is reachable from here and what is left to heal. Then this master's
+    /// own clients must be connected to every brick: a client started while a brick was out of
+    /// reach (ganesha, restarted in a partition) reconnects to it only seconds after glusterd
+    /// does, and writes to the others meanwhile. Each client process connects once to every
+    /// brick, so as many connections from this master to each brick (`connections`, by brick;
+    /// absent where they cannot be counted) is the sign.
+    public static func notWhole(_ volume: GlusterVolume, heal: [GlusterHealBrick]?, connections: [String: Int]) -> String? {
         if volume.status != "Started" { return "volume \(volume.name) is \(volume.status.lowercased())" }
-        for b in volume.bricks where !(bricks.first { $0.brick == b }?.online ?? false) {
-            return "brick \(b) is offline"
+        if volume.replicaCount > 1 {
+            guard let heal else { return "no heal information" }
+            for b in volume.bricks where !heal.contains(where: { $0.brick == b }) { return "brick \(b): no heal information" }
         }
         for h in heal ?? [] {
             if h.status != "Connected" { return "brick \(h.brick): \(h.status)" }
@@ -341,16 +346,48 @@ public final class ReplicaService: Sendable {
             if h.splitBrain > 0 { return "brick \(h.brick): \(entries(h.splitBrain)) in split brain" }
             if h.pending > 0 { return "brick \(h.brick): \(entries(h.pending)) to heal" }
         }
-        guard volume.bricks.count > 1 else { return nil }
-        let ours = volume.bricks.map { b -> (String, Int) in
-            let clients = bricks.first { $0.brick == b }?.clients ?? []
-            return (b, clients.filter { $0.split(separator: ":").first.map(String.init) == address }.count)
-        }
-        let most = ours.map(\.1).max() ?? 0
-        if let (brick, n) = ours.first(where: { $0.1 < most }) {
+        let counted = volume.bricks.compactMap { b in connections[b].map { (b, $0) } }
+        let most = counted.map(\.1).max() ?? 0
+        if let (brick, n) = counted.first(where: { $0.1 < most }) {
             return "brick \(brick): \(n) of this master's \(most) clients connected"
         }
         return nil
+    }
+
+    /// glusterd's port range for bricks (glusterd.vol base-port … max-port).
+    static let brickPorts: ClosedRange<UInt16> = 49152...60999
+
+    /// Established TCP connections from `address` to each brick, from /proc/net/tcp (this
+    /// network namespace's): to a brick on another host, those to its brick port range; to
+    /// this host's own brick, those to a brick port listening here. Bricks named by a host
+    /// name rather than an address are not counted.
+    public static func brickConnections(procNetTCP: String, from address: IPv4Address, bricks: [String]) -> [String: Int] {
+        typealias Endpoint = (address: IPv4Address, port: UInt16)
+        struct Socket { var local: Endpoint; var remote: Endpoint; var state: UInt8 }
+        func endpoint(_ text: Substring) -> Endpoint? {
+            let parts = text.split(separator: ":")
+            guard parts.count == 2, let a = UInt32(parts[0], radix: 16), let p = UInt16(parts[1], radix: 16) else { return nil }
+            // The kernel prints the address as the host-order value of the network-order word.
+            return (IPv4Address(UInt8(a & 0xff), UInt8(a >> 8 & 0xff), UInt8(a >> 16 & 0xff), UInt8(a >> 24)), p)
+        }
+        let sockets = procNetTCP.split(separator: "\n").dropFirst().compactMap { line -> Socket? in
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count > 3, let l = endpoint(f[1]), let r = endpoint(f[2]), let st = UInt8(f[3], radix: 16) else { return nil }
+            return Socket(local: l, remote: r, state: st)
+        }
+        let established: UInt8 = 0x01, listen: UInt8 = 0x0a
+        let any = IPv4Address(0, 0, 0, 0)
+        let listening = Set(sockets.filter { $0.state == listen && ($0.local.address == address || $0.local.address == any) && brickPorts.contains($0.local.port) }
+            .map(\.local.port))
+        var out: [String: Int] = [:]
+        for brick in bricks {
+            guard let host = brick.split(separator: ":").first.flatMap({ IPv4Address(String($0)) }) else { continue }
+            out[brick] = sockets.filter { s in
+                guard s.state == established, s.local.address == address, s.remote.address == host else { return false }
+                return host == address ? listening.contains(s.remote.port) && !listening.contains(s.local.port) : brickPorts.contains(s.remote.port)
+            }.count
+        }
+        return out
     }
 
     public var statusLine: String {

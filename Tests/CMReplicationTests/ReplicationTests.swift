@@ -1,6 +1,7 @@
 import CMConfig
 import CMImage
 @testable import CMReplication
+import CMTypes
 import Foundation
 import Testing
 
@@ -26,12 +27,13 @@ func fixture(_ name: String) throws -> XMLTree {
         #expect(s[0].brick == "10.178.0.1:/srv/test/brick/b" && s[0].online && s[0].pid != nil)
     }
 
-    @Test func brickStatusWithClients() throws {
-        let s = GlusterCLI.parseStatus(try fixture("volume-status-clients.xml"))
-        #expect(s.map(\.brick) == ["10.182.0.11:/srv/test/m1/brick", "10.182.0.12:/srv/test/m2/brick"])
-        #expect(s[0].clients == ["10.182.0.11:49149", "10.182.0.12:49146", "10.182.0.11:49142"])
-        #expect(s[1].clients?.count == 3)
-        #expect(GlusterCLI.parseStatus(try fixture("volume-status.xml"))[0].clients == nil)
+    /// As glfsheal VOLUME info-summary --xml prints it (the counts set for the test): 3 entries
+    /// on m1's brick that m2's lacks.
+    @Test func healSummaryAsGlfshealPrintsIt() throws {
+        let h = GlusterCLI.parseHeal(try fixture("heal-info-summary.xml"))
+        #expect(h == [GlusterHealBrick(brick: "10.182.0.11:/srv/test/m1/brick", status: "Connected", pending: 3, splitBrain: 0),
+                      GlusterHealBrick(brick: "10.182.0.12:/srv/test/m2/brick", status: "Connected", pending: 0, splitBrain: 0)])
+        #expect(ReplicaService.wantsHeal(h))
     }
 
     @Test func aMissingVolumeIsGlusterdsOwnError() throws {
@@ -176,64 +178,83 @@ func fixture(_ name: String) throws -> XMLTree {
 @Suite struct VolumeSyncTests {
     let volume = GlusterVolume(name: "clustermaker", id: "x", status: "Started", type: "Replicate", replicaCount: 2, arbiterCount: 0,
                                bricks: ["10.0.0.1:/b", "10.0.0.2:/b"], options: [:])
-    func brick(_ b: String, online: Bool = true, clients: [String]) -> GlusterBrickStatus {
-        GlusterBrickStatus(brick: b, online: online, pid: 1, port: 49152, clients: clients)
-    }
     func heal(_ b: String, _ status: String = "Connected", pending: Int = 0, splitBrain: Int = 0) -> GlusterHealBrick {
         GlusterHealBrick(brick: b, status: status, pending: pending, splitBrain: splitBrain)
     }
     var healed: [GlusterHealBrick] { [heal("10.0.0.1:/b"), heal("10.0.0.2:/b")] }
-    /// This master (10.0.0.1) has three clients (its mount, its self-heal daemon, its ganesha).
-    var connected: [GlusterBrickStatus] {
-        [brick("10.0.0.1:/b", clients: ["10.0.0.1:49150", "10.0.0.2:49151", "10.0.0.1:49149", "10.0.0.1:49148"]),
-         brick("10.0.0.2:/b", clients: ["10.0.0.2:49150", "10.0.0.1:49147", "10.0.0.1:49146", "10.0.0.1:49145"])]
-    }
+    /// This master's three clients (its mount, its self-heal daemon, its ganesha) on each brick.
+    let connected = ["10.0.0.1:/b": 3, "10.0.0.2:/b": 3]
 
-    @Test func wholeWhenEveryBrickIsUpHealedAndReachedByThisMastersClients() {
-        #expect(ReplicaService.notWhole(volume, bricks: connected, heal: healed, address: "10.0.0.1") == nil)
-        // Another master's clients do not count for this one.
-        var other = connected
-        other[1].clients?.removeAll { $0 == "10.0.0.2:49150" }
-        #expect(ReplicaService.notWhole(volume, bricks: other, heal: healed, address: "10.0.0.1") == nil)
+    @Test func wholeWhenEveryBrickIsReachedHealedAndConnectedToThisMastersClients() {
+        #expect(ReplicaService.notWhole(volume, heal: healed, connections: connected) == nil)
+        // Bricks named by host name are not counted; the rest still is.
+        #expect(ReplicaService.notWhole(volume, heal: healed, connections: ["10.0.0.1:/b": 3]) == nil)
     }
 
     @Test func aClientNotYetBackOnTheOtherBrickIsNotWhole() {
         // ganesha, restarted while 10.0.0.2 was out of reach, has not reconnected to its brick yet.
-        var bricks = connected
-        bricks[1].clients?.removeLast()
-        #expect(ReplicaService.notWhole(volume, bricks: bricks, heal: healed, address: "10.0.0.1") == "brick 10.0.0.2:/b: 2 of this master's 3 clients connected")
+        #expect(ReplicaService.notWhole(volume, heal: healed, connections: ["10.0.0.1:/b": 3, "10.0.0.2:/b": 2])
+            == "brick 10.0.0.2:/b: 2 of this master's 3 clients connected")
     }
 
-    @Test func offlineBricksHealingAndSplitBrainEachSaySo() {
-        #expect(ReplicaService.notWhole(volume, bricks: [connected[0]], heal: healed, address: "10.0.0.1") == "brick 10.0.0.2:/b is offline")
-        var down = connected
-        down[1].online = false
-        #expect(ReplicaService.notWhole(volume, bricks: down, heal: healed, address: "10.0.0.1") == "brick 10.0.0.2:/b is offline")
-        #expect(ReplicaService.notWhole(volume, bricks: connected, heal: [heal("10.0.0.1:/b"), heal("10.0.0.2:/b", pending: 3)], address: "10.0.0.1")
+    @Test func unreachableBricksHealingAndSplitBrainEachSaySo() {
+        #expect(ReplicaService.notWhole(volume, heal: [heal("10.0.0.1:/b"), heal("10.0.0.2:/b", "Transport endpoint is not connected")],
+                                        connections: connected) == "brick 10.0.0.2:/b: Transport endpoint is not connected")
+        #expect(ReplicaService.notWhole(volume, heal: [heal("10.0.0.1:/b"), heal("10.0.0.2:/b", pending: 3)], connections: connected)
             == "brick 10.0.0.2:/b: 3 entries to heal")
-        #expect(ReplicaService.notWhole(volume, bricks: connected, heal: [heal("10.0.0.1:/b", pending: 1, splitBrain: 1), heal("10.0.0.2:/b")], address: "10.0.0.1")
+        #expect(ReplicaService.notWhole(volume, heal: [heal("10.0.0.1:/b", pending: 1, splitBrain: 1), heal("10.0.0.2:/b")], connections: connected)
             == "brick 10.0.0.1:/b: 1 entry in split brain")
-        #expect(ReplicaService.notWhole(volume, bricks: connected, heal: [heal("10.0.0.1:/b"), heal("10.0.0.2:/b", "Transport endpoint is not connected")],
-                                        address: "10.0.0.1") == "brick 10.0.0.2:/b: Transport endpoint is not connected")
+        #expect(ReplicaService.notWhole(volume, heal: [heal("10.0.0.1:/b")], connections: connected) == "brick 10.0.0.2:/b: no heal information")
+        #expect(ReplicaService.notWhole(volume, heal: nil, connections: connected) == "no heal information")
         var stopped = volume
         stopped.status = "Stopped"
-        #expect(ReplicaService.notWhole(stopped, bricks: [], heal: nil, address: "10.0.0.1") == "volume clustermaker is stopped")
+        #expect(ReplicaService.notWhole(stopped, heal: nil, connections: [:]) == "volume clustermaker is stopped")
     }
 
-    @Test func aHealIsStartedOnlyWhenItCanRun() {
-        let pending = [heal("10.0.0.1:/b", pending: 2), heal("10.0.0.2:/b")]
-        #expect(ReplicaService.wantsHeal(volume, bricks: connected, heal: pending))
-        #expect(!ReplicaService.wantsHeal(volume, bricks: connected, heal: healed))
-        #expect(!ReplicaService.wantsHeal(volume, bricks: [connected[0]], heal: pending))
-        #expect(!ReplicaService.wantsHeal(volume, bricks: connected, heal: [heal("10.0.0.1:/b", pending: 2, splitBrain: 1), heal("10.0.0.2:/b")]))
-        #expect(!ReplicaService.wantsHeal(volume, bricks: connected, heal: nil))
-    }
-
-    @Test func aSingleBrickIsWholeWhenOnline() {
+    @Test func aSingleBrickNeedsNoHealInformation() {
         var one = volume
         one.bricks = ["10.0.0.1:/b"]
         one.replicaCount = 1
-        #expect(ReplicaService.notWhole(one, bricks: [brick("10.0.0.1:/b", clients: ["10.0.0.1:1"])], heal: nil, address: "10.0.0.1") == nil)
-        #expect(ReplicaService.notWhole(one, bricks: [], heal: nil, address: "10.0.0.1") == "brick 10.0.0.1:/b is offline")
+        #expect(ReplicaService.notWhole(one, heal: nil, connections: ["10.0.0.1:/b": 2]) == nil)
+    }
+
+    @Test func aHealIsStartedOnlyWhenItCanRun() {
+        #expect(ReplicaService.wantsHeal([heal("10.0.0.1:/b", pending: 2), heal("10.0.0.2:/b")]))
+        #expect(!ReplicaService.wantsHeal(healed))
+        #expect(!ReplicaService.wantsHeal([heal("10.0.0.1:/b", pending: 2), heal("10.0.0.2:/b", "Transport endpoint is not connected")]))
+        #expect(!ReplicaService.wantsHeal([heal("10.0.0.1:/b", pending: 2, splitBrain: 1), heal("10.0.0.2:/b")]))
+        #expect(!ReplicaService.wantsHeal(nil))
+    }
+
+    /// /proc/net/tcp as m1 (10.181.0.11) prints it: its brick listens on 0.0.0.0:56451; its
+    /// mount and ganesha are connected to both bricks, its self-heal daemon only to its own;
+    /// m2's client is connected to m1's brick; glusterd talks to glusterd on 24007.
+    @Test func connectionsAreCountedFromProcNetTCP() {
+        func hex(_ a: String, _ port: UInt16) -> String {
+            let o = a.split(separator: ".").map { UInt32($0)! }
+            return String(format: "%08X:%04X", o[0] | o[1] << 8 | o[2] << 16 | o[3] << 24, port)
+        }
+        let m1 = "10.181.0.11", m2 = "10.181.0.12"
+        let rows: [(String, UInt16, String, UInt16, String)] = [
+            ("0.0.0.0", 56451, "0.0.0.0", 0, "0A"),        // m1's brick listening
+            ("0.0.0.0", 24007, "0.0.0.0", 0, "0A"),        // glusterd
+            (m1, 49149, m1, 56451, "01"), (m1, 56451, m1, 49149, "01"),   // mount → own brick (both ends)
+            (m1, 49148, m1, 56451, "01"), (m1, 56451, m1, 49148, "01"),   // ganesha → own brick
+            (m1, 49147, m1, 56451, "01"), (m1, 56451, m1, 49147, "01"),   // self-heal daemon → own brick
+            (m1, 49146, m2, 60106, "01"),                  // mount → m2's brick
+            (m1, 49145, m2, 60106, "01"),                  // ganesha → m2's brick
+            (m1, 49144, m2, 60106, "06"),                  // an old connection in TIME_WAIT
+            (m1, 56451, m2, 49150, "01"),                  // m2's client on m1's brick
+            (m1, 1023, m2, 24007, "01"),                   // glusterd to glusterd
+        ]
+        let text = "  sl  local_address rem_address   st tx_queue\n" + rows.enumerated().map { i, r in
+            "   \(i): \(hex(r.0, r.1)) \(hex(r.2, r.3)) \(r.4) 00000000:00000000 00:00000000 00000000     0        0 1 1"
+        }.joined(separator: "\n")
+        let counts = ReplicaService.brickConnections(procNetTCP: text, from: IPv4Address(10, 181, 0, 11),
+                                                     bricks: ["10.181.0.11:/srv/b", "10.181.0.12:/srv/b", "m3.cluster:/srv/b"])
+        #expect(counts == ["10.181.0.11:/srv/b": 3, "10.181.0.12:/srv/b": 2])
+        // Read from this machine's own /proc/net/tcp without failing, whatever is there.
+        let real = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+        #expect(ReplicaService.brickConnections(procNetTCP: real, from: IPv4Address(192, 0, 2, 1), bricks: ["192.0.2.1:/b"]) == ["192.0.2.1:/b": 0])
     }
 }
