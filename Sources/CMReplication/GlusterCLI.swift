@@ -42,6 +42,18 @@ public struct GlusterHealBrick: Sendable, Equatable, Codable {
     /// Files this brick holds that its replicas do not yet (total), and those in split brain.
     public var pending: Int
     public var splitBrain: Int
+    /// Of `pending`, those found to need a heal. The others are "possibly healing": glfsheal
+    /// could not lock them to look, because a heal or a client's writes hold the lock (a file
+    /// written every few hundred milliseconds through ganesha is always so).
+    public var needsHeal: Int
+
+    public init(brick: String, status: String, pending: Int, splitBrain: Int, needsHeal: Int? = nil) {
+        self.brick = brick
+        self.status = status
+        self.pending = pending
+        self.splitBrain = splitBrain
+        self.needsHeal = needsHeal ?? pending
+    }
 }
 
 public struct GlusterError: Error, CustomStringConvertible, Sendable {
@@ -64,16 +76,21 @@ public struct GlusterCLI: Sendable {
     /// Runs `gluster ARGS --xml`; returns the XML document, or throws glusterd's own error text.
     public func run(_ args: [String], timeout: TimeInterval = 120) throws -> XMLTree {
         // gluster's own --timeout bounds its wait for glusterd; ours, a little longer, the program.
+        try Self.xml(command, ["--glusterd-sock=\(socket)", "--mode=script", "--xml", "--timeout=\(Int(timeout))"] + args,
+                     as: args, timeout: timeout + 10)
+    }
+
+    /// Runs `program` and reads its XML answer; errors name the command as `gluster ARGS`.
+    static func xml(_ program: String, _ arguments: [String], as args: [String], timeout: TimeInterval) throws -> XMLTree {
         let r: ChildProcess.Result
         do {
-            r = try ChildProcess.run(command, ["--glusterd-sock=\(socket)", "--mode=script", "--xml", "--timeout=\(Int(timeout))"] + args,
-                                     timeout: .seconds(timeout + 10))
-        } catch { throw GlusterError("cannot run \(command): \(error)") }
+            r = try ChildProcess.run(program, arguments, timeout: .seconds(timeout))
+        } catch { throw GlusterError("cannot run \(program): \(error)") }
         guard let doc = try? XMLTree.parse(r.text) else {
             let text = (r.text + r.errors).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw GlusterError("gluster \(args.joined(separator: " ")): \(r.timedOut ? "no answer within \(Int(timeout) + 10) s" : text.isEmpty ? "exit status \(r.status)" : text)")
+            throw GlusterError("gluster \(args.joined(separator: " ")): \(r.timedOut ? "no answer within \(Int(timeout)) s" : text.isEmpty ? "exit status \(r.status)" : text)")
         }
-        try Self.check(doc, args)
+        try check(doc, args)
         return doc
     }
 
@@ -109,17 +126,8 @@ public struct GlusterCLI: Sendable {
         guard let glfsheal = Self.glfsheal else {
             return Self.parseHeal(try run(["volume", "heal", volume.name, "info", "summary"], timeout: timeout))
         }
-        let args = [volume.name, "info-summary", "--xml", "glusterd-sock", socket]
-        let r: ChildProcess.Result
-        do {
-            r = try ChildProcess.run(glfsheal, args, timeout: .seconds(timeout))
-        } catch { throw GlusterError("cannot run \(glfsheal): \(error)") }
-        guard let doc = try? XMLTree.parse(r.text) else {
-            let text = (r.text + r.errors).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw GlusterError("glfsheal \(volume.name) info-summary: \(r.timedOut ? "no answer within \(Int(timeout)) s" : text.isEmpty ? "exit status \(r.status)" : text)")
-        }
-        try Self.check(doc, ["volume", "heal", volume.name, "info", "summary"])
-        return Self.parseHeal(doc)
+        return Self.parseHeal(try Self.xml(glfsheal, [volume.name, "info-summary", "--xml", "glusterd-sock", socket],
+                                           as: ["volume", "heal", volume.name, "info", "summary"], timeout: timeout))
     }
 
     /// Starts an index self-heal of the volume now (`gluster volume heal VOLUME`): the self-heal
@@ -153,7 +161,8 @@ public struct GlusterCLI: Sendable {
         doc.all("healInfo/bricks/brick").map { b in
             GlusterHealBrick(brick: b.value("name") ?? "?", status: b.value("status") ?? "?",
                              pending: Int(b.value("totalNumberOfEntries") ?? "") ?? 0,
-                             splitBrain: Int(b.value("numberOfEntriesInSplitBrain") ?? "") ?? 0)
+                             splitBrain: Int(b.value("numberOfEntriesInSplitBrain") ?? "") ?? 0,
+                             needsHeal: Int(b.value("numberOfEntriesInHealPending") ?? ""))
         }
     }
 

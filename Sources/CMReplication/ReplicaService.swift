@@ -323,17 +323,21 @@ public final class ReplicaService: Sendable {
     /// Entries wait for a heal that can run: glfsheal reached every brick and none is in split
     /// brain (which no heal resolves by itself).
     static func wantsHeal(_ heal: [GlusterHealBrick]?) -> Bool {
-        guard let heal, heal.contains(where: { $0.pending > 0 }) else { return false }
+        guard let heal, heal.contains(where: { $0.needsHeal > 0 }) else { return false }
         return heal.allSatisfy { $0.status == "Connected" && $0.splitBrain == 0 }
     }
 
     /// Why the volume is not whole, or nil when it is. glfsheal, a client of its own, says
-    /// whether every brick is reachable from here and what is left to heal. Then this master's
-    /// own clients must be connected to every brick: a client started while a brick was out of
-    /// reach (ganesha, restarted in a partition) reconnects to it only seconds after glusterd
-    /// does, and writes to the others meanwhile. Each client process connects once to every
-    /// brick, so as many connections from this master to each brick (`connections`, by brick;
-    /// absent where they cannot be counted) is the sign.
+    /// whether every brick is reachable from here, what is in split brain and what is left to
+    /// heal. Entries it could not lock to look at ("possibly healing": being healed, or being
+    /// written by a client, as a node's file through the active master's ganesha is all the
+    /// time) do not hold this master back: GlusterFS's replication reads the good copy and
+    /// writes every brick, heal or no heal, for a client that reaches every brick. What must
+    /// not happen is a client of this master writing with one brick only: one started while a
+    /// brick was out of reach (ganesha, restarted in a partition) reconnects to it only
+    /// seconds after glusterd does. Each client process connects once to every brick, so as
+    /// many connections from this master to each brick (`connections`, by brick; absent where
+    /// they cannot be counted) is the sign.
     public static func notWhole(_ volume: GlusterVolume, heal: [GlusterHealBrick]?, connections: [String: Int]) -> String? {
         if volume.status != "Started" { return "volume \(volume.name) is \(volume.status.lowercased())" }
         if volume.replicaCount > 1 {
@@ -344,7 +348,7 @@ public final class ReplicaService: Sendable {
             if h.status != "Connected" { return "brick \(h.brick): \(h.status)" }
             func entries(_ n: Int) -> String { n == 1 ? "1 entry" : "\(n) entries" }
             if h.splitBrain > 0 { return "brick \(h.brick): \(entries(h.splitBrain)) in split brain" }
-            if h.pending > 0 { return "brick \(h.brick): \(entries(h.pending)) to heal" }
+            if h.needsHeal > 0 { return "brick \(h.brick): \(entries(h.needsHeal)) to heal" }
         }
         let counted = volume.bricks.compactMap { b in connections[b].map { (b, $0) } }
         let most = counted.map(\.1).max() ?? 0

@@ -71,6 +71,8 @@ struct ReplicaDaemon: Daemon {
                             logger.notice("the volume is whole: every brick online, nothing to heal, this master's clients connected to every brick")
                         } else if before?.whole != false {
                             logger.notice("the volume is not whole: \(now.reason ?? "?")")
+                        } else {
+                            logger.info("the volume is still not whole: \(now.reason ?? "?")")
                         }
                         try? events.publish(topic: Topic.volume, type: MessageType.volumeSync, body: now)
                     }

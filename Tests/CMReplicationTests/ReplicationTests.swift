@@ -28,11 +28,11 @@ func fixture(_ name: String) throws -> XMLTree {
     }
 
     /// As glfsheal VOLUME info-summary --xml prints it (the counts set for the test): 3 entries
-    /// on m1's brick that m2's lacks.
+    /// on m1's brick that m2's lacks; on m2's one that glfsheal could not lock to look at.
     @Test func healSummaryAsGlfshealPrintsIt() throws {
         let h = GlusterCLI.parseHeal(try fixture("heal-info-summary.xml"))
-        #expect(h == [GlusterHealBrick(brick: "10.182.0.11:/srv/test/m1/brick", status: "Connected", pending: 3, splitBrain: 0),
-                      GlusterHealBrick(brick: "10.182.0.12:/srv/test/m2/brick", status: "Connected", pending: 0, splitBrain: 0)])
+        #expect(h == [GlusterHealBrick(brick: "10.182.0.11:/srv/test/m1/brick", status: "Connected", pending: 3, splitBrain: 0, needsHeal: 3),
+                      GlusterHealBrick(brick: "10.182.0.12:/srv/test/m2/brick", status: "Connected", pending: 1, splitBrain: 0, needsHeal: 0)])
         #expect(ReplicaService.wantsHeal(h))
     }
 
@@ -202,6 +202,9 @@ func fixture(_ name: String) throws -> XMLTree {
                                         connections: connected) == "brick 10.0.0.2:/b: Transport endpoint is not connected")
         #expect(ReplicaService.notWhole(volume, heal: [heal("10.0.0.1:/b"), heal("10.0.0.2:/b", pending: 3)], connections: connected)
             == "brick 10.0.0.2:/b: 3 entries to heal")
+        // Entries glfsheal could not lock (a heal, or a client writing) do not hold it back.
+        #expect(ReplicaService.notWhole(volume, heal: [heal("10.0.0.1:/b"), GlusterHealBrick(brick: "10.0.0.2:/b", status: "Connected", pending: 1,
+                                                                                            splitBrain: 0, needsHeal: 0)], connections: connected) == nil)
         #expect(ReplicaService.notWhole(volume, heal: [heal("10.0.0.1:/b", pending: 1, splitBrain: 1), heal("10.0.0.2:/b")], connections: connected)
             == "brick 10.0.0.1:/b: 1 entry in split brain")
         #expect(ReplicaService.notWhole(volume, heal: [heal("10.0.0.1:/b")], connections: connected) == "brick 10.0.0.2:/b: no heal information")
@@ -224,6 +227,7 @@ func fixture(_ name: String) throws -> XMLTree {
         #expect(!ReplicaService.wantsHeal([heal("10.0.0.1:/b", pending: 2), heal("10.0.0.2:/b", "Transport endpoint is not connected")]))
         #expect(!ReplicaService.wantsHeal([heal("10.0.0.1:/b", pending: 2, splitBrain: 1), heal("10.0.0.2:/b")]))
         #expect(!ReplicaService.wantsHeal(nil))
+        #expect(!ReplicaService.wantsHeal([heal("10.0.0.1:/b"), GlusterHealBrick(brick: "10.0.0.2:/b", status: "Connected", pending: 1, splitBrain: 0, needsHeal: 0)]))
     }
 
     /// /proc/net/tcp as m1 (10.181.0.11) prints it: its brick listens on 0.0.0.0:56451; its

@@ -17,7 +17,9 @@
 #     once its cm-replicad finds the volume whole (m2's writes healed onto m1's brick, m1's
 #     restarted ganesha connected to both bricks); the node goes on with 0 I/O errors and the
 #     volume has no split brain.
-#  5. m2 holds the node's inventory entry (the replicated state) and answers its DHCP.
+#  5. Every process of m1 is killed (kill -9: glusterd, its brick, ganesha, the daemons), as a
+#     crash would: m2 takes the VIP and the node goes on with 0 I/O errors.
+#  6. m2 holds the node's inventory entry (the replicated state).
 . "$(dirname "$0")/lib.sh"
 for c in qemu-system-x86_64 mmdebstrap glusterd glusterfs ganesha.nfsd rpcbind jq ssh; do
   command -v $c >/dev/null || fail "$c is not installed (scripts/test installs it)"
@@ -226,6 +228,12 @@ became=$(grep -n "backup -> master" "$T/vipd-m1.log" | tail -1 | cut -d: -f1)
 split=$(mc m1 volume status --json | jq '[.bricks[].splitBrain // 0] | add')
 [ "$split" = 0 ] || fail "the volume has $split entries in split brain after m1 took the VIP back"
 pass "m1 took the VIP back after its cm-replicad found the volume whole ($(grep -o 'the volume is not whole: .*' "$T/replicad-m1.log" | tail -1)); no split brain"
+
+log "4. kill -9 of every process of m1"
+# m2's ganesha was restarted 5 s after m2 left the active role; it must be serving again.
+wait_for 60 "m2's ganesha listens again" ip netns exec "$(ns_of m2)" bash -c "exec 3<>/dev/tcp/127.0.0.1/2049"
+kill_m1() { ip netns pids "$(ns_of m1)" | xargs -r kill -KILL; }
+measure "kill -9 of m1" m2 kill_m1
 
 log "5. m2 serves the node's state"
 mc m2 node list --json | jq -e '.[] | select(.name == "node001" and .state == "booted")' >/dev/null || fail "m2's inventory lacks node001"
