@@ -127,7 +127,7 @@ public final class ReplicaService: Sendable {
     /// A GlusterFS FUSE mount at exactly `path` (/proc/self/mountinfo, field 5 and the type
     /// after " - ").
     public static func isMounted(_ path: String, mountinfo: String? = nil) -> Bool {
-        let text = mountinfo ?? ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "")
+        let text = mountinfo ?? (ProcFile.read("/proc/self/mountinfo") ?? "")
         let wanted = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
         return text.split(separator: "\n").contains { line in
             let fields = line.split(separator: " ")
@@ -296,7 +296,7 @@ public final class ReplicaService: Sendable {
                 return VolumeSync(whole: false, reason: "there is no volume \(c.name)", checked: now)
             }
             let heal = volume.status == "Started" ? try gluster.heal(volume, timeout: Self.queryTimeout) : nil
-            let tcp = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+            let tcp = ProcFile.read("/proc/net/tcp") ?? ""
             let connections = Self.brickConnections(procNetTCP: tcp, from: c.address, bricks: volume.bricks)
             let reason = Self.notWhole(volume, heal: heal, connections: connections)
             if Self.wantsHeal(heal), state.withLock({ s in

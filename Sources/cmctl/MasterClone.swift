@@ -284,9 +284,14 @@ struct Cloner {
             say("brick \(brick) added: replica \(volume.bricks.count + 1)")
             volume = try cli.volume(name) ?? volume
         }
-        if volume.replicaCount == 2, volume.arbiterCount == 0, volume.options["cluster.quorum-type"] != "none" {
-            // Two bricks and no arbiter: the one left must go on writing (docs/operations.md).
-            _ = try cli.run(["volume", "set", name, "cluster.quorum-type", "none"])
+        if volume.replicaCount == 2, volume.arbiterCount == 0 {
+            // Two bricks and no arbiter: the one left must go on writing, and what both wrote
+            // apart (the write in flight as a link went down) heals to the newer copy instead of
+            // failing with EIO until someone resolves it by hand (docs/operations.md).
+            for (option, value) in [("cluster.quorum-type", "none"), ("cluster.favorite-child-policy", "mtime")]
+            where volume.options[option] != value {
+                _ = try cli.run(["volume", "set", name, option, value])
+            }
         }
         _ = try? cli.run(["volume", "heal", name, "full"])
         var worst = 0

@@ -54,6 +54,7 @@ gl m1 peer probe $NET.12 >/dev/null
 wait_for 30 "m2 in m1's pool" bash -c "gluster --glusterd-sock='$T/m1/g/run/glusterd.socket' --mode=script pool list | grep -q '$NET.12.*Connected'"
 gl m1 volume create clustermaker replica 2 $NET.11:"$T/m1/brick" $NET.12:"$T/m2/brick" force >/dev/null
 gl m1 volume set clustermaker cluster.quorum-type none >/dev/null
+gl m1 volume set clustermaker cluster.favorite-child-policy mtime >/dev/null
 
 ssh-keygen -q -t ed25519 -N "" -C clustermaker@test -f "$T/id_ed25519"
 conf() {

@@ -115,6 +115,7 @@ gl m1 volume create $VOL replica 2 $NET.11:"$T/m1/brick" $NET.12:"$T/m2/brick" f
 # Two bricks without an arbiter: writes go on with one brick up (a third host as arbiter is
 # what a real install adds; docs/operations.md).
 gl m1 volume set $VOL cluster.quorum-type none >/dev/null
+gl m1 volume set $VOL cluster.favorite-child-policy mtime >/dev/null
 
 conf m1 150 $NET.11; conf m2 100 $NET.12
 start_master m1
