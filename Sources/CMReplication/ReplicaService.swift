@@ -320,11 +320,11 @@ public final class ReplicaService: Sendable {
     /// How often `checkSync` starts a heal while entries wait for one.
     static let healInterval: TimeInterval = 10
 
-    /// Entries wait for a heal that can run: glfsheal reached every brick and none is in split
-    /// brain (which no heal resolves by itself).
+    /// Entries wait for a heal that can run: glfsheal reached every brick. Split brains heal
+    /// too with `cluster.favorite-child-policy` (the clone sets it); without, they stay.
     static func wantsHeal(_ heal: [GlusterHealBrick]?) -> Bool {
-        guard let heal, heal.contains(where: { $0.needsHeal > 0 }) else { return false }
-        return heal.allSatisfy { $0.status == "Connected" && $0.splitBrain == 0 }
+        guard let heal, heal.contains(where: { $0.needsHeal > 0 || $0.splitBrain > 0 }) else { return false }
+        return heal.allSatisfy { $0.status == "Connected" }
     }
 
     /// Why the volume is not whole, or nil when it is. glfsheal, a client of its own, says

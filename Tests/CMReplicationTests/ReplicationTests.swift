@@ -178,8 +178,8 @@ func fixture(_ name: String) throws -> XMLTree {
 @Suite struct VolumeSyncTests {
     let volume = GlusterVolume(name: "clustermaker", id: "x", status: "Started", type: "Replicate", replicaCount: 2, arbiterCount: 0,
                                bricks: ["10.0.0.1:/b", "10.0.0.2:/b"], options: [:])
-    func heal(_ b: String, _ status: String = "Connected", pending: Int = 0, splitBrain: Int = 0) -> GlusterHealBrick {
-        GlusterHealBrick(brick: b, status: status, pending: pending, splitBrain: splitBrain)
+    func heal(_ b: String, _ status: String = "Connected", pending: Int = 0, splitBrain: Int = 0, needsHeal: Int? = nil) -> GlusterHealBrick {
+        GlusterHealBrick(brick: b, status: status, pending: pending, splitBrain: splitBrain, needsHeal: needsHeal)
     }
     var healed: [GlusterHealBrick] { [heal("10.0.0.1:/b"), heal("10.0.0.2:/b")] }
     /// This master's three clients (its mount, its self-heal daemon, its ganesha) on each brick.
@@ -225,7 +225,7 @@ func fixture(_ name: String) throws -> XMLTree {
         #expect(ReplicaService.wantsHeal([heal("10.0.0.1:/b", pending: 2), heal("10.0.0.2:/b")]))
         #expect(!ReplicaService.wantsHeal(healed))
         #expect(!ReplicaService.wantsHeal([heal("10.0.0.1:/b", pending: 2), heal("10.0.0.2:/b", "Transport endpoint is not connected")]))
-        #expect(!ReplicaService.wantsHeal([heal("10.0.0.1:/b", pending: 2, splitBrain: 1), heal("10.0.0.2:/b")]))
+        #expect(ReplicaService.wantsHeal([heal("10.0.0.1:/b", pending: 1, splitBrain: 1, needsHeal: 0), heal("10.0.0.2:/b")]))
         #expect(!ReplicaService.wantsHeal(nil))
         #expect(!ReplicaService.wantsHeal([heal("10.0.0.1:/b"), GlusterHealBrick(brick: "10.0.0.2:/b", status: "Connected", pending: 1, splitBrain: 0, needsHeal: 0)]))
     }
