@@ -20,7 +20,8 @@ public actor VIPService {
     /// Following cm-replicad's view of the volume, for instances with `preempt_after_sync`.
     private var volumeFollower: Task<Void, Never>?
     /// Why preemption is held for those instances now; nil: it is not.
-    private var preemptHold: String? = "cm-replicad has not said yet whether the volume is whole"
+    private var preemptHold: String? = VIPService.notSaidYet
+    private static let notSaidYet = "cm-replicad has not said yet whether the volume is whole"
     private var transitionsTask: Task<Void, Never>?
     private let transitions: AsyncStream<VRRPInstanceRunner.Transition>
     private let transitionSink: AsyncStream<VRRPInstanceRunner.Transition>.Continuation
@@ -85,7 +86,13 @@ public actor VIPService {
     private func apply(_ new: VipdConfig) {
         config = new
         let wanted = Dictionary(new.instances.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        for (name, runner) in runners where wanted[name] != runner.config || runner.realtimePriority != new.vipd.realtimePriority {
+        // preempt_after_sync alone changes without a restart (which would hand the VIP over).
+        func sameRouter(_ a: VRRPInstanceConfig?, _ b: VRRPInstanceConfig) -> Bool {
+            guard var a else { return false }
+            a.preemptAfterSync = b.preemptAfterSync
+            return a == b
+        }
+        for (name, runner) in runners where !sameRouter(wanted[name], runner.config) || runner.realtimePriority != new.vipd.realtimePriority {
             logger.info("stopping VRRP instance \(name) (\(wanted[name] == nil ? "removed" : "changed"))")
             runner.stop()
             runners[name] = nil
@@ -97,7 +104,6 @@ public actor VIPService {
                     sink.yield(t)
                 }
                 runners[instance.name] = runner
-                if instance.preemptAfterSync { runner.holdPreemption(preemptHold) }
                 runner.start()
             } catch {
                 logger.error("cannot start VRRP instance \(instance.name): \(error)")
@@ -105,6 +111,7 @@ public actor VIPService {
         }
         restartTracking()
         restartVolumeFollower()
+        for instance in new.instances { runners[instance.name]?.holdPreemption(instance.preemptAfterSync ? preemptHold : nil) }
         updateSummary()
     }
 
@@ -247,6 +254,7 @@ public actor VIPService {
             return
         }
         guard volumeFollower == nil else { return }
+        preemptHold = Self.notSaidYet
         let path = replicadSocket
         let logger = self.logger
         weak let service = self
@@ -270,6 +278,6 @@ public actor VIPService {
         let hold = sync.map { $0.whole ? nil : "the volume is not whole: \($0.reason ?? "?")" } ?? unknown
         guard hold != preemptHold else { return }
         preemptHold = hold
-        for runner in runners.values where runner.config.preemptAfterSync { runner.holdPreemption(hold) }
+        for instance in config.instances where instance.preemptAfterSync { runners[instance.name]?.holdPreemption(hold) }
     }
 }
