@@ -82,6 +82,13 @@ start_bg() {
 
 # reload_bg NAME: SIGHUP to a daemon start_bg started, and wait until its log says the new
 # configuration is in force (a busy machine takes longer than any fixed sleep).
+# took_over_after_hold VIPD_LOG: cm-vipd's last takeover (backup -> master) came while its
+# preemption was not held, and it had been held before (preempt_after_sync).
+took_over_after_hold() {
+  awk '/preemption held/ { h = NR } /preemption allowed again/ { a = NR }
+       /backup -> master/ { b = NR; ok = (h > 0 && a > h) } END { exit !(b && ok) }' "$1"
+}
+
 reload_bg() {
   local name=$1 pid log n
   pid=$(eval echo "\$PID_${name//[^A-Za-z0-9]/_}"); log="$T/$name.log"

@@ -225,10 +225,7 @@ log "3. m1's link back: m1 takes the VIP back once the volume is whole"
 # failed with EIO: m1's ganesha, started while m2's brick was out of reach, wrote to m1's stale
 # brick before its GlusterFS client was back in touch with m2's (a split brain on that file).
 TAKEOVER_LIMIT=90 measure "m1's link back" m1 ip -n "$LAN" link set v1 up
-grep -q "preemption held" "$T/vipd-m1.log" || fail "m1's cm-vipd did not hold preemption back"
-allowed=$(grep -n "preemption allowed again" "$T/vipd-m1.log" | tail -1 | cut -d: -f1)
-became=$(grep -n "backup -> master" "$T/vipd-m1.log" | tail -1 | cut -d: -f1)
-[ -n "$allowed" ] && [ -n "$became" ] && [ "$allowed" -lt "$became" ] || fail "m1 took the VIP before the volume was whole: $(grep -n "preempt\|master" "$T/vipd-m1.log" | tail)"
+took_over_after_hold "$T/vipd-m1.log" || fail "m1 took the VIP before the volume was whole: $(grep -n "preempt\|master" "$T/vipd-m1.log" | tail)"
 split=$(mc m1 volume status --json | jq '[.bricks[].splitBrain // 0] | add')
 [ "$split" = 0 ] || fail "the volume has $split entries in split brain after m1 took the VIP back"
 why=$(grep -o 'the volume is not whole: .*' "$T/replicad-m1.log" | tail -1 || true)

@@ -210,10 +210,7 @@ start_master m1
 wait_for 20 "m1 is active again" role_is m1 active
 wait_for 20 "m2 is standby again" role_is m2 standby
 # m1's cm-vipd held preemption until its cm-replicad found the volume whole, then took over.
-grep -q "preemption held" "$T/vipd-m1.log" || fail "m1's cm-vipd did not hold preemption back: $(grep -i preempt "$T/vipd-m1.log")"
-allowed=$(grep -n "preemption allowed again" "$T/vipd-m1.log" | head -1 | cut -d: -f1)
-became=$(grep -n "backup -> master" "$T/vipd-m1.log" | head -1 | cut -d: -f1)
-[ -n "$allowed" ] && [ -n "$became" ] && [ "$allowed" -lt "$became" ] || fail "m1 took the VIP before the volume was whole: $(grep -n "preempt\|master" "$T/vipd-m1.log" | head)"
+took_over_after_hold "$T/vipd-m1.log" || fail "m1 took the VIP before the volume was whole: $(grep -n "preempt\|master" "$T/vipd-m1.log" | head)"
 grep -q "the volume is whole" "$T/replicad-m1.log" || fail "m1's cm-replicad never found the volume whole"
 why=$(grep -o 'the volume is not whole: .*' "$T/replicad-m1.log" | head -1 || true)
 pass "m1 held preemption until its cm-replicad found the volume whole (${why:-whole at its first look}), then took the VIP"
