@@ -521,7 +521,7 @@ public enum Views {
                 h.raw("<td>\(i.priority)\(i.priority != i.configuredPriority ? " (configured \(i.configuredPriority))" : "")</td><td>")
                 h.text(i.masterAddress?.description ?? "–"); h.raw("</td><td>"); h.text(i.addresses.map(\.description).joined(separator: ", "))
                 h.raw("</td><td>"); h.text(Format.time(i.since)); h.raw("</td><td>\(i.transitions)</td><td>")
-                h.text(([i.lastError].compactMap { $0 } + i.trackedDown.map { "\($0) down" } + [i.preemptHeld.map { "preemption held: \($0)" }].compactMap { $0 })
+                h.text(([i.lastError].compactMap { $0 } + i.trackedDown.map { "\($0) down" } + [i.state == .backup ? i.preemptHeld.map { "preemption held: \($0)" } : nil].compactMap { $0 })
                     .joined(separator: "; ")); h.raw("</td></tr>")
             }
             h.raw("</tbody></table>")

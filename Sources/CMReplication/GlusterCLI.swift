@@ -134,7 +134,17 @@ public struct GlusterCLI: Sendable {
     /// daemon otherwise looks only when a brick reconnects to it or every cluster.heal-timeout
     /// (10 minutes), and a brick that was merely out of reach may never have disconnected.
     public func startHeal(_ name: String, timeout: TimeInterval = 30) throws {
-        _ = try run(["volume", "heal", name], timeout: timeout)
+        // Its --xml answer is plain text ("Launching heal operation … has been successful"):
+        // the exit status says.
+        let args = ["--glusterd-sock=\(socket)", "--mode=script", "--timeout=\(Int(timeout))", "volume", "heal", name]
+        let r: ChildProcess.Result
+        do {
+            r = try ChildProcess.run(command, args, timeout: .seconds(timeout + 10))
+        } catch { throw GlusterError("cannot run \(command): \(error)") }
+        guard r.succeeded else {
+            let text = (r.text + r.errors).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw GlusterError("gluster volume heal \(name): \(r.timedOut ? "no answer within \(Int(timeout) + 10) s" : text.isEmpty ? "exit status \(r.status)" : text)")
+        }
     }
 
     /// glfsheal, where Debian (multiarch) or other distributions put it.

@@ -24,6 +24,8 @@ public final class ReplicaService: Sendable {
         var sync: VolumeSync?
         /// When `checkSync` last started an index heal.
         var healStarted: Date?
+        /// When `checkSync` last asked glusterd for the volume (`volume`), found started.
+        var volumeInfoAt: Date?
     }
 
     let state: Mutex<State>
@@ -292,8 +294,20 @@ public final class ReplicaService: Sendable {
         do {
             // Neither question is a glusterd transaction (`volume status` is one, across every
             // peer: after a partition the masters' polls of it timed out on each other's locks).
-            guard let volume = try gluster.volume(c.name, timeout: Self.queryTimeout) else {
+            // The volume's bricks change only with the clone: a started volume is asked for
+            // again every `volumeInfoInterval` (each gluster command costs about 80 ms of CPU).
+            let cached = state.withLock { s in
+                s.volumeInfoAt.map { now.timeIntervalSince($0) < Self.volumeInfoInterval } ?? false ? s.volume : nil
+            }
+            let found = try cached ?? gluster.volume(c.name, timeout: Self.queryTimeout)
+            guard let volume = found else {
                 return VolumeSync(whole: false, reason: "there is no volume \(c.name)", checked: now)
+            }
+            if cached == nil {
+                state.withLock { s in
+                    s.volume = volume
+                    s.volumeInfoAt = volume.status == "Started" ? now : nil
+                }
             }
             let heal = volume.status == "Started" ? try gluster.heal(volume, timeout: Self.queryTimeout) : nil
             let tcp = ProcFile.read("/proc/net/tcp") ?? ""
@@ -319,6 +333,8 @@ public final class ReplicaService: Sendable {
 
     /// How often `checkSync` starts a heal while entries wait for one.
     static let healInterval: TimeInterval = 10
+    /// How long `checkSync` trusts the volume's bricks as glusterd last said them.
+    static let volumeInfoInterval: TimeInterval = 30
 
     /// Entries wait for a heal that can run: glfsheal reached every brick. Split brains heal
     /// too with `cluster.favorite-child-policy` (the clone sets it); without, they stay.

@@ -61,8 +61,8 @@ struct ReplicaDaemon: Daemon {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await service.run() }
             group.addTask {
-                // Whether the volume is whole, for cm-vipd's preempt_after_sync: every second on
-                // a standby (the one that may take the VIP back), every 5 s on the active master.
+                // Whether the volume is whole, for cm-vipd's preempt_after_sync: every 2 s on a
+                // standby (the one that may take the VIP back), every 10 s on the active master.
                 while !Task.isCancelled {
                     let before = service.lastSync
                     let now = await blocking("volume-sync") { service.checkSync() }
@@ -77,7 +77,7 @@ struct ReplicaDaemon: Daemon {
                         try? events.publish(topic: Topic.volume, type: MessageType.volumeSync, body: now)
                     }
                     let active = lastRole.state.withLock { $0.last?.role == .active }
-                    try? await Task.sleep(for: .seconds(active ? 5 : 1))
+                    try? await Task.sleep(for: .seconds(active ? 10 : 2))
                 }
             }
             group.addTask { await replicator.run() }

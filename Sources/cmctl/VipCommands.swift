@@ -32,7 +32,8 @@ struct Vip: AsyncParsableCommand {
                 print(table.render())
                 for i in reply.instances {
                     if !i.trackedDown.isEmpty { print("\(i.name): tracked down: \(i.trackedDown.joined(separator: ", "))") }
-                    if let h = i.preemptHeld { print("\(i.name): preemption held: \(h)") }
+                    // Only a backup preempts: on a master the hold means nothing yet.
+                    if let h = i.preemptHeld, i.state == .backup { print("\(i.name): preemption held: \(h)") }
                     if !i.dropped.isEmpty {
                         print("\(i.name): dropped " + i.dropped.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
                     }
