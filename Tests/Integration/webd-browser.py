@@ -11,6 +11,7 @@ import json, os, subprocess, sys, time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import NoAlertPresentException, NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
 url, user, password, shots = sys.argv[1:5]
@@ -30,13 +31,16 @@ def shot(name):
 
 def wait(seconds, what, cond):
     try:
-        return WebDriverWait(driver, seconds, poll_frequency=0.1).until(lambda d: cond())
+        # The live refresh replaces rows under the page's feet: an element found a moment ago
+        # may be gone when read (stale), which is "not yet", not a failure.
+        return WebDriverWait(driver, seconds, poll_frequency=0.1,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException, NoAlertPresentException)).until(lambda d: cond())
     except Exception:
         # What the page shows against what the server answers now: a lost event or a stale answer.
         try:
             row = driver.execute_script("const r = document.querySelector(\"tr[data-node='n1']\"); return r ? r.outerHTML.slice(0, 200) : 'no n1 row'")
             server = driver.execute_script("const x = new XMLHttpRequest(); x.open('GET', location.href, false); x.send(); "
-                                           "const m = x.responseText.match(/<tr data-node=\"n1\"[^>]*>/); return m ? m[0] : 'no n1 row'")
+                                           "const m = x.responseText.match(/<tr[^>]*data-node=\"n1\"[^>]*>/); return m ? m[0] : 'no n1 row'")
             sys.stderr.write("diagnosis: page %s | server now %s | console %r\n" % (row, server, driver.get_log("browser")[-5:]))
         except Exception as e:
             sys.stderr.write("no diagnosis: %s\n" % e)
