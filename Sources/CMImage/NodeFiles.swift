@@ -12,8 +12,8 @@ public enum NodeFiles {
     ///   cm.overlay_size=SIZE              the tmpfs upper layer's size (default 50%)
     public static let defaultNFSOptions = "vers=4.1,proto=tcp,hard,timeo=10,retrans=2"
     /// The root is an image revision, which never changes once published: its attributes can
-    /// be cached for an hour and need no revalidation on each open (close-to-open), which
-    /// under emulation was most of the boot's NFS round trips. /shared keeps both.
+    /// be cached for an hour and need no revalidation on each open (close-to-open: an NFS
+    /// round trip per file opened while a node boots). /shared keeps both.
     public static let defaultRootNFSOptions = "nocto,actimeo=3600"
 
     /// /etc/initramfs-tools/scripts/clustermaker: sourced by initramfs-tools' init after

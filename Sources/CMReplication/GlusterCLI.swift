@@ -147,13 +147,13 @@ public struct GlusterCLI: Sendable {
         }
     }
 
-    /// glfsheal, where Debian (multiarch) or other distributions put it.
+    /// glfsheal, where Debian (multiarch: x86_64-linux-gnu, aarch64-linux-gnu) or other
+    /// distributions put it; nil: ask through the gluster command.
     static let glfsheal: String? = {
         var u = utsname()
         uname(&u)
         let machine = withUnsafeBytes(of: &u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let arch = machine == "x86_64" ? "x86_64" : machine == "aarch64" ? "aarch64" : machine
-        return ["/usr/lib/\(arch)-linux-gnu/glusterfs/glfsheal", "/usr/libexec/glusterfs/glfsheal", "/usr/lib/glusterfs/glfsheal"]
+        return ["/usr/lib/\(machine)-linux-gnu/glusterfs/glfsheal", "/usr/libexec/glusterfs/glfsheal", "/usr/lib/glusterfs/glfsheal"]
             .first { access($0, X_OK) == 0 }
     }()
 
