@@ -82,16 +82,22 @@ public struct GlusterCLI: Sendable {
 
     /// Runs `program` and reads its XML answer; errors name the command as `gluster ARGS`.
     static func xml(_ program: String, _ arguments: [String], as args: [String], timeout: TimeInterval) throws -> XMLTree {
-        let r: ChildProcess.Result
-        do {
-            r = try ChildProcess.run(program, arguments, timeout: .seconds(timeout))
-        } catch { throw GlusterError("cannot run \(program): \(error)") }
-        guard let doc = try? XMLTree.parse(r.text) else {
-            let text = (r.text + r.errors).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw GlusterError("gluster \(args.joined(separator: " ")): \(r.timedOut ? "no answer within \(Int(timeout)) s" : text.isEmpty ? "exit status \(r.status)" : text)")
-        }
+        let r = try execute(program, arguments, timeout: timeout)
+        guard let doc = try? XMLTree.parse(r.text) else { throw failure(r, args, timeout: timeout) }
         try check(doc, args)
         return doc
+    }
+
+    static func execute(_ program: String, _ arguments: [String], timeout: TimeInterval) throws -> ChildProcess.Result {
+        do {
+            return try ChildProcess.run(program, arguments, timeout: .seconds(timeout))
+        } catch { throw GlusterError("cannot run \(program): \(error)") }
+    }
+
+    /// What went wrong with a run of `gluster ARGS`: no answer in time, its own words, or its status.
+    static func failure(_ r: ChildProcess.Result, _ args: [String], timeout: TimeInterval) -> GlusterError {
+        let text = (r.text + r.errors).trimmingCharacters(in: .whitespacesAndNewlines)
+        return GlusterError("gluster \(args.joined(separator: " ")): \(r.timedOut ? "no answer within \(Int(timeout)) s" : text.isEmpty ? "exit status \(r.status)" : text)")
     }
 
     /// glusterd's opRet/opErrstr: non-zero is a failure with its text.
@@ -136,15 +142,9 @@ public struct GlusterCLI: Sendable {
     public func startHeal(_ name: String, timeout: TimeInterval = 30) throws {
         // Its --xml answer is plain text ("Launching heal operation … has been successful"):
         // the exit status says.
-        let args = ["--glusterd-sock=\(socket)", "--mode=script", "--timeout=\(Int(timeout))", "volume", "heal", name]
-        let r: ChildProcess.Result
-        do {
-            r = try ChildProcess.run(command, args, timeout: .seconds(timeout + 10))
-        } catch { throw GlusterError("cannot run \(command): \(error)") }
-        guard r.succeeded else {
-            let text = (r.text + r.errors).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw GlusterError("gluster volume heal \(name): \(r.timedOut ? "no answer within \(Int(timeout) + 10) s" : text.isEmpty ? "exit status \(r.status)" : text)")
-        }
+        let args = ["volume", "heal", name]
+        let r = try Self.execute(command, ["--glusterd-sock=\(socket)", "--mode=script", "--timeout=\(Int(timeout))"] + args, timeout: timeout + 10)
+        guard r.succeeded else { throw Self.failure(r, args, timeout: timeout + 10) }
     }
 
     /// glfsheal, where Debian (multiarch: x86_64-linux-gnu, aarch64-linux-gnu) or other
