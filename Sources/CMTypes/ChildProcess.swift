@@ -73,7 +73,15 @@ public enum ChildProcess {
         let argv = ([program] + args).map { strdup($0) } + [nil]
         defer { for a in argv { free(a) } }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, program, &actions, &attr, argv, environ)
+        var spawned = posix_spawn(&pid, program, &actions, &attr, argv, environ)
+        // ETXTBSY: a program written a moment ago is still open for writing in a child another
+        // thread forked meanwhile (until its exec or closefrom). That passes: try again, 1 s at most.
+        var tries = 0
+        while spawned == ETXTBSY, tries < 20 {
+            tries += 1
+            usleep(50_000)
+            spawned = posix_spawn(&pid, program, &actions, &attr, argv, environ)
+        }
         close(outPipe[1])
         close(errPipe[1])
         if input != nil { close(inPipe[0]) }
