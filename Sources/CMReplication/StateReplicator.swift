@@ -93,7 +93,11 @@ public final class StateReplicator: Sendable {
         let change = state.withLock { s -> Change in
             guard s.role != role || s.epoch != epoch else { return .none }
             defer { s.role = role; s.epoch = epoch }
-            for k in s.sources.keys { s.sources[k]?.dataVersion = nil }
+            // A new epoch is published from scratch. Leaving the active role is not: the
+            // hand-over copies only commits not copied yet, because a copy stamps the replica
+            // as written now, and a master that took over meanwhile would take that
+            // needless copy for writes made after it (a conflict that is none).
+            if role == .active { for k in s.sources.keys { s.sources[k]?.dataVersion = nil } }
             if s.role == role {
                 // Still active, new epoch (a split brain this master survived): its state
                 // stands and is published again under the new epoch; nothing is restored.
@@ -347,7 +351,10 @@ public final class StateReplicator: Sendable {
         let dir = "\(root)/.conflicts"
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() {
             guard let data = try? Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(name)/meta.json")),
-                  let m = try? JSONDecoder.replica.decode(Meta.self, from: data) else { continue }
+                  let m = try? JSONDecoder.replica.decode(Meta.self, from: data),
+                  // One replica, one report: a copy set aside while its original is still
+                  // read in place (GlusterFS healing a partition's rename) is not a second one.
+                  !current.conflicts.contains(where: { $0.master == m.master && $0.epoch == m.epoch }) else { continue }
             out.append(ReplicaConflict(master: m.master, epoch: m.epoch, updated: m.updated, newerMaster: "", newerEpoch: Epoch(0),
                                        newerSince: Date(timeIntervalSince1970: 0), path: "\(dir)/\(name)"))
         }

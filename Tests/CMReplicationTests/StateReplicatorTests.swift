@@ -124,6 +124,30 @@ struct TwoMasters {
         #expect(status.conflicts.isEmpty && status.replicas.first { $0.master == "b" }?.handedOver != nil, "\(status)")
     }
 
+    /// The race a preemption runs: the returning master finishes its takeover before the
+    /// one it preempts has gone standby. The hand-over, with nothing new to copy, must not
+    /// stamp the replica as written after the takeover (it would be reported as a conflict,
+    /// and set aside at that master's next takeover).
+    @Test func aHandOverWithNothingNewIsNotAConflict() async throws {
+        let m = try TwoMasters()
+        defer { m.cleanUp() }
+        let dbA = try m.database("a"), dbB = try m.database("b")
+        m.b.setRole(.active, epoch: Epoch(10))
+        m.b.step()
+        try await dbB.write { try $0.execute(sql: "INSERT INTO nodes VALUES ('node001', 1)") }
+        m.b.step()
+        usleep(200_000)  // b's last copy is older than its silence: a does not wait for it
+        m.a.setRole(.active, epoch: Epoch(11))
+        #expect(m.a.step() == nil)
+        #expect(try await m.a.ready("pxed").restoredFrom == "b")
+        usleep(10_000)
+        m.b.setRole(.standby, epoch: Epoch(11))
+        m.a.step()
+        let status = m.a.status()
+        #expect(status.conflicts.isEmpty && status.replicas.first { $0.master == "b" }?.handedOver != nil, "\(status)")
+        #expect(try m.names(dbA) == ["node001"])
+    }
+
     @Test func nothingChangedIsNotCopiedAgain() throws {
         let m = try TwoMasters()
         defer { m.cleanUp() }
