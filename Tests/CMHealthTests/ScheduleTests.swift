@@ -3,7 +3,7 @@ import Testing
 
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, seedable, good enough to make the
 /// schedule's randomness reproducible in a test.
-private struct SplitMix64: RandomNumberGenerator {
+struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

@@ -8,9 +8,10 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// cm-healthd's core: runs every check instance on its own jittered schedule, feeds results
-/// through the rise/fall state machine, stores and publishes transitions, scrapes node
-/// metrics, and answers the control socket's queries. One actor owns all mutable state.
+/// cm-healthd's core: has every check instance probed on its own jittered schedule (by the
+/// probe loop), feeds the results through the rise/fall state machine, stores and publishes
+/// transitions, scrapes node metrics, and answers the control socket's queries. One actor
+/// owns all mutable state.
 public actor HealthMonitor {
     /// What runs for one check instance.
     struct Instance {
@@ -20,7 +21,6 @@ public actor HealthMonitor {
         var machine: CheckStateMachine
         var since: Date?
         var lastProbe: ProbeSummary?
-        var task: Task<Void, Never>?
     }
 
     struct NodeScrape {
@@ -51,7 +51,7 @@ public actor HealthMonitor {
     let events: EventHub
     let logger: Logger
     let probes: ProbeEngine
-    let limiter: InFlightLimiter
+    let probeLoop: ProbeLoop
     private let summary: Mutex<String>
 
     public init(cluster: ClusterConfig, config: HealthdConfig, stateDirectory: String, events: EventHub, logger: Logger) async throws {
@@ -61,7 +61,7 @@ public actor HealthMonitor {
         self.logger = logger
         self.store = try HealthStore(path: (stateDirectory as NSString).appendingPathComponent("healthd.sqlite"))
         self.probes = try ProbeEngine()
-        self.limiter = InFlightLimiter(limit: config.healthd.maxInFlight)
+        self.probeLoop = ProbeLoop(engine: probes, loop: MultiThreadedEventLoopGroup.singleton.next(), limit: config.healthd.maxInFlight)
         self.summary = Mutex("starting")
         for (id, record) in try store.lastStatesWithTime() {
             restoredStates[id] = record
@@ -76,9 +76,10 @@ public actor HealthMonitor {
     /// Starts every check and scrape; returns when cancelled, after stopping them.
     public func run() async {
         apply(cluster: cluster, config: config)
+        background.append(Task { [weak self] in await self?.recordLoop() })
         background.append(Task { [weak self] in await self?.flushLoop() })
         background.append(Task { [weak self] in await self?.maintenanceLoop() })
-        // Sleep until cancelled; the per-check tasks do the work.
+        // Sleep until cancelled; the probe loop and the scrape tasks do the work.
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(3600))
         }
@@ -111,13 +112,12 @@ public actor HealthMonitor {
     }
 
     public func reload(cluster: ClusterConfig, config: HealthdConfig) {
-        let delta = config.healthd.maxInFlight - self.config.healthd.maxInFlight
-        if delta != 0 { Task { await limiter.resize(by: delta) } }
+        if config.healthd.maxInFlight != self.config.healthd.maxInFlight { probeLoop.setLimit(config.healthd.maxInFlight) }
         apply(cluster: cluster, config: config)
     }
 
     private func stopAll() {
-        for i in instances.values { i.task?.cancel() }
+        probeLoop.stop()
         for s in scrapes.values { s.task?.cancel() }
         for t in background { t.cancel() }
         background.removeAll()
@@ -140,26 +140,25 @@ public actor HealthMonitor {
         for (check, node) in config.instances(of: cluster) {
             wanted[CheckID(check: check.name, node: node.name)] = (check, node)
         }
-        for (id, instance) in instances where wanted[id] == nil {
-            instance.task?.cancel()
-            instances[id] = nil
-        }
-        for (id, (check, node)) in wanted.sorted(by: { $0.key < $1.key }) {
+        let removed = instances.keys.filter { wanted[$0] == nil }
+        for id in removed { instances[id] = nil }
+        var probing: [CheckID: ProbeLoop.Probe] = [:]
+        for (id, (check, node)) in wanted {
             if var existing = instances[id] {
                 guard existing.check != check || existing.node != node else { continue }
-                existing.task?.cancel()
                 existing.check = check
                 existing.node = node
                 _ = existing.machine.handle(.reconfigure(rise: check.rise, fall: check.fall))
-                existing.task = startProbing(id, check: check, node: node)
                 instances[id] = existing
             } else {
                 let restored = restoredStates[id]
                 let machine = CheckStateMachine(rise: check.rise, fall: check.fall, initial: restored?.0 ?? .unknown)
-                instances[id] = Instance(id: id, check: check, node: node, machine: machine, since: restored?.1, lastProbe: nil,
-                                         task: startProbing(id, check: check, node: node))
+                instances[id] = Instance(id: id, check: check, node: node, machine: machine, since: restored?.1, lastProbe: nil)
             }
+            probing[id] = ProbeLoop.Probe(spec: ProbeSpec(check: check, node: node), timeout: check.timeout,
+                                          schedule: ProbeSchedule(interval: check.interval, jitterPercent: check.jitterPercent))
         }
+        if !probing.isEmpty || !removed.isEmpty { probeLoop.update(set: probing, remove: removed) }
         order = instances.keys.map { ($0.description, $0) }.sorted { $0.key < $1.key }
         // Metrics: one scrape loop per node while enabled.
         let metricNodes = config.metrics.enabled ? Dictionary(cluster.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a }) : [:]
@@ -174,23 +173,10 @@ public actor HealthMonitor {
         logger.info("running \(instances.count) check instances on \(cluster.nodes.count) nodes, metrics \(config.metrics.enabled ? "on" : "off")")
     }
 
-    private func startProbing(_ id: CheckID, check: CheckConfig, node: NodeConfig) -> Task<Void, Never> {
-        let spec = ProbeSpec(check: check, node: node)
-        let timeout = check.timeout
-        let schedule = ProbeSchedule(interval: check.interval, jitterPercent: check.jitterPercent)
-        return Task { [weak self, limiter, probes] in
-            var rng = SystemRandomNumberGenerator()
-            var next = ContinuousClock.now + schedule.firstDelay(using: &rng)
-            while !Task.isCancelled {
-                do { try await Task.sleep(until: next, clock: .continuous) } catch { return }
-                let started = ContinuousClock.now
-                let result = await limiter.run { await probes.run(spec, timeout: timeout) }
-                guard !Task.isCancelled, let self else { return }
-                await self.record(id, result)
-                // The next probe is due one interval after this one *started*, so a slow probe
-                // does not stretch the interval; if it ran over, go again at once.
-                next = max(started + schedule.nextDelay(using: &rng), ContinuousClock.now)
-            }
+    /// The probe loop's results, a batch at a time: one hop onto the actor per batch.
+    private func recordLoop() async {
+        for await batch in probeLoop.outcomes {
+            for outcome in batch { record(outcome.id, outcome.result) }
         }
     }
 

@@ -48,10 +48,14 @@ public final class ExecProber: Sendable {
     /// "exit 0", "exit 2: disk full", "killed after timeout 2s", "killed by signal 9",
     /// "exec /usr/lib/x/check: No such file or directory".
     public func run(_ argv: [String], timeout: Duration) async -> ProbeResult {
-        guard let path = argv.first, !path.isEmpty else { return ProbeResult(ok: false, message: "exec: empty command", latency: .zero) }
-        return await withCheckedContinuation { continuation in
-            core.submit(Submission(argv: argv, path: path, timeout: timeout, continuation: continuation))
-        }
+        await withCheckedContinuation { continuation in start(argv, timeout: timeout) { continuation.resume(returning: $0) } }
+    }
+
+    /// Starts one command; `done` is called exactly once, on the prober's thread (or the
+    /// caller's, for a command refused at once).
+    public func start(_ argv: [String], timeout: Duration, done: @escaping @Sendable (ProbeResult) -> Void) {
+        guard let path = argv.first, !path.isEmpty else { return done(ProbeResult(ok: false, message: "exec: empty command", latency: .zero)) }
+        core.submit(Submission(argv: argv, path: path, timeout: timeout, done: done))
     }
 
     /// Kills every running command (SIGKILL to its group) and fails it with "shutting down".
@@ -63,7 +67,7 @@ extension ExecProber {
         let argv: [String]
         let path: String
         let timeout: Duration
-        let continuation: CheckedContinuation<ProbeResult, Never>
+        let done: @Sendable (ProbeResult) -> Void
     }
 
     struct Queue {
@@ -115,7 +119,7 @@ extension ExecProber {
                 q.submitted.append(s)
                 return nil
             }
-            if let refusal { s.continuation.resume(returning: ProbeResult(ok: false, message: refusal, latency: .zero)) } else { wake() }
+            if let refusal { s.done(ProbeResult(ok: false, message: refusal, latency: .zero)) } else { wake() }
         }
 
         func shutdown() {
@@ -155,13 +159,13 @@ extension ExecProber {
                     return q.stopping
                 }
                 if stopping {
-                    for s in batch { s.continuation.resume(returning: ProbeResult(ok: false, message: "shutting down", latency: .zero)) }
+                    for s in batch { s.done(ProbeResult(ok: false, message: "shutting down", latency: .zero)) }
                     for c in children {
                         kill(-c.pid, SIGKILL)
                         var status: Int32 = 0
                         while waitpid(c.pid, &status, 0) < 0, errno == EINTR {}
                         if c.output >= 0 { close(c.output) }
-                        c.submission.continuation.resume(returning: ProbeResult(ok: false, message: "shutting down", latency: ContinuousClock.now - c.started))
+                        c.submission.done(ProbeResult(ok: false, message: "shutting down", latency: ContinuousClock.now - c.started))
                     }
                     return
                 }
@@ -170,7 +174,7 @@ extension ExecProber {
                     switch spawn(s, envp: envp) {
                     case .success(let child): children.append(child)
                     case .failure(let failure):
-                        s.continuation.resume(returning: failure.result)
+                        s.done(failure.result)
                         finished += 1
                     }
                 }
@@ -204,7 +208,7 @@ extension ExecProber {
                 while i < children.count {
                     let c = children[i]
                     if let result = reapIfExited(c, at: after) {
-                        c.submission.continuation.resume(returning: result)
+                        c.submission.done(result)
                         children.swapAt(i, children.count - 1)
                         children.removeLast()
                         finished += 1

@@ -64,7 +64,7 @@ public struct HTTPEngineError: Error, CustomStringConvertible {
 /// so a thousand requests in flight cost a thousand sockets, not a thousand threads.
 ///
 /// Requests are handed over through a locked queue and the thread is woken with
-/// curl_multi_wakeup; it resumes each caller's continuation when the transfer ends.
+/// curl_multi_wakeup; it calls each caller's completion when the transfer ends.
 /// Connections stay in the multi handle's cache and are reused by the next request to the
 /// same host and port, so a check every second to a node costs one connect per keep-alive
 /// period, not one per probe. Easy handles are pooled for the same reason.
@@ -101,8 +101,14 @@ public final class HTTPEngine: Sendable {
     /// Performs one GET. Never throws: every failure is a response with `error` set.
     public func get(_ request: HTTPProbeRequest) async -> HTTPProbeResponse {
         await withCheckedContinuation { continuation in
-            core.submit(Submission(request: request, continuation: continuation))
+            submit(request) { continuation.resume(returning: $0) }
         }
+    }
+
+    /// Starts one GET; `done` is called exactly once, on the engine's thread (or the
+    /// caller's, when the request is refused at once). The probe loop's way in: no task.
+    public func submit(_ request: HTTPProbeRequest, done: @escaping @Sendable (HTTPProbeResponse) -> Void) {
+        core.submit(Submission(request: request, done: done))
     }
 
     /// Stops the thread; requests in flight or submitted later get "shutting down".
@@ -113,7 +119,7 @@ public final class HTTPEngine: Sendable {
 extension HTTPEngine {
     struct Submission: Sendable {
         let request: HTTPProbeRequest
-        let continuation: CheckedContinuation<HTTPProbeResponse, Never>
+        let done: @Sendable (HTTPProbeResponse) -> Void
     }
 
     /// libcurl's multi handle. The worker thread alone uses it, except for
@@ -160,7 +166,7 @@ extension HTTPEngine {
             switch admission {
             case .queuedFirst: curl_multi_wakeup(multi.pointer)
             case .queued: break  // the worker drains the whole queue on the wake-up already sent
-            case .refused(let why): s.continuation.resume(returning: .failure(why))
+            case .refused(let why): s.done(.failure(why))
             }
         }
 
@@ -189,7 +195,7 @@ extension HTTPEngine {
                 }
                 completed = 0
                 if stopping {
-                    for s in batch { s.continuation.resume(returning: .failure("shutting down")) }
+                    for s in batch { s.done(.failure("shutting down")) }
                     for (easy, t) in active {
                         curl_multi_remove_handle(multi, easy)
                         t.finish(.failure("shutting down"))
@@ -200,7 +206,7 @@ extension HTTPEngine {
                 }
                 for s in batch {
                     guard let t = idle.popLast() ?? Transfer() else {
-                        s.continuation.resume(returning: .failure("curl_easy_init failed"))
+                        s.done(.failure("curl_easy_init failed"))
                         completed += 1
                         continue
                     }
@@ -351,7 +357,7 @@ extension HTTPEngine {
 
         /// Resumes the caller exactly once and drops what belonged to the request.
         func finish(_ response: HTTPProbeResponse) {
-            submission?.continuation.resume(returning: response)
+            submission?.done(response)
             submission = nil
             curl_slist_free_all(headers)
             headers = nil

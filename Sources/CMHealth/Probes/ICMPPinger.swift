@@ -72,6 +72,11 @@ public final class ICMPPinger: Sendable {
 
     /// "echo reply in 0.1 ms", "timeout after 1s", "icmp send: Network is unreachable".
     public func ping(_ address: IPv4Address, timeout: Duration) async -> ProbeResult {
+        (try? await start(address, timeout: timeout).get()) ?? ProbeResult(ok: false, message: "icmp: pinger shut down", latency: .zero)
+    }
+
+    /// The same without a task: the future (on the pinger's loop) never fails.
+    public func start(_ address: IPv4Address, timeout: Duration) -> EventLoopFuture<ProbeResult> {
         let result = channel.eventLoop.makePromise(of: ProbeResult.self)
         let request = PingHandler.Request(address: address, timeout: timeout, result: result)
         channel.whenComplete { opened in
@@ -85,7 +90,7 @@ public final class ICMPPinger: Sendable {
                 result.succeed(ProbeResult(ok: false, message: "icmp: \(error)", latency: .zero))
             }
         }
-        return (try? await result.futureResult.get()) ?? ProbeResult(ok: false, message: "icmp: pinger shut down", latency: .zero)
+        return result.futureResult
     }
 
     /// Closes the socket; pings in flight end with "icmp: pinger shut down".

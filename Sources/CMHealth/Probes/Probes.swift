@@ -56,18 +56,28 @@ public final class ProbeEngine: Sendable {
     }
 
     public func run(_ spec: ProbeSpec, timeout: Duration) async -> ProbeResult {
+        (try? await start(spec, timeout: timeout, on: tcp.group.next()).get()) ?? ProbeResult(ok: false, message: "probe: shutting down", latency: .zero)
+    }
+
+    /// Starts one probe without a task (the probe loop's way): the future completes on
+    /// `loop` and never fails; every failure is a result that is not ok.
+    public func start(_ spec: ProbeSpec, timeout: Duration, on loop: any EventLoop) -> EventLoopFuture<ProbeResult> {
         switch spec {
         case .icmp(let address):
-            guard let icmp else { return ProbeResult(ok: false, message: "icmp unavailable: \(icmpError ?? "no socket")", latency: .zero) }
-            return await icmp.ping(address, timeout: timeout)
+            guard let icmp else { return loop.makeSucceededFuture(ProbeResult(ok: false, message: "icmp unavailable: \(icmpError ?? "no socket")", latency: .zero)) }
+            return icmp.start(address, timeout: timeout).hop(to: loop)
         case .tcp(let address, let port):
-            guard let port = UInt16(exactly: port) else { return ProbeResult(ok: false, message: "tcp: port \(port) out of range", latency: .zero) }
-            return await tcp.probe(address, port: port, timeout: timeout)
+            guard let port = UInt16(exactly: port) else { return loop.makeSucceededFuture(ProbeResult(ok: false, message: "tcp: port \(port) out of range", latency: .zero)) }
+            return tcp.start(address, port: port, timeout: timeout, on: loop)
         case .http(let url, let host, let tlsVerify, let expectStatus, let expectBody):
-            return await httpProbe(http, HTTPProbeRequest(url: url, host: host, timeout: timeout, tlsVerify: tlsVerify),
-                                   expect: HTTPExpectation(statuses: expectStatus, body: expectBody))
+            let promise = loop.makePromise(of: ProbeResult.self)
+            let expect = HTTPExpectation(statuses: expectStatus, body: expectBody)
+            http.submit(HTTPProbeRequest(url: url, host: host, timeout: timeout, tlsVerify: tlsVerify)) { promise.succeed(expect.judge($0)) }
+            return promise.futureResult
         case .exec(let argv):
-            return await exec.run(argv, timeout: timeout)
+            let promise = loop.makePromise(of: ProbeResult.self)
+            exec.start(argv, timeout: timeout) { promise.succeed($0) }
+            return promise.futureResult
         }
     }
 }

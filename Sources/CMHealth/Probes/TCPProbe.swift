@@ -26,28 +26,36 @@ public struct TCPProber: Sendable {
 
     /// "connected in 0.3 ms", "connect: Connection refused", "timeout after 1s".
     public func probe(_ address: IPv4Address, port: UInt16, timeout: Duration) async -> ProbeResult {
+        (try? await start(address, port: port, timeout: timeout, on: group.next()).get())
+            ?? ProbeResult(ok: false, message: "connect: shutting down", latency: .zero)
+    }
+
+    /// The same, on `loop`, without a task: the future completes on `loop` and never fails.
+    public func start(_ address: IPv4Address, port: UInt16, timeout: Duration, on loop: any EventLoop) -> EventLoopFuture<ProbeResult> {
         let start = ContinuousClock.now
         let sa = IPv4Endpoint(address: address, port: port).sockaddrIn
         // The host string only names the address in NIO's descriptions; no resolving.
         let target = SocketAddress(sa, host: address.description)
-        do {
-            let channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.nanoseconds(max(1, clampedNanoseconds(timeout))))
-                .channelInitializer { channel in
-                    // Set before the connect, so the close below always resets.
-                    guard let options = channel as? any SocketOptionProvider else { return channel.eventLoop.makeSucceededVoidFuture() }
-                    return options.setSoLinger(linger(l_onoff: 1, l_linger: 0))
+        return ClientBootstrap(group: loop)
+            .connectTimeout(.nanoseconds(max(1, clampedNanoseconds(timeout))))
+            .channelInitializer { channel in
+                // Set before the connect, so the close below always resets.
+                guard let options = channel as? any SocketOptionProvider else { return channel.eventLoop.makeSucceededVoidFuture() }
+                return options.setSoLinger(linger(l_onoff: 1, l_linger: 0))
+            }
+            .connect(to: target)
+            .map { channel in
+                let elapsed = ContinuousClock.now - start
+                channel.close(promise: nil)
+                return ProbeResult(ok: true, message: "connected in \(milliText(elapsed))", latency: elapsed)
+            }
+            .recover { error in
+                let latency = ContinuousClock.now - start
+                switch error {
+                case ChannelError.connectTimeout: return ProbeResult(ok: false, message: timeoutText(timeout), latency: latency)
+                case let error as IOError: return ProbeResult(ok: false, message: "connect: \(String(cString: strerror(error.errnoCode)))", latency: latency)
+                default: return ProbeResult(ok: false, message: "connect: \(error)", latency: latency)
                 }
-                .connect(to: target).get()
-            let elapsed = ContinuousClock.now - start
-            try? await channel.close()
-            return ProbeResult(ok: true, message: "connected in \(milliText(elapsed))", latency: elapsed)
-        } catch ChannelError.connectTimeout {
-            return ProbeResult(ok: false, message: timeoutText(timeout), latency: ContinuousClock.now - start)
-        } catch let error as IOError {
-            return ProbeResult(ok: false, message: "connect: \(String(cString: strerror(error.errnoCode)))", latency: ContinuousClock.now - start)
-        } catch {
-            return ProbeResult(ok: false, message: "connect: \(error)", latency: ContinuousClock.now - start)
-        }
+            }
     }
 }
