@@ -71,7 +71,7 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: swiftSettings),
         .target(name: "CMHealth", dependencies: [
-            "CMTypes", "CMWire", "CMConfig", "CMStore", "CCurl",
+            "CMTypes", "CMWire", "CMConfig", "CMStore", "CCurl", "CLinux",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),

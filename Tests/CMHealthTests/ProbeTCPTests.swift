@@ -4,7 +4,9 @@ import NIOPosix
 import Testing
 
 @Suite struct ProbeTCPTests {
-    let prober = TCPProber(group: MultiThreadedEventLoopGroup.singleton)
+    let prober: TCPProber
+
+    init() throws { prober = try TCPProber(group: MultiThreadedEventLoopGroup.singleton) }
     let local = IPv4Address(127, 0, 0, 1)
 
     @Test func openPortConnects() async {
@@ -57,5 +59,18 @@ import Testing
             return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
         #expect(oks == 50)
+    }
+
+    /// Connects in flight when the prober stops, and any asked for after, end at once.
+    @Test func shutdownEndsConnectsInFlight() async {
+        guard let full = ProbeTestSocket(.full) else { return }
+        let prober = self.prober, local = self.local
+        let pending = Task { await prober.probe(local, port: full.port, timeout: .seconds(30)) }
+        try? await Task.sleep(for: .milliseconds(100))
+        prober.shutdown()
+        let r = await pending.value
+        #expect(!r.ok && r.message == "connect: shutting down" && r.latency < .seconds(20), "\(r.message)")
+        let later = await prober.probe(local, port: full.port, timeout: .seconds(1))
+        #expect(later.message == "connect: shutting down")
     }
 }

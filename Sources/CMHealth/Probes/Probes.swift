@@ -38,7 +38,7 @@ public final class ProbeEngine: Sendable {
 
     public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
         http = try HTTPEngine()
-        tcp = TCPProber(group: group)
+        tcp = try TCPProber(group: group)
         exec = try ExecProber()
         do {
             icmp = try ICMPPinger(group: group)
@@ -51,6 +51,7 @@ public final class ProbeEngine: Sendable {
 
     public func shutdown() {
         http.shutdown()
+        tcp.shutdown()
         exec.shutdown()
         if let icmp { Task { await icmp.shutdown() } }
     }
