@@ -51,16 +51,16 @@ struct ProbeTimetable<Key: Hashable> {
         return heap.first?.due
     }
 
-    /// Every key due at or before `now`, earliest first (ties in scheduling order); each
-    /// leaves the timetable until it is scheduled again.
-    mutating func popDue(now: Int64) -> [Key] {
-        var out: [Key] = []
+    /// Every key due at or before `now` with the time it was due, earliest first (ties in
+    /// scheduling order); each leaves the timetable until it is scheduled again.
+    mutating func popDue(now: Int64) -> [(key: Key, due: Int64)] {
+        var out: [(key: Key, due: Int64)] = []
         while true {
             dropDead()
             guard let top = heap.first, top.due <= now else { return out }
             popTop()
             live[top.key] = nil
-            out.append(top.key)
+            out.append((top.key, top.due))
         }
     }
 

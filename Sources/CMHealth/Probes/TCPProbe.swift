@@ -187,7 +187,7 @@ extension TCPProber {
                     finish(fd, c, error == 0 ? Self.connected(since: c.started)
                         : ProbeResult(ok: false, message: "connect: \(String(cString: strerror(error)))", latency: ContinuousClock.now - c.started))
                 }
-                for fd in deadlines.popDue(now: Self.now()) {
+                for (fd, _) in deadlines.popDue(now: Self.now()) {
                     guard let c = connecting.removeValue(forKey: fd) else { continue }
                     finish(fd, c, ProbeResult(ok: false, message: timeoutText(c.request.timeout), latency: ContinuousClock.now - c.started))
                 }
