@@ -189,9 +189,14 @@ public final class ProbeLoop: @unchecked Sendable {
             loop.scheduleTask(in: Self.batchWindow) { self.flush() }
         }
         // The next probe is due one interval after this one fell due, so a slow probe (or a
-        // wait for a slot) does not stretch the interval; if it ran over, go again at once.
+        // wait for a slot) does not stretch the interval. One that ran past its next beat
+        // skips it rather than going again at once: on a machine too busy to keep up, going
+        // at once made every late check probe on every tick, which made the loop later still.
         let now = Self.now()
-        timetable.schedule(id, at: max(due + clampedNanoseconds(entry.probe.schedule.nextDelay(using: &rng)), now))
+        let interval = max(1, clampedNanoseconds(entry.probe.schedule.nextDelay(using: &rng)))
+        var next = due + interval
+        if next < now { next += ((now - next) / interval + 1) * interval }
+        timetable.schedule(id, at: next)
         arm()
     }
 
